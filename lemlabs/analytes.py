@@ -1,0 +1,106 @@
+"""The analyte catalogue (``data/analytes.toml``): names, LOINC codes, canonical units, bounds."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+ValueKind = Literal["quantitative", "ordinal", "count_per_hpf"]
+
+
+@dataclass(frozen=True)
+class RefInterval:
+    """A reference interval in the canonical unit; either side may be open (``None``)."""
+
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass(frozen=True)
+class Analyte:
+    """One analyte lemlabs scores."""
+
+    key: str
+    label: str
+    kind: ValueKind
+    unit: str
+    loinc: tuple[str, ...]
+    aliases: tuple[str, ...]
+    ref: RefInterval
+    ref_source: str
+    ref_by_sex: dict[str, RefInterval] = field(default_factory=dict)
+    molar_mass: float | None = None
+    plausible: tuple[float, float] | None = None
+    max_grade: float | None = None
+    tntc: float | None = None
+    mass_unit: str | None = None
+    grade_cutoffs_mg_dl: tuple[tuple[float, float], ...] = ()
+    plausible_mg_dl: tuple[float, float] | None = None
+
+
+def name_key(text: str) -> str:
+    """Fold a test name for matching: lower case, punctuation and spacing collapsed."""
+    return re.sub(r"[\s_,;:()\[\]\.]+", " ", text.casefold()).strip()
+
+
+def _ref(raw: dict[str, Any] | None) -> RefInterval:
+    raw = raw or {}
+    return RefInterval(low=raw.get("low"), high=raw.get("high"))
+
+
+def _analyte(key: str, raw: dict[str, Any]) -> Analyte:
+    by_sex = {sex.upper(): _ref(raw[f"ref_{sex}"]) for sex in ("f", "m") if f"ref_{sex}" in raw}
+    return Analyte(
+        key=key,
+        label=raw["label"],
+        kind=raw["kind"],
+        unit=raw["unit"],
+        loinc=tuple(raw["loinc"]),
+        aliases=tuple(raw["aliases"]),
+        ref=_ref(raw.get("ref")),
+        ref_source=raw["ref_source"],
+        ref_by_sex=by_sex,
+        molar_mass=raw.get("molar_mass"),
+        plausible=tuple(raw["plausible"]) if "plausible" in raw else None,
+        max_grade=raw.get("max_grade"),
+        tntc=raw.get("tntc"),
+        mass_unit=raw.get("mass_unit"),
+        grade_cutoffs_mg_dl=tuple(
+            (float(a), float(b)) for a, b in raw.get("grade_cutoffs_mg_dl", [])
+        ),
+        plausible_mg_dl=tuple(raw["plausible_mg_dl"]) if "plausible_mg_dl" in raw else None,
+    )
+
+
+@cache
+def catalogue() -> dict[str, Analyte]:
+    """Every analyte, by key (``tsh``, ``free_t4``, ``platelets``, ``creatinine``, ...)."""
+    text = resources.files("lemlabs").joinpath("data/analytes.toml").read_text("utf-8")
+    return {key: _analyte(key, raw) for key, raw in tomllib.loads(text).items()}
+
+
+@cache
+def _index() -> tuple[dict[str, str], dict[str, str]]:
+    by_loinc: dict[str, str] = {}
+    by_name: dict[str, str] = {}
+    for analyte in catalogue().values():
+        for code in analyte.loinc:
+            by_loinc[code] = analyte.key
+        for name in (analyte.key, analyte.label, *analyte.aliases):
+            by_name[name_key(name)] = analyte.key
+    return by_loinc, by_name
+
+
+def recognise(test: str | None, loinc: str | None = None) -> str | None:
+    """The analyte key for a row: by LOINC code first, then by name; ``None`` when not scored."""
+    by_loinc, by_name = _index()
+    for code in (loinc, test):
+        if code and code.strip() in by_loinc:
+            return by_loinc[code.strip()]
+    if test:
+        return by_name.get(name_key(test))
+    return None

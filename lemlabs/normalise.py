@@ -1,0 +1,288 @@
+"""Normalising: every lab row becomes a result in canonical units or a data issue, never neither.
+
+The work is done per unique raw value and per unique (analyte, unit) pair, then spread over the
+rows with numpy, so a million rows cost a few thousand parses and pint look-ups.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lemlabs.analytes import catalogue, recognise
+from lemlabs.ingest import Source, prepare_labs, prepare_patients
+from lemlabs.reference import reference_intervals
+from lemlabs.units import Conversion, conversion
+from lemlabs.values import parse_value
+
+ISSUE_COLUMNS = ["row", "patient_id", "field", "raw_value", "reason", "source"]
+MAX_RAW_IN_ISSUE = 200
+
+
+def _clip(text: str) -> str:
+    if len(text) <= MAX_RAW_IN_ISSUE:
+        return text
+    return f"{text[:MAX_RAW_IN_ISSUE]}… ({len(text)} characters)"
+
+
+class _Problems:
+    """The first problem found for each row (field and reason); later checks skip flagged rows."""
+
+    def __init__(self, size: int) -> None:
+        self.field = np.full(size, "", dtype=object)
+        self.reason = np.full(size, "", dtype=object)
+
+    @property
+    def ok(self) -> np.ndarray:
+        return self.reason == ""
+
+    def add(self, mask: np.ndarray, field: str, reason: np.ndarray | str) -> None:
+        mask = mask & self.ok
+        self.field[mask] = field
+        self.reason[mask] = reason[mask] if isinstance(reason, np.ndarray) else reason
+
+
+def _analytes(frame: pd.DataFrame) -> pd.Series:
+    tests = pd.Series(frame["test"].unique())
+    by_test = dict(zip(tests, tests.map(lambda test: recognise(test)), strict=True))
+    analyte = frame["test"].map(by_test)
+    if "loinc" in frame.columns:
+        codes = frame["loinc"].unique()
+        by_loinc = {code: recognise(None, code) for code in codes}
+        analyte = frame["loinc"].map(by_loinc).fillna(analyte)
+    return analyte.fillna("").astype(str)
+
+
+def _per_unique(series: pd.Series, func: Any, fields: tuple[str, ...]) -> dict[str, np.ndarray]:
+    codes, uniques = pd.factorize(series, use_na_sentinel=False)
+    parsed = [func(value) for value in uniques]
+    return {
+        name: np.array([getattr(p, name) for p in parsed], dtype=object)[codes] for name in fields
+    }
+
+
+def _grade_from_mass(mg_dl: np.ndarray, cutoffs: tuple[tuple[float, float], ...]) -> np.ndarray:
+    grade = np.zeros(len(mg_dl))
+    for cutoff, value in cutoffs:
+        grade = np.where(mg_dl >= cutoff, value, grade)
+    return grade
+
+
+def _bounds(value: np.ndarray, high: np.ndarray, censor: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Lower and upper bound of the true value: what a threshold may rely on."""
+    lower = np.where(np.isin(censor, ["<", "<="]), -np.inf, value)
+    lower = np.where(censor == ">", np.nextafter(value, np.inf), lower)
+    upper = np.where(np.isin(censor, [">", ">="]), np.inf, value)
+    upper = np.where(censor == "<", np.nextafter(value, -np.inf), upper)
+    return lower, upper
+
+
+def normalise(labs: Source, patients: Source | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Normalise a lab table: ``(results, issues)``.
+
+    ``results`` holds every accepted row (``status`` ``scored`` or ``not_scored`` for analytes
+    lemlabs does not score), values in canonical units with the raw value and unit kept, the
+    reference interval and an interpretation flag (L/H/N). ``issues`` holds one record per
+    rejected row (``row`` is its 0-based position) and per unusable patient record.
+    """
+    frame = prepare_labs(labs)
+    people = prepare_patients(patients) if patients is not None else None
+    size = len(frame)
+    problems = _Problems(size)
+    book = catalogue()
+
+    problems.add(
+        frame["patient_id"].str.strip().eq("").to_numpy(), "patient_id", "patient_id is empty"
+    )
+    problems.add(
+        frame["collected_at"].isna().to_numpy(),
+        "collected_at",
+        np.array(
+            [f"not an ISO date: {_clip(t)!r}" for t in frame["collected_at_raw"]], dtype=object
+        ),
+    )
+    analyte = _analytes(frame)
+    scored = analyte.ne("").to_numpy()
+    kind = analyte.map({key: a.kind for key, a in book.items()}).fillna("").to_numpy()
+
+    parsed = _per_unique(
+        frame["value"], parse_value, ("shape", "value", "high", "censor", "problem")
+    )
+    shape = parsed["shape"]
+    value = parsed["value"].astype(float)
+    high = parsed["high"].astype(float)
+    censor = parsed["censor"].astype(str)
+    problems.add(scored & (shape == "invalid"), "value", parsed["problem"])
+
+    unit_text = frame["unit"].str.strip()
+    has_unit = unit_text.ne("").to_numpy()
+    quantitative = kind == "quantitative"
+    counts = kind == "count_per_hpf"
+    ordinal = kind == "ordinal"
+    grade_zero = (shape == "grade") & (value == 0)
+    mass_protein = ordinal & (shape == "number") & has_unit
+    expects_number = quantitative & (shape != "number")
+    wrong_count = counts & ~np.isin(shape, ["number", "range", "tntc"]) & ~grade_zero
+    wrong_grade = ordinal & (shape != "grade") & ~mass_protein
+    labels = analyte.map({key: a.label for key, a in book.items()}).fillna("").to_numpy()
+    raw_values = frame["value"].to_numpy(dtype=object)
+    for mask, what in (
+        (expects_number, "a number"),
+        (wrong_count, "a count per HPF"),
+        (wrong_grade, "a dipstick grade"),
+    ):
+        if mask.any():
+            reasons = np.array(
+                [
+                    f"expected {what} for {lab}, got {_clip(raw)!r}"
+                    for lab, raw in zip(labels, raw_values, strict=True)
+                ],
+                dtype=object,
+            )
+            problems.add(mask & (shape != "invalid"), "value", reasons)
+
+    needs_unit = quantitative | mass_protein | (counts & has_unit)
+    target = np.where(
+        mass_protein, analyte.map({k: a.mass_unit or "" for k, a in book.items()}).fillna(""), ""
+    )
+    pair = pd.Series(analyte.to_numpy() + "\x1f" + unit_text.to_numpy() + "\x1f" + target)
+    convert = _per_unique(pair.where(needs_unit, ""), _conversion, ("factor", "problem"))
+    problems.add(needs_unit & (convert["problem"] != None), "unit", convert["problem"])  # noqa: E711
+    factor = np.where(needs_unit & (convert["factor"] != None), convert["factor"], 1.0)  # noqa: E711
+    factor = factor.astype(float)
+
+    tntc = analyte.map({k: a.tntc for k, a in book.items()}).astype(float).to_numpy()
+    value = np.where(shape == "tntc", tntc, value) * factor
+    high = high * factor
+
+    low_ok = analyte.map(
+        {k: (a.plausible_mg_dl or a.plausible or (-np.inf, np.inf))[0] for k, a in book.items()}
+    )
+    high_ok = analyte.map(
+        {k: (a.plausible_mg_dl or a.plausible or (-np.inf, np.inf))[1] for k, a in book.items()}
+    )
+    low_ok, high_ok = low_ok.astype(float).to_numpy(), high_ok.astype(float).to_numpy()
+    numeric = quantitative | counts | mass_protein
+    implausible = numeric & np.isfinite(value) & ((value < low_ok) | (value > high_ok))
+    units = analyte.map({k: a.unit for k, a in book.items()}).fillna("").to_numpy()
+    shown_unit = np.where(mass_protein, target, units)
+    problems.add(
+        implausible,
+        "value",
+        np.array(
+            [
+                f"implausible value {v:g} {u} for {lab} (plausible {lo:g}–{hi:g})"
+                for v, u, lab, lo, hi in zip(
+                    value, shown_unit, labels, low_ok, high_ok, strict=True
+                )
+            ],
+            dtype=object,
+        ),
+    )
+    max_grade = analyte.map({k: a.max_grade for k, a in book.items()}).astype(float).to_numpy()
+    problems.add(
+        ordinal & (shape == "grade") & (value > max_grade),
+        "value",
+        "grade above the dipstick scale",
+    )
+
+    cutoffs = {k: a.grade_cutoffs_mg_dl for k, a in book.items() if a.grade_cutoffs_mg_dl}
+    for key, table in cutoffs.items():
+        rows = mass_protein & (analyte.to_numpy() == key)
+        value = np.where(rows, _grade_from_mass(value, table), value)
+    censor = np.where(ordinal, "", censor)
+    lower, upper = _bounds(value, high, censor)
+
+    sex = pd.Series("", index=frame.index)
+    if people is not None:
+        sex = (
+            frame["patient_id"]
+            .map(dict(zip(people["patient_id"], people["sex"], strict=True)))
+            .fillna("")
+        )
+    empty = pd.Series("", index=frame.index)
+    refs = reference_intervals(
+        analyte,
+        sex,
+        pd.Series(np.where(quantitative, factor, np.nan), index=frame.index),
+        frame.get("ref_low", empty),
+        frame.get("ref_high", empty),
+    )
+    flag = np.where(
+        upper < refs["ref_low"].to_numpy(),
+        "L",
+        np.where(lower > refs["ref_high"].to_numpy(), "H", "N"),
+    )
+
+    results = frame.copy()
+    results.insert(0, "row", np.arange(size))
+    results["analyte"] = analyte.to_numpy()
+    results["status"] = np.where(scored, "scored", "not_scored")
+    results["kind"] = kind
+    results["raw_value"] = frame["value"]
+    results["raw_unit"] = frame["unit"]
+    results["value"] = np.where(scored, value, np.nan)
+    results["value_high"] = np.where(scored, high, np.nan)
+    results["censor"] = np.where(scored, censor, "")
+    results["lower"] = np.where(scored, lower, np.nan)
+    results["upper"] = np.where(scored, upper, np.nan)
+    results["unit"] = np.where(scored, units, frame["unit"])
+    results["ref_low"] = refs["ref_low"].where(scored)
+    results["ref_high"] = refs["ref_high"].where(scored)
+    results["ref_source"] = np.where(scored, refs["ref_source"], "")
+    results["flag"] = np.where(scored, flag, "")
+    results["sex"] = sex.to_numpy()
+    accepted = problems.ok
+    issues = pd.DataFrame(
+        {
+            "row": np.arange(size)[~accepted],
+            "patient_id": frame["patient_id"].to_numpy()[~accepted],
+            "field": problems.field[~accepted],
+            "raw_value": _raw_for(frame, problems, ~accepted),
+            "reason": problems.reason[~accepted],
+            "source": "labs",
+        },
+        columns=ISSUE_COLUMNS,
+    )
+    if people is not None:
+        issues = pd.concat([issues, _patient_issues(people)], ignore_index=True)
+    return results.loc[accepted].reset_index(drop=True), issues.astype({"row": "int64"})
+
+
+def _conversion(key: str) -> Conversion:
+    if not key:
+        return Conversion(1.0)
+    analyte, unit, target = key.split("\x1f")
+    return conversion(analyte, unit, target or None)
+
+
+def _raw_for(frame: pd.DataFrame, problems: _Problems, mask: np.ndarray) -> list[str]:
+    column_of = {
+        "patient_id": "patient_id",
+        "collected_at": "collected_at_raw",
+        "value": "value",
+        "unit": "unit",
+    }
+    return [
+        _clip(str(frame.at[index, column_of[field]]))
+        for index, field in zip(np.flatnonzero(mask), problems.field[mask], strict=True)
+    ]
+
+
+def _patient_issues(people: pd.DataFrame) -> pd.DataFrame:
+    bad = people[people["problem"] != ""]
+    return pd.DataFrame(
+        {
+            "row": bad.index.to_numpy(),
+            "patient_id": bad["patient_id"].to_numpy(),
+            "field": "course_dates",
+            "raw_value": bad.get("course_dates", pd.Series("", index=bad.index))
+            .map(_clip)
+            .to_numpy(),
+            "reason": bad["problem"].to_numpy(),
+            "source": "patients",
+        },
+        columns=ISSUE_COLUMNS,
+    )

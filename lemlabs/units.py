@@ -1,0 +1,102 @@
+"""One pint registry for every lab spelling, and cached conversion factors per (analyte, unit)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+import pint
+
+from lemlabs.analytes import Analyte, catalogue
+
+_UCUM_BRACKETS = re.compile(r"\[(IU|iU|HPF|hpf)\]")
+_UCUM_ANNOTATION = re.compile(r"\{[^}]*\}")
+_POWER_OF_TEN = re.compile(r"(?i)(?:x\s*)?10\s*(?:\^|\*\*|\*|e)\s*(\d+)\s*")
+_THOUSANDS = re.compile(r"(?i)^(?:k|thou|thous|thousand|10\^3)\s*/")
+_GIGA_PER_LITRE = re.compile(r"^G\s*/\s*[lL]$")
+_CELL_WORDS = re.compile(r"(?i)^(?:rbc|rbcs|cells?|ery|erythrocytes)\s*(?=/)")
+_PER_HPF = re.compile(r"(?i)(?:/|\bper\s+)\s*hpf\b")
+_POWER_SUFFIX = re.compile(r"(?<![0-9A-Za-z.])([A-Za-z]+)([23])\b")
+_ENZYME_U = re.compile(r"(?<![A-Za-z])([mu]?)U(?![A-Za-z])")
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """How to bring one raw unit to an analyte's canonical unit: ``factor`` or a ``problem``."""
+
+    factor: float | None
+    problem: str | None = None
+
+
+@cache
+def registry() -> pint.UnitRegistry:
+    """The one registry lemlabs uses: pint's defaults plus ``data/units.txt``."""
+    ureg = pint.UnitRegistry()
+    path = resources.files("lemlabs").joinpath("data/units.txt")
+    with resources.as_file(path) as file:
+        ureg.load_definitions(str(file))
+    return ureg
+
+
+def pint_expression(raw_unit: str, international_units: bool = False) -> str:
+    """Rewrite a lab or UCUM unit spelling into an expression pint parses.
+
+    ``international_units`` reads a bare ``U`` as IU (TSH in mU/L), never as pint's enzyme unit.
+    """
+    text = raw_unit.strip().replace("µ", "u").replace("μ", "u").replace("³", "3")
+    text = _UCUM_ANNOTATION.sub("", text)
+    text = _UCUM_BRACKETS.sub(lambda match: match.group(1).upper(), text)
+    if _GIGA_PER_LITRE.match(text):
+        return "1e9 / L"
+    text = _THOUSANDS.sub("1e3 /", text)
+    text = _POWER_OF_TEN.sub(lambda match: f"1e{match.group(1)} ", text)
+    text = _CELL_WORDS.sub("", text)
+    text = _PER_HPF.sub("/ HPF", text)
+    if international_units:
+        text = _ENZYME_U.sub(lambda match: f"{match.group(1)}IU", text)
+    text = _POWER_SUFFIX.sub(r"\1**\2", text)
+    text = text.strip()
+    if text.startswith("/"):
+        text = "1 " + text
+    return text
+
+
+def _quantity(raw_unit: str, analyte: Analyte) -> pint.Quantity | None:
+    ureg = registry()
+    canonical = ureg.Quantity(pint_expression(analyte.unit))
+    expression = pint_expression(raw_unit, "international_unit" in str(canonical.dimensionality))
+    try:
+        quantity = ureg.Quantity(expression)
+    except Exception:  # pint raises many types for garbage; any of them means "not a unit"
+        return None
+    return quantity if isinstance(quantity, ureg.Quantity) else None
+
+
+@cache
+def conversion(analyte_key: str, raw_unit: str, target: str | None = None) -> Conversion:
+    """Factor that turns a value in ``raw_unit`` into the analyte's canonical (or ``target``) unit.
+
+    Mass and amount of substance convert through the analyte's own molar mass, never a global one.
+    """
+    analyte = catalogue()[analyte_key]
+    ureg = registry()
+    if not raw_unit.strip():
+        return Conversion(None, "unit is empty")
+    quantity = _quantity(raw_unit, analyte)
+    if quantity is None:
+        return Conversion(None, f"unknown unit {raw_unit!r}")
+    goal = ureg.Quantity(pint_expression(target or analyte.unit))
+    candidates = [quantity]
+    if analyte.molar_mass is not None:
+        molar_mass = ureg.Quantity(analyte.molar_mass, "g/mol")
+        candidates += [quantity / molar_mass, quantity * molar_mass]
+    for candidate in candidates:
+        if candidate.dimensionality == goal.dimensionality:
+            factor = float((candidate / goal).to("dimensionless").magnitude)
+            return Conversion(float(f"{factor:.12g}"))
+    return Conversion(
+        None,
+        f"unit {raw_unit!r} has the wrong dimension for {analyte.label} (expected {analyte.unit})",
+    )
