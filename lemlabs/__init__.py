@@ -1,17 +1,43 @@
-"""lemlabs: alemtuzumab (Lemtrada) monitoring labs in, auditable findings out."""
+"""lemlabs: alemtuzumab (Lemtrada) monitoring labs in, auditable findings out.
 
-from lemlabs.errors import LabInputError, LemlabsError, MissingColumnError
-from lemlabs.ingest import read_labs, read_patients
-from lemlabs.normalise import normalise
+The pipeline: ingest (read_labs) → normalise → context → engine → findings (score_frame).
+"""
 
 __version__ = "0.1.0"
 
+from lemlabs.errors import (
+    LabInputError,
+    LemlabsError,
+    MissingColumnError,
+    RuleError,
+    ThresholdError,
+)
+from lemlabs.ingest import read_labs, read_patients
+from lemlabs.models import Condition, DataIssue, Evidence, Finding, Report, Severity
+from lemlabs.normalise import normalise
+from lemlabs.rules.thresholds import Thresholds, default_thresholds, load_thresholds
+from lemlabs.scoring import rules_version, score, score_frame
+
 __all__ = [
+    "Condition",
+    "DataIssue",
+    "Evidence",
+    "Finding",
     "LabInputError",
     "LemlabsError",
     "MissingColumnError",
+    "Report",
+    "RuleError",
+    "Severity",
+    "ThresholdError",
+    "Thresholds",
     "__version__",
+    "default_thresholds",
+    "load_thresholds",
     "normalise",
     "read_labs",
     "read_patients",
+    "rules_version",
+    "score",
+    "score_frame",
 ]

@@ -1,0 +1,216 @@
+"""From rule hits to findings: one finding per patient, code and episode, with its evidence.
+
+Episode rule: hits of one code for one patient form one episode while each is at most
+``episode_gap`` days (92 by default; a composite uses its own window) after the previous one and,
+for single-test codes, no unremarkable result of the same analyte (one that produced no finding)
+lies between them. The finding keeps the highest severity and CTCAE grade of the episode, reports
+its extreme value, and lists every result as evidence.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lemlabs.engine import Hit
+from lemlabs.models import Evidence, Finding, Severity
+from lemlabs.rules.base import Rule
+from lemlabs.rules.thresholds import Thresholds
+
+_BASELINE_ANALYTES = {"platelets", "creatinine"}
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """One hit, resolved to its patient, rows (result row numbers) and date."""
+
+    rule: Rule
+    patient_id: str
+    rows: tuple[int, ...]
+    anchor_row: int
+    date: pd.Timestamp
+    grade: int | None
+    notes: tuple[str, ...]
+
+
+def _quiet_dates(context: pd.DataFrame, hit_rows: set[int]) -> dict[tuple[str, str], np.ndarray]:
+    quiet = context[~context["row"].isin(hit_rows)]
+    return {
+        (str(patient), str(analyte)): np.sort(group["collected_at"].to_numpy())
+        for (patient, analyte), group in quiet.groupby(["patient_id", "analyte"])
+    }
+
+
+def _episodes(
+    occurrences: list[Occurrence],
+    thresholds: Thresholds,
+    quiet: Mapping[tuple[str, str], np.ndarray],
+    analyte_of: Mapping[int, str],
+) -> list[list[Occurrence]]:
+    groups: dict[tuple[str, str], list[Occurrence]] = defaultdict(list)
+    for occurrence in occurrences:
+        groups[(occurrence.patient_id, occurrence.rule.code)].append(occurrence)
+    episodes = []
+    for (patient, _), items in sorted(groups.items()):
+        items.sort(key=lambda o: (o.date, o.rows))
+        current = [items[0]]
+        for item in items[1:]:
+            previous = current[-1]
+            gap = thresholds[item.rule.episode_gap]
+            split = (item.date - previous.date).days > gap
+            if not split and item.rule.phase == "result":
+                dates = quiet.get((patient, analyte_of[item.anchor_row]), np.array([]))
+                lo = np.searchsorted(dates, previous.date.to_datetime64(), side="right")
+                hi = np.searchsorted(dates, item.date.to_datetime64(), side="left")
+                split = hi > lo
+            if split:
+                episodes.append(current)
+                current = [item]
+            else:
+                current.append(item)
+        episodes.append(current)
+    return episodes
+
+
+def format_value(value: float, unit: str) -> str:
+    """A value as people read it: dipstick grades as negative/trace/1+, others with their unit."""
+    if unit == "grade":
+        return {0.0: "negative", 0.5: "trace"}.get(value, f"{value:g}+")
+    return f"{value:.4g} {unit}"
+
+
+def _evidence(record: Mapping[str, Any]) -> Evidence:
+    baseline = record["analyte"] in _BASELINE_ANALYTES
+    high = record["value_high"]
+    return Evidence(
+        analyte=str(record["analyte"]),
+        value=float(record["value"]),
+        unit=str(record["unit"]),
+        raw_value=str(record["raw_value"]),
+        raw_unit=str(record["raw_unit"]),
+        collected_at=pd.Timestamp(record["collected_at"]).to_pydatetime(),
+        row=int(record["row"]),
+        censor=str(record["censor"]),
+        value_high=float(high) if pd.notna(high) else None,
+        baseline=float(record["baseline"]) if baseline else None,
+        baseline_kind=str(record["baseline_kind"]) if baseline else None,
+    )
+
+
+def _summary(
+    rule: Rule, evidence: Sequence[Mapping[str, Any]], anchors: Sequence[Mapping[str, Any]]
+) -> str:
+    first, last = evidence[0]["collected_at"].date(), evidence[-1]["collected_at"].date()
+    times = "Seen once" if len(anchors) == 1 else f"Seen {len(anchors)} times"
+    text = f"{times}, on {last}" if first == last else f"{times}, from {first} to {last}"
+    if rule.worst is not None:
+        pick = min if rule.worst == "lowest" else max
+        by_analyte: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+        for record in anchors:
+            by_analyte[str(record["analyte"])].append(record)
+        extremes = [pick(records, key=lambda r: r["value"]) for records in by_analyte.values()]
+        text += "; " + "; ".join(
+            f"{rule.worst} {format_value(r['value'], r['unit'])} ({r['analyte']}) "
+            f"on {r['collected_at'].date()}"
+            for r in extremes
+        )
+    return text + "."
+
+
+def assemble(
+    hits: Sequence[tuple[str, Hit]],
+    context: pd.DataFrame,
+    rules: Mapping[str, Rule],
+    thresholds: Thresholds,
+    rules_version: str,
+    finding_rows: Mapping[str, tuple[int, ...]],
+) -> list[Finding]:
+    """Findings from hits. ``finding_rows`` maps a finding fact id to the result rows behind it."""
+    by_row = context.set_index("row", drop=False)
+    rows_needed = {row for rows in finding_rows.values() for row in rows}
+    rows_needed |= {int(fact[1:]) for _, hit in hits for fact in hit.facts if fact.startswith("r")}
+    paired = by_row.loc[sorted(rows_needed), "pair_row"].dropna().astype(int)
+    records = by_row.loc[sorted(rows_needed | set(paired))].to_dict("index")
+    superseding = {
+        (patient, hit.facts[0], rules[hit.rule_id].code)
+        for patient, hit in hits
+        if rules[hit.rule_id].phase == "finding"
+    }
+    occurrences = []
+    for patient, hit in hits:
+        rule = rules[hit.rule_id]
+        if rule.superseded_by and (patient, hit.facts[0], rule.superseded_by) in superseding:
+            continue
+        if rule.phase == "result":
+            anchor = int(hit.facts[0][1:])
+            rows: tuple[int, ...] = (anchor,)
+            if rule.condition == "thyroid" and anchor in paired.index:
+                rows += (int(paired[anchor]),)
+            record = records[anchor]
+            grade = rule.grade(record, thresholds) if rule.grade else None
+            notes = tuple(rule.notes(record, thresholds)) if rule.notes else ()
+        else:
+            rows = tuple(row for fact in hit.facts for row in finding_rows[fact])
+            anchor, grade, notes = rows[-1], None, ()
+        date = max(records[row]["collected_at"] for row in rows)
+        occurrences.append(Occurrence(rule, patient, rows, anchor, date, grade, notes))
+    hit_rows = {row for rows in finding_rows.values() for row in rows}
+    quiet = _quiet_dates(context, hit_rows)
+    analyte_of = {row: str(record["analyte"]) for row, record in records.items()}
+    episodes = _episodes(occurrences, thresholds, quiet, analyte_of)
+    return [_finding(episode, records, thresholds, rules_version) for episode in episodes]
+
+
+def _finding(
+    episode: list[Occurrence],
+    records: Mapping[int, Mapping[str, Any]],
+    thresholds: Thresholds,
+    rules_version: str,
+) -> Finding:
+    top = max(episode, key=lambda o: (o.rule.severity, o.date))
+    rule = top.rule
+    rows = sorted(
+        {row for o in episode for row in o.rows}, key=lambda r: (records[r]["collected_at"], r)
+    )
+    evidence = [records[row] for row in rows]
+    anchors = [records[o.anchor_row] for o in episode]
+    notes = list(dict.fromkeys(note for o in episode for note in o.notes))
+    ended = [r["window_end"] for r in evidence if r["window"] == "after_window"]
+    if ended:
+        notes.append(
+            f"the label's 48-month monitoring window ended on {min(ended).date()}; "
+            "results after it are still scored"
+        )
+    message, action = rule.text(thresholds)
+    message = f"{message} {_summary(rule, evidence, anchors)}"
+    if notes:
+        message += " Note: " + "; ".join(notes) + "."
+    grades = [o.grade for o in episode if o.grade is not None]
+    return Finding(
+        patient_id=top.patient_id,
+        condition=rule.condition,
+        code=rule.code,
+        severity=Severity(max(o.rule.severity for o in episode)),
+        ctcae_grade=max(grades) if grades else None,
+        date=max(r["collected_at"] for r in evidence).date(),
+        evidence=tuple(_evidence(r) for r in evidence),
+        message=message,
+        action=action,
+        source=rule.source(thresholds),
+        rule_id=rule.id,
+        rules_version=rules_version,
+        episode_start=min(r["collected_at"] for r in evidence).date(),
+        results_in_episode=len(episode),
+        notes=tuple(notes),
+    )
+
+
+def sort_key(finding: Finding) -> tuple[str, dt.date, str, int]:
+    """Stable order of findings: patient, date, code, severity (most severe last)."""
+    return (finding.patient_id, finding.date, finding.code, int(finding.severity))

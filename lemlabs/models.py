@@ -1,0 +1,152 @@
+"""The records lemlabs hands out: Severity, Condition, Evidence, Finding, DataIssue, Report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+from enum import IntEnum, StrEnum
+from typing import Any
+
+import pandas as pd
+
+
+class Severity(IntEnum):
+    """How soon a finding needs attention; ordered ``info < watch < action < urgent``."""
+
+    INFO = 0
+    WATCH = 1
+    ACTION = 2
+    URGENT = 3
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str | Severity) -> Severity:
+        """``"watch"`` (any case) or a Severity → Severity; anything else raises ValueError."""
+        if isinstance(text, Severity):
+            return text
+        try:
+            return cls[str(text).strip().upper()]
+        except KeyError:
+            names = ", ".join(str(s) for s in cls)
+            raise ValueError(f"unknown severity {text!r} (one of {names})") from None
+
+
+class Condition(StrEnum):
+    """What a finding points toward."""
+
+    THYROID = "thyroid"
+    ITP = "itp"
+    ANTI_GBM = "anti_gbm"
+    MONITORING = "monitoring"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One result behind a finding, in canonical units, with what the lab sent."""
+
+    analyte: str
+    value: float
+    unit: str
+    raw_value: str
+    raw_unit: str
+    collected_at: dt.datetime
+    row: int
+    censor: str = ""
+    value_high: float | None = None
+    baseline: float | None = None
+    baseline_kind: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict; optional keys appear only when set."""
+        out = asdict(self)
+        out["collected_at"] = self.collected_at.isoformat()
+        return {key: item for key, item in out.items() if item is not None and item != ""}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A pattern in one patient's results that points toward a condition. Never a diagnosis."""
+
+    patient_id: str
+    condition: Condition
+    code: str
+    severity: Severity
+    ctcae_grade: int | None
+    date: dt.date
+    evidence: tuple[Evidence, ...]
+    message: str
+    action: str
+    source: str
+    rule_id: str
+    rules_version: str
+    episode_start: dt.date | None = None
+    results_in_episode: int = 1
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict with the public field names."""
+        return {
+            "patient_id": self.patient_id,
+            "condition": str(self.condition),
+            "code": self.code,
+            "severity": str(self.severity),
+            "ctcae_grade": self.ctcae_grade,
+            "date": self.date.isoformat(),
+            "evidence": [item.to_dict() for item in self.evidence],
+            "message": self.message,
+            "action": self.action,
+            "source": self.source,
+            "rule_id": self.rule_id,
+            "rules_version": self.rules_version,
+            "episode_start": self.episode_start.isoformat() if self.episode_start else None,
+            "results_in_episode": self.results_in_episode,
+            "notes": list(self.notes),
+        }
+
+
+FINDING_COLUMNS = list(Finding.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class DataIssue:
+    """A row lemlabs could not use: its 0-based ``row``, the ``field`` and the ``reason``."""
+
+    row: int
+    patient_id: str
+    field: str
+    raw_value: str
+    reason: str
+    source: str = "labs"
+
+
+def findings_frame(findings: list[Finding]) -> pd.DataFrame:
+    """Findings as a tidy DataFrame: dates as datetimes, severity an ordered categorical."""
+    rows = [finding.to_dict() for finding in findings]
+    frame = pd.DataFrame(rows, columns=FINDING_COLUMNS)
+    frame["date"] = pd.to_datetime(frame["date"])
+    frame["episode_start"] = pd.to_datetime(frame["episode_start"])
+    frame["severity"] = pd.Categorical(
+        frame["severity"], categories=[str(s) for s in Severity], ordered=True
+    )
+    frame["ctcae_grade"] = frame["ctcae_grade"].astype("Int64")
+    frame["results_in_episode"] = frame["results_in_episode"].astype("int64")
+    return frame
+
+
+def evidence_json(evidence: list[dict[str, Any]]) -> str:
+    """The evidence column as JSON text (how CSV output carries it)."""
+    return json.dumps(evidence, ensure_ascii=False, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Report:
+    """What :func:`lemlabs.score_frame` returns."""
+
+    findings: pd.DataFrame
+    issues: pd.DataFrame
+    results: pd.DataFrame
+    summary: dict[str, Any]
+    finding_list: tuple[Finding, ...] = ()

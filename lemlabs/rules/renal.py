@@ -1,0 +1,316 @@
+"""Kidney rules (condition ``anti_gbm``): creatinine, haematuria, proteinuria, the composite."""
+
+from __future__ import annotations
+
+from durable.lang import c, m
+
+from lemlabs.models import Condition, Severity
+from lemlabs.rules.base import Fact, Gate, Rule
+from lemlabs.rules.thresholds import Thresholds
+
+_CREAT = m.analyte == "creatinine"
+_SOURCE = "Lemtrada EU SmPC 4.4 (anti-GBM disease and other nephropathies); US PI 5.5"
+_NEPHRO = "nephrology"
+
+
+def creatinine_grade(fact: Fact, t: Thresholds) -> int | None:
+    """CTCAE v5 Creatinine increased: the higher of the ULN-based and the baseline-based grade."""
+    value, uln, ratio = fact["lower"], fact["ref_high"], fact["rise_ratio"]
+    by_uln = None
+    if value > uln:
+        by_uln = 1
+        for grade, key in (
+            (4, "ctcae.creatinine_uln_g4_above"),
+            (3, "ctcae.creatinine_uln_g3_above"),
+            (2, "ctcae.creatinine_uln_g2_above"),
+        ):
+            if value > t[key] * uln:
+                by_uln = grade
+                break
+    by_baseline = None
+    if ratio > t["ctcae.creatinine_baseline_g3_above"]:
+        by_baseline = 3
+    elif ratio > t["ctcae.creatinine_baseline_g2_above"]:
+        by_baseline = 2
+    grades = [g for g in (by_uln, by_baseline) if g is not None]
+    return max(grades) if grades else None
+
+
+def proteinuria_grade(fact: Fact, t: Thresholds) -> int | None:
+    """CTCAE v5 Proteinuria (adult) from a dipstick grade; a ratio gets no grade."""
+    if fact["analyte"] != "urine_protein":
+        return None
+    for grade, key in (
+        (3, "ctcae.proteinuria_g3_grade"),
+        (2, "ctcae.proteinuria_g2_grade"),
+        (1, "ctcae.proteinuria_g1_grade"),
+    ):
+        if fact["lower"] >= t[key]:
+            return grade
+    return None
+
+
+def menstruation_note(fact: Fact, t: Thresholds) -> list[str]:
+    """Haematuria in a woman may come from menstruation: say so, suppress nothing."""
+    if fact["sex"] == "F":
+        return ["menstruation can cause blood in the urine: repeat the sample outside menstruation"]
+    return []
+
+
+def _rise(t: Thresholds) -> object:
+    return (m.rise_ratio >= t["renal.rise_ratio_action"]) | (m.rise_48h >= t["renal.aki_rise_umol"])
+
+
+def _not_urgent(t: Thresholds) -> object:
+    return (m.rise_ratio < t["renal.rise_ratio_urgent"]) & (
+        m.lower < t["renal.creatinine_urgent_umol"]
+    )
+
+
+_HAEMATURIA = (
+    "renal.blood_dipstick_grade",
+    "renal.rbc_haematuria_hpf",
+)
+
+RULES = [
+    Rule(
+        id="anti_gbm.creatinine_rise.urgent",
+        code="anti_gbm.creatinine_rise",
+        worst="highest",
+        condition=Condition.ANTI_GBM,
+        severity=Severity.URGENT,
+        when=lambda t: (
+            _CREAT
+            & (
+                (m.rise_ratio >= t["renal.rise_ratio_urgent"])
+                | (m.lower >= t["renal.creatinine_urgent_umol"])
+            ),
+        ),
+        message="Creatinine at least {renal.rise_ratio_urgent}× baseline or at least "
+        "{renal.creatinine_urgent_umol} µmol/L: severe kidney injury (KDIGO stage 3).",
+        action="Same-day medical attention: urinalysis with microscopy, anti-GBM antibodies and "
+        f"urgent {_NEPHRO} referral.",
+        thresholds=("renal.rise_ratio_urgent", "renal.creatinine_urgent_umol"),
+        grade=creatinine_grade,
+        sources=(_SOURCE,),
+    ),
+    Rule(
+        id="anti_gbm.creatinine_rise.action",
+        code="anti_gbm.creatinine_rise",
+        worst="highest",
+        condition=Condition.ANTI_GBM,
+        severity=Severity.ACTION,
+        when=lambda t: (_CREAT & _rise(t) & _not_urgent(t),),
+        message="Creatinine at least {renal.rise_ratio_action}× baseline, or up by at least "
+        "{renal.aki_rise_umol} µmol/L within 48 h: consistent with acute kidney injury "
+        "(KDIGO).",
+        action="Repeat creatinine and urinalysis with microscopy promptly; evaluate for "
+        f"nephropathy including anti-GBM disease ({_NEPHRO}).",
+        thresholds=("renal.rise_ratio_action", "renal.aki_rise_umol", "renal.aki_window_hours"),
+        grade=creatinine_grade,
+        sources=(_SOURCE,),
+    ),
+    Rule(
+        id="anti_gbm.creatinine_high.watch",
+        code="anti_gbm.creatinine_high",
+        worst="highest",
+        condition=Condition.ANTI_GBM,
+        severity=Severity.WATCH,
+        when=lambda t: (
+            _CREAT
+            & (m.flag == "H")
+            & (m.rise_ratio < t["renal.rise_ratio_action"])
+            & (m.rise_48h < t["renal.aki_rise_umol"])
+            & _not_urgent(t),
+        ),
+        message="Creatinine above the reference interval without a rise from baseline.",
+        action="Repeat creatinine with urinalysis; keep the monthly tests.",
+        thresholds=("renal.rise_ratio_action", "renal.aki_rise_umol"),
+        grade=creatinine_grade,
+        sources=(_SOURCE,),
+    ),
+    Rule(
+        id="anti_gbm.haematuria.watch",
+        code="anti_gbm.haematuria",
+        worst="highest",
+        condition=Condition.ANTI_GBM,
+        severity=Severity.WATCH,
+        when=lambda t: (
+            ((m.analyte == "urine_blood") & (m.lower >= t["renal.blood_dipstick_grade"]))
+            | ((m.analyte == "urine_rbc") & (m.lower >= t["renal.rbc_haematuria_hpf"])),
+        ),
+        message="Blood in the urine (dipstick ≥ 1+ or ≥ {renal.rbc_haematuria_hpf} RBC/HPF).",
+        action="Repeat urinalysis with microscopy; check creatinine and urine protein.",
+        thresholds=_HAEMATURIA,
+        notes=menstruation_note,
+        sources=(_SOURCE,),
+    ),
+    Rule(
+        id="anti_gbm.proteinuria.action",
+        code="anti_gbm.proteinuria",
+        worst="highest",
+        condition=Condition.ANTI_GBM,
+        severity=Severity.ACTION,
+        when=lambda t: (
+            ((m.analyte == "urine_protein") & (m.lower >= t["renal.protein_action_grade"]))
+            | ((m.analyte == "upcr") & (m.lower >= t["renal.upcr_action_at"])),
+        ),
+        message="Proteinuria (dipstick ≥ 2+ or UPCR ≥ {renal.upcr_action_at} mg/mmol).",
+        action="Quantify with a urine protein/creatinine ratio, check creatinine and urine "
+        f"microscopy; evaluate for glomerular disease ({_NEPHRO}).",
+        thresholds=("renal.protein_action_grade", "renal.upcr_action_at"),
+        grade=proteinuria_grade,
+        sources=(_SOURCE,),
+    ),
+    Rule(
+        id="anti_gbm.proteinuria.watch",
+        code="anti_gbm.proteinuria",
+        worst="highest",
+        condition=Condition.ANTI_GBM,
+        severity=Severity.WATCH,
+        when=lambda t: (
+            (
+                (m.analyte == "urine_protein")
+                & (m.lower >= t["renal.protein_watch_grade"])
+                & (m.lower < t["renal.protein_action_grade"])
+            )
+            | (
+                (m.analyte == "upcr")
+                & (m.lower > t["renal.upcr_watch_above"])
+                & (m.lower < t["renal.upcr_action_at"])
+            ),
+        ),
+        message="Proteinuria (dipstick 1+ or UPCR above {renal.upcr_watch_above} mg/mmol).",
+        action="Repeat urinalysis and measure a urine protein/creatinine ratio.",
+        thresholds=(
+            "renal.protein_watch_grade",
+            "renal.protein_action_grade",
+            "renal.upcr_watch_above",
+            "renal.upcr_action_at",
+        ),
+        grade=proteinuria_grade,
+        sources=(_SOURCE,),
+    ),
+    Rule(
+        id="anti_gbm.albuminuria.action",
+        code="anti_gbm.albuminuria",
+        worst="highest",
+        condition=Condition.ANTI_GBM,
+        severity=Severity.ACTION,
+        when=lambda t: ((m.analyte == "uacr") & (m.lower >= t["renal.uacr_action_at"]),),
+        message="Albumin/creatinine ratio at least {renal.uacr_action_at} mg/mmol "
+        "(KDIGO category A3).",
+        action="Check creatinine and urine microscopy; evaluate for glomerular disease "
+        f"({_NEPHRO}).",
+        thresholds=("renal.uacr_action_at",),
+        sources=(_SOURCE,),
+    ),
+    Rule(
+        id="anti_gbm.albuminuria.watch",
+        code="anti_gbm.albuminuria",
+        worst="highest",
+        condition=Condition.ANTI_GBM,
+        severity=Severity.WATCH,
+        when=lambda t: (
+            (m.analyte == "uacr")
+            & (m.lower > t["renal.uacr_watch_above"])
+            & (m.lower < t["renal.uacr_action_at"]),
+        ),
+        message="Albumin/creatinine ratio above {renal.uacr_watch_above} mg/mmol "
+        "(KDIGO category A2).",
+        action="Repeat the ratio on an early-morning sample; keep the monthly urinalysis.",
+        thresholds=("renal.uacr_watch_above", "renal.uacr_action_at"),
+        sources=(_SOURCE,),
+    ),
+]
+
+
+def _within(t: Thresholds, key: str) -> object:
+    return (m.day >= c.first.day - t[key]) & (m.day <= c.first.day + t[key])
+
+
+_IS_HAEMATURIA = m.code == "anti_gbm.haematuria"
+_IS_PROTEIN = (m.code == "anti_gbm.proteinuria") | (m.code == "anti_gbm.albuminuria")
+
+COMPOSITES = [
+    Rule(
+        id="anti_gbm.haematuria_persistent.action",
+        code="anti_gbm.haematuria_persistent",
+        episode_gap="renal.haematuria_repeat_max_days",
+        condition=Condition.ANTI_GBM,
+        severity=Severity.ACTION,
+        phase="finding",
+        aliases=("first", "second"),
+        when=lambda t: (
+            c.first << _IS_HAEMATURIA,
+            c.second
+            << (
+                _IS_HAEMATURIA
+                & (m.day >= c.first.day + t["renal.haematuria_repeat_min_days"])
+                & (m.day <= c.first.day + t["renal.haematuria_repeat_max_days"])
+            ),
+        ),
+        message="Haematuria on two samples at least {renal.haematuria_repeat_min_days} days "
+        "apart within {renal.haematuria_repeat_max_days} days: persistent haematuria.",
+        action="Evaluate for glomerular disease: creatinine, urine protein/creatinine ratio, "
+        f"anti-GBM antibodies; refer to {_NEPHRO}.",
+        thresholds=("renal.haematuria_repeat_min_days", "renal.haematuria_repeat_max_days"),
+        sources=(_SOURCE,),
+    ),
+    Rule(
+        id="anti_gbm.pattern.urgent",
+        code="anti_gbm.pattern",
+        episode_gap="renal.pattern_window_days",
+        condition=Condition.ANTI_GBM,
+        severity=Severity.URGENT,
+        phase="finding",
+        aliases=("first", "second"),
+        when=lambda t: (
+            c.first << _IS_HAEMATURIA,
+            c.second
+            << (
+                (m.code == "anti_gbm.creatinine_rise")
+                & (m.rise == 1)
+                & _within(t, "renal.pattern_window_days")
+            ),
+        ),
+        message="Haematuria with a creatinine rise within {renal.pattern_window_days} days: "
+        "pattern consistent with glomerulonephritis such as anti-GBM disease.",
+        action="Same-day evaluation: anti-GBM antibodies, urine microscopy, creatinine; urgent "
+        f"{_NEPHRO} referral.",
+        thresholds=("renal.pattern_window_days", "renal.rise_ratio_action", "renal.aki_rise_umol"),
+        sources=(_SOURCE,),
+    ),
+    Rule(
+        id="anti_gbm.haematuria_proteinuria.action",
+        code="anti_gbm.haematuria_proteinuria",
+        episode_gap="renal.pattern_window_days",
+        condition=Condition.ANTI_GBM,
+        severity=Severity.ACTION,
+        phase="finding",
+        aliases=("first", "second"),
+        when=lambda t: (
+            c.first << _IS_HAEMATURIA,
+            c.second << (_IS_PROTEIN & _within(t, "renal.pattern_window_days")),
+        ),
+        message="Haematuria with proteinuria within {renal.pattern_window_days} days and a stable "
+        "creatinine: evaluate for glomerular disease (not yet the anti-GBM pattern).",
+        action=f"Prompt evaluation: creatinine, urine protein/creatinine ratio, anti-GBM "
+        f"antibodies; refer to {_NEPHRO}.",
+        thresholds=("renal.pattern_window_days",),
+        sources=(_SOURCE,),
+        superseded_by="anti_gbm.pattern",
+    ),
+]
+
+GATES = [
+    Gate("creatinine", "flag", "!=", literal="N"),
+    Gate("creatinine", "rise_ratio", ">=", key="renal.rise_ratio_action"),
+    Gate("creatinine", "rise_48h", ">=", key="renal.aki_rise_umol"),
+    Gate("creatinine", "lower", ">=", key="renal.creatinine_urgent_umol"),
+    Gate("urine_blood", "lower", ">=", key="renal.blood_dipstick_grade"),
+    Gate("urine_rbc", "lower", ">=", key="renal.rbc_haematuria_hpf"),
+    Gate("urine_protein", "lower", ">=", key="renal.protein_watch_grade"),
+    Gate("upcr", "lower", ">", key="renal.upcr_watch_above"),
+    Gate("uacr", "lower", ">", key="renal.uacr_watch_above"),
+]
