@@ -93,7 +93,8 @@ def _pair(results: pd.DataFrame, left: str, right: str, days: int) -> pd.DataFra
         merged["pair_collected_at"].dt.normalize() - merged["collected_at"].dt.normalize()
     ).abs()
     merged = merged[within <= pd.Timedelta(days=days)]
-    return merged.set_index("index")[[f"pair_{n}" for n in names]]
+    pairs: pd.DataFrame = merged.set_index("index")[[f"pair_{n}" for n in names]]
+    return pairs
 
 
 def add_context(

@@ -13,7 +13,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -136,7 +136,9 @@ def assemble(
     rows_needed = {row for rows in finding_rows.values() for row in rows}
     rows_needed |= {int(fact[1:]) for _, hit in hits for fact in hit.facts if fact.startswith("r")}
     paired = by_row.loc[sorted(rows_needed), "pair_row"].dropna().astype(int)
-    records = by_row.loc[sorted(rows_needed | set(paired))].to_dict("index")
+    records = cast(
+        dict[int, dict[str, Any]], by_row.loc[sorted(rows_needed | set(paired))].to_dict("index")
+    )
     superseding = {
         (patient, hit.facts[0], rules[hit.rule_id].code)
         for patient, hit in hits

@@ -36,7 +36,7 @@ class _Problems:
 
     @property
     def ok(self) -> np.ndarray:
-        return self.reason == ""
+        return np.asarray(self.reason == "", dtype=bool)
 
     def add(self, mask: np.ndarray, field: str, reason: np.ndarray | str) -> None:
         mask = mask & self.ok
@@ -157,13 +157,13 @@ def normalise(labs: Source, patients: Source | None = None) -> tuple[pd.DataFram
     value = np.where(shape == "tntc", tntc, value) * factor
     high = high * factor
 
-    low_ok = analyte.map(
+    low_bound = analyte.map(
         {k: (a.plausible_mg_dl or a.plausible or (-np.inf, np.inf))[0] for k, a in book.items()}
     )
-    high_ok = analyte.map(
+    high_bound = analyte.map(
         {k: (a.plausible_mg_dl or a.plausible or (-np.inf, np.inf))[1] for k, a in book.items()}
     )
-    low_ok, high_ok = low_ok.astype(float).to_numpy(), high_ok.astype(float).to_numpy()
+    low_ok, high_ok = low_bound.astype(float).to_numpy(), high_bound.astype(float).to_numpy()
     numeric = quantitative | counts | mass_protein
     implausible = numeric & np.isfinite(value) & ((value < low_ok) | (value > high_ok))
     units = analyte.map({k: a.unit for k, a in book.items()}).fillna("").to_numpy()

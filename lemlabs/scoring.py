@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -61,7 +61,7 @@ def gate_mask(context: pd.DataFrame, gates: Iterable[Gate], thresholds: Threshol
     mask = pd.Series(False, index=context.index)
     for gate in gates:
         column = context[gate.column]
-        bound = gate.literal if gate.key is None else thresholds[gate.key]
+        bound: Any = gate.literal if gate.key is None else thresholds[gate.key]
         test = {
             "<": column.lt,
             ">": column.gt,
@@ -94,7 +94,7 @@ def _run_engine(
     hits: list[tuple[str, Hit]] = []
     finding_rows: dict[str, tuple[int, ...]] = {}
     for session, (patient, group) in enumerate(facts.groupby("patient_id", sort=True)):
-        records = group.drop(columns="patient_id").to_dict("records")
+        records = cast(list[dict[str, Any]], group.drop(columns="patient_id").to_dict("records"))
         singles = engine.run("result", f"s{session}", records)
         hits += [(str(patient), hit) for hit in singles]
         by_id = {record["id"]: record for record in records}

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Any
 
 import pint
 
@@ -31,9 +32,9 @@ class Conversion:
 
 
 @cache
-def registry() -> pint.UnitRegistry:
+def registry() -> Any:
     """The one registry lemlabs uses: pint's defaults plus ``data/units.txt``."""
-    ureg = pint.UnitRegistry()
+    ureg: Any = pint.UnitRegistry()
     path = resources.files("lemlabs").joinpath("data/units.txt")
     with resources.as_file(path) as file:
         ureg.load_definitions(str(file))
@@ -63,12 +64,12 @@ def pint_expression(raw_unit: str, international_units: bool = False) -> str:
     return text
 
 
-def _quantity(raw_unit: str, analyte: Analyte) -> pint.Quantity | None:
+def _quantity(raw_unit: str, analyte: Analyte) -> Any:
     ureg = registry()
-    canonical = ureg.Quantity(pint_expression(analyte.unit))
+    canonical: Any = ureg.Quantity(pint_expression(analyte.unit))
     expression = pint_expression(raw_unit, "international_unit" in str(canonical.dimensionality))
     try:
-        quantity = ureg.Quantity(expression)
+        quantity: Any = ureg.Quantity(expression)
     except Exception:  # pint raises many types for garbage; any of them means "not a unit"
         return None
     return quantity if isinstance(quantity, ureg.Quantity) else None
@@ -87,7 +88,7 @@ def conversion(analyte_key: str, raw_unit: str, target: str | None = None) -> Co
     quantity = _quantity(raw_unit, analyte)
     if quantity is None:
         return Conversion(None, f"unknown unit {raw_unit!r}")
-    goal = ureg.Quantity(pint_expression(target or analyte.unit))
+    goal: Any = ureg.Quantity(pint_expression(target or analyte.unit))
     candidates = [quantity]
     if analyte.molar_mass is not None:
         molar_mass = ureg.Quantity(analyte.molar_mass, "g/mol")

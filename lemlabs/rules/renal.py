@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from durable.lang import c, m
 
 from lemlabs.models import Condition, Severity
@@ -57,11 +59,11 @@ def menstruation_note(fact: Fact, t: Thresholds) -> list[str]:
     return []
 
 
-def _rise(t: Thresholds) -> object:
+def _rise(t: Thresholds) -> Any:
     return (m.rise_ratio >= t["renal.rise_ratio_action"]) | (m.rise_48h >= t["renal.aki_rise_umol"])
 
 
-def _not_urgent(t: Thresholds) -> object:
+def _not_urgent(t: Thresholds) -> Any:
     return (m.rise_ratio < t["renal.rise_ratio_urgent"]) & (
         m.lower < t["renal.creatinine_urgent_umol"]
     )
@@ -225,12 +227,17 @@ RULES = [
 ]
 
 
-def _within(t: Thresholds, key: str) -> object:
+def _within(t: Thresholds, key: str) -> Any:
     return (m.day >= c.first.day - t[key]) & (m.day <= c.first.day + t[key])
 
 
-_IS_HAEMATURIA = m.code == "anti_gbm.haematuria"
-_IS_PROTEIN = (m.code == "anti_gbm.proteinuria") | (m.code == "anti_gbm.albuminuria")
+def _is_haematuria() -> Any:
+    return m.code == "anti_gbm.haematuria"
+
+
+def _is_protein() -> Any:
+    return (m.code == "anti_gbm.proteinuria") | (m.code == "anti_gbm.albuminuria")
+
 
 COMPOSITES = [
     Rule(
@@ -242,10 +249,10 @@ COMPOSITES = [
         phase="finding",
         aliases=("first", "second"),
         when=lambda t: (
-            c.first << _IS_HAEMATURIA,
+            c.first << _is_haematuria(),
             c.second
             << (
-                _IS_HAEMATURIA
+                _is_haematuria()
                 & (m.day >= c.first.day + t["renal.haematuria_repeat_min_days"])
                 & (m.day <= c.first.day + t["renal.haematuria_repeat_max_days"])
             ),
@@ -266,7 +273,7 @@ COMPOSITES = [
         phase="finding",
         aliases=("first", "second"),
         when=lambda t: (
-            c.first << _IS_HAEMATURIA,
+            c.first << _is_haematuria(),
             c.second
             << (
                 (m.code == "anti_gbm.creatinine_rise")
@@ -290,8 +297,8 @@ COMPOSITES = [
         phase="finding",
         aliases=("first", "second"),
         when=lambda t: (
-            c.first << _IS_HAEMATURIA,
-            c.second << (_IS_PROTEIN & _within(t, "renal.pattern_window_days")),
+            c.first << _is_haematuria(),
+            c.second << (_is_protein() & _within(t, "renal.pattern_window_days")),
         ),
         message="Haematuria with proteinuria within {renal.pattern_window_days} days and a stable "
         "creatinine: evaluate for glomerular disease (not yet the anti-GBM pattern).",

@@ -98,7 +98,8 @@ class Thresholds:
                 raise ThresholdError(f"threshold table has unknown keys {', '.join(unknown)}")
         entries = {}
         for key, item in flat.items():
-            value, source = item.get("value"), item.get("source")
+            value: Any = item.get("value")
+            source = item.get("source")
             expected = reference[key] if reference is not None else value
             if not _same_type(expected, value):
                 kind = "text" if isinstance(expected, str) else "a number"

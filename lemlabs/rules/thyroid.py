@@ -5,10 +5,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from durable.lang import c, m
 
 from lemlabs.models import Condition, Severity
 from lemlabs.rules.base import Gate, Rule
+from lemlabs.rules.thresholds import Thresholds
 
 _TSH = m.analyte == "tsh"
 _FT4_NOT_ABNORMAL = (m.pair_flag == "N") | (m.pair_flag == "-")
@@ -131,8 +135,23 @@ RULES = [
     ),
 ]
 
-_LOW_TSH = (m.analyte == "tsh") & (m.flag == "L")
-_HIGH_TSH = (m.analyte == "tsh") & (m.flag == "H")
+
+def _tsh(flag: str) -> Any:
+    return (m.analyte == "tsh") & (m.flag == flag)
+
+
+def _swing(first: str, second: str) -> Callable[[Thresholds], tuple[Any, ...]]:
+    """TSH flagged ``first``, then flagged ``second`` within the fluctuation window."""
+
+    def when(t: Thresholds) -> tuple[Any, ...]:
+        window = t["thyroid.fluctuation_window_days"]
+        return (
+            c.first << _tsh(first),
+            c.second << (_tsh(second) & (m.day > c.first.day) & (m.day <= c.first.day + window)),
+        )
+
+    return when
+
 
 COMPOSITES = [
     Rule(
@@ -143,15 +162,7 @@ COMPOSITES = [
         severity=Severity.ACTION,
         phase="finding",
         aliases=("first", "second"),
-        when=lambda t, first=first, second=second: (
-            c.first << first,
-            c.second
-            << (
-                second
-                & (m.day > c.first.day)
-                & (m.day <= c.first.day + t["thyroid.fluctuation_window_days"])
-            ),
-        ),
+        when=_swing(first, second),
         message=f"TSH {text} within {{thyroid.fluctuation_window_days}} days: a swing "
         "consistent with fluctuating thyroiditis or Graves' disease with blocking antibodies.",
         action=f"Refer to {_ENDO}; measure TSH-receptor antibodies and repeat thyroid tests "
@@ -160,8 +171,8 @@ COMPOSITES = [
         sources=(_SOURCE,),
     )
     for name, first, second, text in (
-        ("low_to_high", _LOW_TSH, _HIGH_TSH, "went from below to above the reference interval"),
-        ("high_to_low", _HIGH_TSH, _LOW_TSH, "went from above to below the reference interval"),
+        ("low_to_high", "L", "H", "went from below to above the reference interval"),
+        ("high_to_low", "H", "L", "went from above to below the reference interval"),
     )
 ]
 
