@@ -1,10 +1,11 @@
 """From rule hits to findings: one finding per patient, code and episode, with its evidence.
 
 Episode rule: hits of one code for one patient form one episode while each is at most
-``episode_gap`` days (92 by default; a composite uses its own window) after the previous one and,
-for single-test codes, no unremarkable result of the same analyte (one that produced no finding)
-lies between them. The finding keeps the highest severity and CTCAE grade of the episode, reports
-its extreme value, and lists every result as evidence.
+``episode.gap_days`` (92 by default) after the previous one and, for single-test codes, no
+unremarkable result of the same analyte (one that produced no finding) lies between them. A
+composite's own window (30 days for the anti-GBM pattern) decides whether it matches at all; its
+hits then chain into episodes by the same rule. The finding keeps the highest severity and CTCAE
+grade of the episode, reports its extreme value, and lists every result as evidence.
 """
 
 from __future__ import annotations
@@ -39,11 +40,16 @@ class Occurrence:
     notes: tuple[str, ...]
 
 
-def _quiet_dates(context: pd.DataFrame, hit_rows: set[int]) -> dict[tuple[str, str], np.ndarray]:
-    quiet = context[~context["row"].isin(hit_rows)]
+def _quiet_dates(
+    context: pd.DataFrame, hit_rows: set[int], wanted: set[tuple[str, str]]
+) -> dict[tuple[str, str], np.ndarray]:
+    """Dates of results that produced no finding, for the (patient, analyte) pairs ``wanted``."""
+    patients = {patient for patient, _ in wanted}
+    quiet = context[context["patient_id"].isin(patients) & ~context["row"].isin(hit_rows)]
     return {
-        (str(patient), str(analyte)): np.sort(group["collected_at"].to_numpy())
-        for (patient, analyte), group in quiet.groupby(["patient_id", "analyte"])
+        key: np.sort(group["collected_at"].to_numpy())
+        for key, group in quiet.groupby(["patient_id", "analyte"])
+        if key in wanted
     }
 
 
@@ -62,8 +68,7 @@ def _episodes(
         current = [items[0]]
         for item in items[1:]:
             previous = current[-1]
-            gap = thresholds[item.rule.episode_gap]
-            split = (item.date - previous.date).days > gap
+            split = (item.date - previous.date).days > thresholds["episode.gap_days"]
             if not split and item.rule.phase == "result":
                 dates = quiet.get((patient, analyte_of[item.anchor_row]), np.array([]))
                 lo = np.searchsorted(dates, previous.date.to_datetime64(), side="right")
@@ -163,8 +168,9 @@ def assemble(
         date = max(records[row]["collected_at"] for row in rows)
         occurrences.append(Occurrence(rule, patient, rows, anchor, date, grade, notes))
     hit_rows = {row for rows in finding_rows.values() for row in rows}
-    quiet = _quiet_dates(context, hit_rows)
     analyte_of = {row: str(record["analyte"]) for row, record in records.items()}
+    wanted = {(o.patient_id, analyte_of[o.anchor_row]) for o in occurrences}
+    quiet = _quiet_dates(context, hit_rows, wanted)
     episodes = _episodes(occurrences, thresholds, quiet, analyte_of)
     return [_finding(episode, records, thresholds, rules_version) for episode in episodes]
 

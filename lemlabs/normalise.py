@@ -6,6 +6,7 @@ rows with numpy, so a million rows cost a few thousand parses and pint look-ups.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,10 +39,11 @@ class _Problems:
     def ok(self) -> np.ndarray:
         return np.asarray(self.reason == "", dtype=bool)
 
-    def add(self, mask: np.ndarray, field: str, reason: np.ndarray | str) -> None:
-        mask = mask & self.ok
-        self.field[mask] = field
-        self.reason[mask] = reason[mask] if isinstance(reason, np.ndarray) else reason
+    def add(self, mask: np.ndarray, field: str, reason: str | Callable[[int], str]) -> None:
+        """Flag rows in ``mask`` not flagged yet; ``reason`` may be a function of the row."""
+        new = np.flatnonzero(mask & self.ok)
+        self.field[new] = field
+        self.reason[new] = reason if isinstance(reason, str) else [reason(int(i)) for i in new]
 
 
 def _analytes(frame: pd.DataFrame) -> pd.Series:
@@ -96,12 +98,11 @@ def normalise(labs: Source, patients: Source | None = None) -> tuple[pd.DataFram
     problems.add(
         frame["patient_id"].str.strip().eq("").to_numpy(), "patient_id", "patient_id is empty"
     )
+    raw_dates = frame["collected_at_raw"].to_numpy(dtype=object)
     problems.add(
         frame["collected_at"].isna().to_numpy(),
         "collected_at",
-        np.array(
-            [f"not an ISO date: {_clip(t)!r}" for t in frame["collected_at_raw"]], dtype=object
-        ),
+        lambda i: f"not an ISO date: {_clip(raw_dates[i])!r}",
     )
     analyte = _analytes(frame)
     scored = analyte.ne("").to_numpy()
@@ -114,7 +115,7 @@ def normalise(labs: Source, patients: Source | None = None) -> tuple[pd.DataFram
     value = parsed["value"].astype(float)
     high = parsed["high"].astype(float)
     censor = parsed["censor"].astype(str)
-    problems.add(scored & (shape == "invalid"), "value", parsed["problem"])
+    problems.add(scored & (shape == "invalid"), "value", lambda i: parsed["problem"][i])
 
     unit_text = frame["unit"].str.strip()
     has_unit = unit_text.ne("").to_numpy()
@@ -133,15 +134,7 @@ def normalise(labs: Source, patients: Source | None = None) -> tuple[pd.DataFram
         (wrong_count, "a count per HPF"),
         (wrong_grade, "a dipstick grade"),
     ):
-        if mask.any():
-            reasons = np.array(
-                [
-                    f"expected {what} for {lab}, got {_clip(raw)!r}"
-                    for lab, raw in zip(labels, raw_values, strict=True)
-                ],
-                dtype=object,
-            )
-            problems.add(mask & (shape != "invalid"), "value", reasons)
+        problems.add(mask, "value", _expected(what, labels, raw_values))
 
     needs_unit = quantitative | mass_protein | (counts & has_unit)
     target = np.where(
@@ -149,7 +142,11 @@ def normalise(labs: Source, patients: Source | None = None) -> tuple[pd.DataFram
     )
     pair = pd.Series(analyte.to_numpy() + "\x1f" + unit_text.to_numpy() + "\x1f" + target)
     convert = _per_unique(pair.where(needs_unit, ""), _conversion, ("factor", "problem"))
-    problems.add(needs_unit & (convert["problem"] != None), "unit", convert["problem"])  # noqa: E711
+    problems.add(
+        needs_unit & (convert["problem"] != None),  # noqa: E711
+        "unit",
+        lambda i: convert["problem"][i],
+    )
     factor = np.where(needs_unit & (convert["factor"] != None), convert["factor"], 1.0)  # noqa: E711
     factor = factor.astype(float)
 
@@ -171,14 +168,9 @@ def normalise(labs: Source, patients: Source | None = None) -> tuple[pd.DataFram
     problems.add(
         implausible,
         "value",
-        np.array(
-            [
-                f"implausible value {v:g} {u} for {lab} (plausible {lo:g}–{hi:g})"
-                for v, u, lab, lo, hi in zip(
-                    value, shown_unit, labels, low_ok, high_ok, strict=True
-                )
-            ],
-            dtype=object,
+        lambda i: (
+            f"implausible value {value[i]:g} {shown_unit[i]} for {labels[i]} "
+            f"(plausible {low_ok[i]:g}–{high_ok[i]:g})"
         ),
     )
     max_grade = analyte.map({k: a.max_grade for k, a in book.items()}).astype(float).to_numpy()
@@ -249,6 +241,10 @@ def normalise(labs: Source, patients: Source | None = None) -> tuple[pd.DataFram
     if people is not None:
         issues = pd.concat([issues, _patient_issues(people)], ignore_index=True)
     return results.loc[accepted].reset_index(drop=True), issues.astype({"row": "int64"})
+
+
+def _expected(what: str, labels: np.ndarray, raws: np.ndarray) -> Callable[[int], str]:
+    return lambda i: f"expected {what} for {labels[i]}, got {_clip(str(raws[i]))!r}"
 
 
 def _conversion(key: str) -> Conversion:

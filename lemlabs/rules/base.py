@@ -52,8 +52,6 @@ class Rule:
     sources: tuple[str, ...] = field(default_factory=tuple)
     worst: Literal["lowest", "highest"] | None = None
     """Which extreme of an episode the message reports (the lowest platelet count, ...)."""
-    episode_gap: str = "episode.gap_days"
-    """Threshold key: the longest gap, in days, between two hits of one episode."""
     superseded_by: str | None = None
     """A composite's hit is dropped when a hit of this code matched the same ``first`` finding."""
 

@@ -243,7 +243,6 @@ COMPOSITES = [
     Rule(
         id="anti_gbm.haematuria_persistent.action",
         code="anti_gbm.haematuria_persistent",
-        episode_gap="renal.haematuria_repeat_max_days",
         condition=Condition.ANTI_GBM,
         severity=Severity.ACTION,
         phase="finding",
@@ -267,7 +266,6 @@ COMPOSITES = [
     Rule(
         id="anti_gbm.pattern.urgent",
         code="anti_gbm.pattern",
-        episode_gap="renal.pattern_window_days",
         condition=Condition.ANTI_GBM,
         severity=Severity.URGENT,
         phase="finding",
@@ -291,7 +289,6 @@ COMPOSITES = [
     Rule(
         id="anti_gbm.haematuria_proteinuria.action",
         code="anti_gbm.haematuria_proteinuria",
-        episode_gap="renal.pattern_window_days",
         condition=Condition.ANTI_GBM,
         severity=Severity.ACTION,
         phase="finding",

@@ -157,7 +157,6 @@ COMPOSITES = [
     Rule(
         id=f"thyroid.fluctuation.{name}",
         code="thyroid.fluctuation",
-        episode_gap="thyroid.fluctuation_window_days",
         condition=Condition.THYROID,
         severity=Severity.ACTION,
         phase="finding",

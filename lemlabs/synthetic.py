@@ -1,0 +1,303 @@
+"""A seeded synthetic cohort of alemtuzumab-treated patients, in the shapes labs send.
+
+Used for the bundled example data (``lemlabs/examples``) and for the benchmarks. Each patient has
+two courses 12 months apart, monthly platelets, creatinine and urinalysis and 3-monthly TSH (free T4
+whenever TSH is abnormal) until 48 months after the last infusion, from one of three labs that
+spell names, units and numbers differently. Some visits are missed and a few rows are corrupted.
+Planted conditions (``conditions`` table): Graves' hyperthyroidism, hypothyroidism, ITP with a
+slow decline or an abrupt fall, infusion-associated thrombocytopenia and anti-GBM disease.
+Every value is synthetic; no real patient is described.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+import numpy as np
+import pandas as pd
+
+CONDITIONS = (
+    "graves",
+    "hypothyroidism",
+    "itp_slow",
+    "itp_abrupt",
+    "infusion_thrombocytopenia",
+    "anti_gbm",
+    "healthy",
+)
+# Share of a cohort planted with each condition (the rest is healthy); at least one patient each.
+_SHARES = {
+    "graves": 0.06,
+    "hypothyroidism": 0.04,
+    "itp_slow": 0.015,
+    "itp_abrupt": 0.015,
+    "infusion_thrombocytopenia": 0.03,
+    "anti_gbm": 0.005,
+}
+_BAD_VALUES = ("ERR", "see comment", "1,200")
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """A generated cohort: lab rows, patients, and the planted condition of each patient."""
+
+    labs: pd.DataFrame
+    patients: pd.DataFrame
+    conditions: pd.DataFrame
+
+
+def _assign(n: int) -> np.ndarray:
+    labels = []
+    for name, share in _SHARES.items():
+        labels += [name] * max(1, round(share * n))
+    labels += ["healthy"] * max(0, n - len(labels))
+    return np.array(labels[:n], dtype=object)
+
+
+def generate(
+    patients: int = 200, months: int = 62, seed: int = 20261126, bad_rows: float = 0.003
+) -> Cohort:
+    """Generate ``patients`` histories of ``months`` monthly visits (visit 0 is pre-treatment)."""
+    rng = np.random.default_rng(seed)
+    n, m = patients, months
+    ids = np.array([f"LEM-{i + 1:04d}" for i in range(n)], dtype=object)
+    condition = _assign(n)
+    sex = np.where(rng.random(n) < 0.68, "F", "M")
+    birth = pd.to_datetime("1970-01-01") + pd.to_timedelta(rng.integers(0, 25 * 365, n), unit="D")
+    course1 = pd.to_datetime("2016-01-04") + pd.to_timedelta(rng.integers(0, 4 * 365, n), unit="D")
+    course2 = course1 + pd.to_timedelta(365 + rng.integers(0, 21, n), unit="D")
+    lab = np.arange(n) % 3
+    onset = rng.integers(14, 40, n)
+
+    month = np.arange(m)[None, :].repeat(n, axis=0)
+    offset = np.where(month == 0, -20, 14 + (month - 1) * 30.44 + rng.integers(-3, 4, (n, m)))
+    dates = course1.to_numpy()[:, None] + (offset.astype(int) * np.timedelta64(1, "D"))
+    since2 = (dates - course2.to_numpy()[:, None]) / np.timedelta64(1, "D")
+    since = month - onset[:, None]
+    is_ = {name: (condition == name)[:, None] for name in CONDITIONS}
+
+    plt_base = np.clip(rng.normal(250, 40, n), 175, 380)[:, None]
+    plt = plt_base * (1 + rng.normal(0, 0.05, (n, m)))
+    early = (month == 1) | ((since2 >= 0) & (since2 < 40))
+    plt = np.where(is_["infusion_thrombocytopenia"] & early, rng.normal(95, 12, (n, m)), plt)
+    slow = np.clip(1 - 0.22 * since, 0.12, 1)
+    plt = np.where(is_["itp_slow"] & (since >= 0) & (since < 6), plt_base * slow, plt)
+    plt = np.where(is_["itp_slow"] & (since >= 6), plt_base * 0.8, plt)
+    abrupt = np.select([since == 0, since == 1], [12.0, 60.0], plt_base * 0.85)
+    plt = np.where(is_["itp_abrupt"] & (since >= 0), abrupt, plt)
+
+    creat_base = np.where(sex == "F", rng.normal(66, 6, n), rng.normal(84, 7, n))[:, None]
+    creat = creat_base * (1 + rng.normal(0, 0.03, (n, m)))
+    gbm = is_["anti_gbm"]
+    # haematuria first, then proteinuria and a rising creatinine; treated from month 4 on
+    rise = np.select([since == 1, since == 2, since == 3, since >= 4], [1.6, 2.4, 3.5, 2.0], 1.0)
+    creat = np.where(gbm, creat * rise, creat)
+    haem = gbm & (since >= 0) & (since < 4)
+    protein = gbm & (since >= 1) & (since < 4)
+
+    tsh = np.exp(rng.normal(np.log(1.6), 0.3, (n, m)))
+    tsh = np.clip(tsh, 0.6, 3.6)
+    ft4 = rng.normal(16, 1.5, (n, m))
+    graves = is_["graves"] & (since >= 0) & (since < 8)
+    hypo = is_["hypothyroidism"] & (since >= 0) & (since < 6)
+    tsh = np.where(graves, rng.uniform(0.005, 0.05, (n, m)), tsh)
+    ft4 = np.where(graves, rng.normal(36, 4, (n, m)), ft4)
+    tsh = np.where(hypo, rng.normal(14, 2.5, (n, m)), tsh)
+    ft4 = np.where(hypo, rng.normal(9.5, 0.8, (n, m)), ft4)
+    thyroid_episode = graves | hypo
+    tsh_due = (month % 3 == 0) | thyroid_episode
+
+    attended = rng.random((n, m)) > 0.05
+    attended[:, 0] = True
+    frames = []
+    base = {
+        "patient_id": ids[:, None].repeat(m, 1),
+        "date": dates,
+        "lab": lab[:, None].repeat(m, 1),
+    }
+
+    def add(analyte: str, values: np.ndarray, mask: np.ndarray) -> None:
+        keep = attended & mask
+        frames.append(
+            pd.DataFrame(
+                {
+                    "patient_id": base["patient_id"][keep],
+                    "date": base["date"][keep],
+                    "lab": base["lab"][keep],
+                    "analyte": analyte,
+                    "number": np.asarray(values, dtype=float)[keep],
+                }
+            )
+        )
+
+    everywhere = np.ones((n, m), dtype=bool)
+    add("platelets", plt, everywhere)
+    add("creatinine", creat, everywhere)
+    add("haemoglobin", rng.normal(13.5, 1.0, (n, m)), everywhere)
+    add(
+        "haematuria", np.where(haem, 2.0, np.where(rng.random((n, m)) < 0.08, 0.5, 0.0)), everywhere
+    )
+    add(
+        "proteinuria",
+        np.where(protein, 2.0, np.where(rng.random((n, m)) < 0.05, 0.5, 0.0)),
+        everywhere,
+    )
+    add("tsh", tsh, tsh_due)
+    add("free_t4", ft4, tsh_due & ((tsh < 0.4) | (tsh > 4.0)))
+    rows = pd.concat(frames, ignore_index=True)
+    labs = _spell(rows, rng)
+    labs = _corrupt(labs, rng, bad_rows)
+    labs = labs.sort_values(["patient_id", "collected_at", "test"], kind="mergesort")
+    patient_table = pd.DataFrame(
+        {
+            "patient_id": ids,
+            "sex": sex,
+            "birth_date": birth.strftime("%Y-%m-%d"),
+            "course_dates": course1.strftime("%Y-%m-%d") + ";" + course2.strftime("%Y-%m-%d"),
+        }
+    )
+    planted = dates[np.arange(n), np.clip(onset, 0, m - 1)]
+    conditions = pd.DataFrame(
+        {
+            "patient_id": ids,
+            "condition": condition,
+            "onset": np.where(
+                condition == "infusion_thrombocytopenia",
+                course1.strftime("%Y-%m-%d"),
+                pd.to_datetime(planted).strftime("%Y-%m-%d"),
+            ),
+            "lab": np.array(["A", "B", "C"])[lab],
+        }
+    )
+    conditions.loc[conditions["condition"] == "healthy", "onset"] = ""
+    return Cohort(labs.reset_index(drop=True), patient_table, conditions)
+
+
+def _fmt(values: np.ndarray, decimals: int, comma: bool = False) -> np.ndarray:
+    text = np.char.mod(f"%.{decimals}f", np.round(values, decimals))
+    return np.char.replace(text, ".", ",") if comma else text
+
+
+_DIPSTICK = {0.0: "neg", 0.5: "trace", 1.0: "1+", 2.0: "2+", 3.0: "3+"}
+
+
+def _spell(rows: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Write each result as lab A (SI), B (US conventional) or C (UCUM, decimal comma) sends it."""
+    out = []
+    for key, group in rows.groupby(["lab", "analyte"], sort=True):
+        lab_key, analyte_key = cast(tuple[int, str], key)
+        lab, analyte = int(lab_key), str(analyte_key)
+        x = group["number"].to_numpy()
+        comma = lab == 2
+        spec = _SPELLINGS[(lab, analyte)]
+        if spec is None:
+            continue
+        test, unit, loinc, scale, decimals, specimen = spec
+        if analyte in ("haematuria", "proteinuria"):
+            value = _urine(int(lab), str(analyte), x)
+        else:
+            value = _fmt(x * scale, decimals, comma)
+            if analyte == "tsh":
+                floor = 0.01 if lab != 1 else 0.005
+                censored = "<" + _fmt(np.array([floor]), 3 if lab == 1 else 2, comma)[0]
+                value = np.where(x < floor, censored, value)
+        frame = pd.DataFrame(
+            {
+                "patient_id": group["patient_id"].to_numpy(),
+                "collected_at": _dates(group["date"], int(lab)),
+                "test": test,
+                "value": value,
+                "unit": unit,
+                "loinc": loinc,
+                "ref_low": "",
+                "ref_high": "",
+                "specimen": specimen,
+                "lab": "ABC"[int(lab)],
+            }
+        )
+        if (int(lab), str(analyte)) in _LAB_RANGES:
+            frame["ref_low"], frame["ref_high"] = _LAB_RANGES[(int(lab), str(analyte))]
+        out.append(frame)
+    return pd.concat(out, ignore_index=True)
+
+
+def _dates(dates: pd.Series, lab: int) -> np.ndarray:
+    stamps = pd.to_datetime(dates)
+    if lab == 1:
+        return np.asarray(
+            (stamps + pd.Timedelta(hours=8, minutes=30)).dt.strftime("%Y-%m-%dT%H:%M:%S")
+        )
+    return np.asarray(stamps.dt.strftime("%Y-%m-%d"))
+
+
+def _urine(lab: int, analyte: str, grade: np.ndarray) -> np.ndarray:
+    if analyte == "haematuria" and lab == 0:  # microscopy, RBC per HPF
+        return np.select([grade >= 2, grade >= 1, grade > 0], ["10-20", "3-5", "0-2"], "0")
+    if analyte == "proteinuria" and lab == 1:  # mg/dL
+        return np.select([grade >= 2, grade >= 1, grade > 0], ["100", "30", "10"], "0")
+    if analyte == "proteinuria" and lab == 2:  # UPCR mg/mmol
+        return _fmt(np.select([grade >= 2, grade > 0], [85.0, 9.0], 6.0), 1, comma=True)
+    return np.array([_DIPSTICK[g] for g in grade], dtype=object)
+
+
+# (lab, analyte) → (test, unit, loinc, scale from canonical, decimals, specimen); None: not sent
+_SPELLINGS: dict[tuple[int, str], tuple[str, str, str, float, int, str] | None] = {
+    (0, "platelets"): ("Platelet count", "10^9/L", "", 1.0, 0, "blood"),
+    (1, "platelets"): ("PLT", "K/uL", "", 1.0, 0, "blood"),
+    (2, "platelets"): ("Thrombocytes", "10*9/L", "777-3", 1.0, 0, "blood"),
+    (0, "creatinine"): ("Creatinine", "µmol/L", "", 1.0, 0, "serum"),
+    (1, "creatinine"): ("CREAT", "mg/dL", "", 1 / 88.4, 2, "serum"),
+    (2, "creatinine"): ("CREA", "umol/L", "14682-9", 1.0, 0, "serum"),
+    (0, "haemoglobin"): ("Haemoglobin", "g/dL", "", 1.0, 1, "blood"),
+    (1, "haemoglobin"): None,
+    (2, "haemoglobin"): None,
+    (0, "tsh"): ("TSH", "mIU/L", "", 1.0, 2, "serum"),
+    (1, "tsh"): ("TSH 3rd gen", "uIU/mL", "", 1.0, 3, "serum"),
+    (2, "tsh"): ("Thyrotropin", "m[IU]/L", "3016-3", 1.0, 2, "serum"),
+    (0, "free_t4"): ("Free T4", "pmol/L", "", 1.0, 1, "serum"),
+    (1, "free_t4"): ("FT4", "ng/dL", "", 1 / 12.87, 2, "serum"),
+    (2, "free_t4"): ("fT4", "pmol/L", "14920-3", 1.0, 1, "serum"),
+    (0, "haematuria"): ("Urine RBC", "/HPF", "", 1.0, 0, "urine"),
+    (1, "haematuria"): ("U-Blood", "", "", 1.0, 0, "urine"),
+    (2, "haematuria"): ("Urine blood", "", "5794-3", 1.0, 0, "urine"),
+    (0, "proteinuria"): ("Urine protein", "", "", 1.0, 0, "urine"),
+    (1, "proteinuria"): ("U-Protein", "mg/dL", "", 1.0, 0, "urine"),
+    (2, "proteinuria"): ("UPCR", "mg/mmol", "2890-2", 1.0, 1, "urine"),
+}
+_LAB_RANGES = {(0, "platelets"): ("150", "400"), (1, "tsh"): ("0.45", "4.5")}
+
+
+def _corrupt(labs: pd.DataFrame, rng: np.random.Generator, share: float) -> pd.DataFrame:
+    """Spoil a few rows the way real exports are spoiled (each one must become a data issue)."""
+    labs = labs.copy()
+    spoil = rng.random(len(labs)) < share
+    kind = rng.integers(0, 4, len(labs))
+    bad_value = np.array(_BAD_VALUES, dtype=object)[rng.integers(0, 3, len(labs))]
+    labs["value"] = np.where(spoil & (kind == 0), bad_value, labs["value"])
+    labs["collected_at"] = np.where(spoil & (kind == 1), "2021-02-30", labs["collected_at"])
+    labs["patient_id"] = np.where(spoil & (kind == 2), "", labs["patient_id"])
+    labs["unit"] = np.where(spoil & (kind == 3), "furlongs", labs["unit"])
+    return labs
+
+
+def main() -> None:
+    """Write labs.csv, patients.csv and conditions.csv (the bundled example is the default)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=200)
+    parser.add_argument("--months", type=int, default=62)
+    parser.add_argument("--seed", type=int, default=20261126)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "examples")
+    args = parser.parse_args()
+    cohort = generate(args.patients, args.months, args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    cohort.labs.to_csv(args.out / "labs.csv", index=False)
+    cohort.patients.to_csv(args.out / "patients.csv", index=False)
+    cohort.conditions.to_csv(args.out / "conditions.csv", index=False)
+    print(f"{len(cohort.labs)} lab rows for {args.patients} patients written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
