@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 import numpy as np
@@ -21,6 +21,7 @@ from lemlabs.rules import ALL_GATES, ALL_RULES, RULES_BY_ID, Gate
 from lemlabs.rules.thresholds import Thresholds, load_thresholds
 
 ThresholdInput = Thresholds | Mapping[str, Any] | str | os.PathLike[str] | None
+Progress = Callable[[str, int, int], None]
 
 _FACT_COLUMNS = [
     "analyte",
@@ -85,7 +86,7 @@ def _result_facts(context: pd.DataFrame) -> pd.DataFrame:
 
 
 def _run_engine(
-    context: pd.DataFrame, thresholds: Thresholds, post_all: bool
+    context: pd.DataFrame, thresholds: Thresholds, post_all: bool, progress: Progress
 ) -> tuple[list[tuple[str, Hit]], dict[str, tuple[int, ...]]]:
     engine = engine_for(ALL_RULES, thresholds)
     selected = context if post_all else context[gate_mask(context, ALL_GATES, thresholds)]
@@ -93,7 +94,11 @@ def _run_engine(
     day_of = dict(zip(facts["id"], facts["day"], strict=True))
     hits: list[tuple[str, Hit]] = []
     finding_rows: dict[str, tuple[int, ...]] = {}
-    for session, (patient, group) in enumerate(facts.groupby("patient_id", sort=True)):
+    groups = facts.groupby("patient_id", sort=True)
+    step = max(1, groups.ngroups // 100)
+    for session, (patient, group) in enumerate(groups):
+        if session % step == 0:
+            progress("engine", session, groups.ngroups)
         records = cast(list[dict[str, Any]], group.drop(columns="patient_id").to_dict("records"))
         singles = engine.run("result", f"s{session}", records)
         hits += [(str(patient), hit) for hit in singles]
@@ -119,6 +124,7 @@ def _run_engine(
             )
         composites = engine.run("finding", f"s{session}", finding_facts)
         hits += [(str(patient), hit) for hit in composites]
+    progress("engine", groups.ngroups, groups.ngroups)
     return hits, finding_rows
 
 
@@ -145,23 +151,31 @@ def score_frame(
     thresholds: ThresholdInput = None,
     *,
     post_all: bool = False,
+    progress: Progress | None = None,
 ) -> Report:
     """Score a lab table (DataFrame, CSV path or buffer) and return a :class:`Report`.
 
     ``thresholds`` replaces the default table (a complete table: mapping, ``.toml``/``.json``
     path or :class:`Thresholds`). ``post_all`` posts every result to the engine instead of only
     those that pass a gate; the findings are the same, only slower (used by the tests).
+    ``progress(stage, done, total)`` is called as the stages advance (the CLI draws a bar).
     """
+    report = progress or (lambda stage, done, total: None)
     table = load_thresholds(thresholds)
+    report("read", 0, 1)
     frame = prepare_labs(labs)
     people = prepare_patients(patients) if patients is not None else None
+    report("normalise", 0, 1)
     results, issues = normalise(frame, people)
+    report("context", 0, 1)
     context = add_context(results[results["status"] == "scored"], people, table)
-    hits, finding_rows = _run_engine(context, table, post_all)
+    hits, finding_rows = _run_engine(context, table, post_all, report)
+    report("findings", 0, 1)
     findings = sorted(
         assemble(hits, context, RULES_BY_ID, table, rules_version(table), finding_rows),
         key=sort_key,
     )
+    report("findings", 1, 1)
     return Report(
         findings=findings_frame(findings),
         issues=issues,

@@ -284,7 +284,7 @@ def _corrupt(labs: pd.DataFrame, rng: np.random.Generator, share: float) -> pd.D
 
 
 def main() -> None:
-    """Write labs.csv, patients.csv and conditions.csv (the bundled example is the default)."""
+    """Write labs.csv.gz, patients.csv and conditions.csv (by default: the bundled example)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=200)
     parser.add_argument("--months", type=int, default=62)
@@ -293,7 +293,8 @@ def main() -> None:
     args = parser.parse_args()
     cohort = generate(args.patients, args.months, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    cohort.labs.to_csv(args.out / "labs.csv", index=False)
+    gzip = {"method": "gzip", "mtime": 0}  # reproducible bytes
+    cohort.labs.to_csv(args.out / "labs.csv.gz", index=False, compression=gzip)
     cohort.patients.to_csv(args.out / "patients.csv", index=False)
     cohort.conditions.to_csv(args.out / "conditions.csv", index=False)
     print(f"{len(cohort.labs)} lab rows for {args.patients} patients written to {args.out}")

@@ -1,0 +1,132 @@
+"""The ``lemlabs`` command: score lab CSVs, or score the bundled example cohort (``demo``).
+
+Exit status: 0 when scoring ran, 2 for unusable input (one line on stderr, never a traceback),
+3 with ``--fail-on SEVERITY`` when a finding reaches that severity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import pandas as pd
+
+import lemlabs
+from lemlabs import examples
+from lemlabs.errors import LemlabsError
+from lemlabs.export import FORMATS, write_findings, write_issues
+from lemlabs.models import Report, Severity
+
+EXIT_OK, EXIT_INPUT, EXIT_FAIL_ON = 0, 2, 3
+
+
+class _Progress:
+    """Stage-by-stage progress on stderr, shown only on a terminal and without ``--quiet``."""
+
+    def __init__(self, enabled: bool, stream: TextIO = sys.stderr) -> None:
+        self.enabled = enabled and stream.isatty()
+        self.stream = stream
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        width = 30
+        filled = width * done // max(total, 1)
+        bar = "#" * filled + "-" * (width - filled)
+        end = "\n" if done >= total and stage == "findings" else ""
+        self.stream.write(f"\r{stage:<10} [{bar}] {done}/{total}{end}")
+        self.stream.flush()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lemlabs", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"lemlabs {lemlabs.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    score = commands.add_parser("score", help="score a lab CSV")
+    score.add_argument("labs", type=Path, help="lab results, long format (see README)")
+    score.add_argument("--patients", type=Path, help="patients CSV (sex, course_dates)")
+    score.add_argument("-o", "--output", type=Path, help=f"findings file ({', '.join(FORMATS)})")
+    score.add_argument("--issues", type=Path, help="write data issues to this CSV")
+    score.add_argument(
+        "--thresholds", type=Path, help="a complete site threshold table (.toml/.json)"
+    )
+    demo = commands.add_parser("demo", help="score the bundled synthetic example cohort")
+    for sub in (score, demo):
+        sub.add_argument(
+            "--fail-on",
+            type=Severity.parse,
+            metavar="SEVERITY",
+            help="exit 3 when a finding reaches this severity (info/watch/action/urgent)",
+        )
+        sub.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _summary_table(report: Report) -> str:
+    findings = report.findings
+    if findings.empty:
+        return "no findings"
+    table = pd.crosstab(
+        findings["condition"], findings["severity"], margins=True, margins_name="total"
+    )
+    return table.to_string()
+
+
+def _print_report(report: Report, out: TextIO, top: int = 10) -> None:
+    s = report.summary
+    out.write(
+        f"rows in {s['rows_in']}: normalised {s['rows_normalised']} "
+        f"({s['rows_not_scored']} not scored), rejected {s['rows_rejected']}; "
+        f"patients {s['patients']}; findings {s['findings']}\n\n"
+    )
+    out.write("findings by condition and severity\n" + _summary_table(report) + "\n")
+    worst = sorted(report.finding_list, key=lambda f: (-int(f.severity), f.date, f.patient_id))
+    if worst:
+        out.write(f"\nmost severe findings (top {min(top, len(worst))})\n")
+        for finding in worst[:top]:
+            out.write(
+                f"  {finding.severity!s:<7} {finding.date} {finding.patient_id:<10} "
+                f"{finding.code}\n"
+            )
+    if not report.issues.empty:
+        out.write(f"\ndata issues: {len(report.issues)} (first 5)\n")
+        for issue in report.issues.head(5).itertuples():
+            out.write(f"  row {issue.row}: {issue.field}: {issue.reason}\n")
+
+
+def _run(args: argparse.Namespace, out: TextIO) -> int:
+    progress = _Progress(not args.quiet)
+    if args.command == "demo":
+        labs, patients, thresholds = examples.path("labs"), examples.path("patients"), None
+    else:
+        labs, patients, thresholds = args.labs, args.patients, args.thresholds
+        if args.output is not None and args.output.suffix.lower() not in FORMATS:
+            raise LemlabsError(f"{args.output}: unknown output format (use {', '.join(FORMATS)})")
+    report = lemlabs.score_frame(labs, patients, thresholds, progress=progress)
+    if args.command == "score" and args.output is not None:
+        write_findings(report.finding_list, args.output)
+    if args.command == "score" and args.issues is not None:
+        write_issues(report.issues, args.issues)
+    if args.command == "demo" or args.output is None:
+        _print_report(report, out)
+    if args.fail_on is not None and any(f.severity >= args.fail_on for f in report.finding_list):
+        return EXIT_FAIL_ON
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lemlabs`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args, sys.stdout)
+    except (LemlabsError, OSError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        sys.stderr.write(f"lemlabs: error: {message}\n")
+        return EXIT_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
