@@ -1,0 +1,104 @@
+"""Reading tables: typed errors for unusable files, never a traceback from deep inside pandas."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import lemlabs
+from lemlabs.errors import LabInputError, MissingColumnError
+
+HEADER = "patient_id,collected_at,test,value,unit\n"
+
+
+def test_empty_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    with pytest.raises(LabInputError, match="empty"):
+        lemlabs.read_labs(path)
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(LabInputError, match="no such file"):
+        lemlabs.read_labs(tmp_path / "absent.csv")
+
+
+def test_header_only_gives_an_empty_report(tmp_path: Path) -> None:
+    path = tmp_path / "header.csv"
+    path.write_text(HEADER)
+    report = lemlabs.score_frame(path)
+    assert report.summary["rows_in"] == 0
+    assert report.findings.empty and report.issues.empty
+
+
+@pytest.mark.parametrize("column", ["patient_id", "collected_at", "test", "value", "unit"])
+def test_missing_required_column_is_named(column: str) -> None:
+    names = [c for c in HEADER.strip().split(",") if c != column]
+    text = ",".join(names) + "\n" + ",".join("x" for _ in names) + "\n"
+    with pytest.raises(MissingColumnError) as caught:
+        lemlabs.read_labs(io.StringIO(text))
+    assert caught.value.column == column
+    assert column in str(caught.value)
+
+
+def test_non_utf8_bytes_are_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes((HEADER + "P1,2021-01-01,Créatinine,80,µmol/L\n").encode("latin-1"))
+    with pytest.raises(LabInputError, match="not UTF-8"):
+        lemlabs.read_labs(path)
+
+
+def test_a_10_mb_field_becomes_a_data_issue(tmp_path: Path) -> None:
+    path = tmp_path / "huge.csv"
+    path.write_text(HEADER + "P1,2021-01-01,PLT," + "9" * 10_000_000 + ",10^9/L\nP1,2021-02-01,PLT,200,10^9/L\n")
+    report = lemlabs.score_frame(path)
+    assert report.summary["rows_rejected"] == 1
+    issue = report.issues.iloc[0]
+    assert issue["row"] == 0 and "too long" in issue["reason"]
+    assert len(issue["raw_value"]) < 300
+
+
+def test_columns_match_case_insensitively_and_extras_are_kept() -> None:
+    text = "Patient_ID,COLLECTED_AT,Test,Value,Unit,Site\nP1,2021-01-01,PLT,200,10^9/L,north\n"
+    labs = lemlabs.read_labs(io.StringIO(text))
+    assert {"patient_id", "collected_at", "test", "value", "unit", "Site"} <= set(labs.columns)
+    results, _ = lemlabs.normalise(labs)
+    assert results.loc[0, "Site"] == "north"
+
+
+def test_column_mapping() -> None:
+    text = "MRN,Drawn,Analyte,Result,Units\nP1,2021-01-01,PLT,200,10^9/L\n"
+    mapping = {"MRN": "patient_id", "Drawn": "collected_at", "Analyte": "test", "Result": "value",
+               "Units": "unit"}
+    labs = lemlabs.read_labs(io.StringIO(text), columns=mapping)
+    assert labs.loc[0, "patient_id"] == "P1"
+
+
+def test_dates_are_parsed_and_raw_text_kept() -> None:
+    text = HEADER + "P1,2021-01-01,PLT,200,10^9/L\nP1,2021-01-02T08:30:00+02:00,PLT,200,10^9/L\n"
+    labs = lemlabs.read_labs(io.StringIO(text))
+    assert labs["collected_at"].tolist() == [
+        pd.Timestamp("2021-01-01"), pd.Timestamp("2021-01-02 08:30:00")
+    ]
+    assert labs["collected_at_raw"].tolist() == ["2021-01-01", "2021-01-02T08:30:00+02:00"]
+    assert labs.loc[0, "value"] == "200"
+
+
+def test_patients_course_dates_and_sex() -> None:
+    text = "patient_id,sex,course_dates\nP1,f,2020-01-06;2021-01-11\nP2,X,\nP3,M,2020-13-01\n"
+    patients = lemlabs.read_patients(io.StringIO(text))
+    assert patients["sex"].tolist() == ["F", "", "M"]
+    assert patients.loc[0, "courses"] == [pd.Timestamp("2020-01-06"), pd.Timestamp("2021-01-11")]
+    assert patients.loc[1, "courses"] == []
+    assert "unreadable course date" in patients.loc[2, "problem"]
+
+
+def test_unreadable_course_date_is_reported_not_guessed() -> None:
+    labs = io.StringIO(HEADER + "P3,2021-01-01,PLT,200,10^9/L\n")
+    patients = io.StringIO("patient_id,sex,course_dates\nP3,M,2020-13-01\n")
+    report = lemlabs.score_frame(labs, patients)
+    issue = report.issues[report.issues["source"] == "patients"].iloc[0]
+    assert issue["field"] == "course_dates" and issue["raw_value"] == "2020-13-01"

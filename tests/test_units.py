@@ -1,0 +1,83 @@
+"""Every accepted unit spelling converts a known value to the expected canonical value."""
+
+from __future__ import annotations
+
+import pytest
+
+from lemlabs.units import conversion
+
+# analyte, raw unit, raw value, expected canonical value
+CONVERSIONS = [
+    ("tsh", "mIU/L", 2.5, 2.5),
+    ("tsh", "mU/L", 2.5, 2.5),
+    ("tsh", "µIU/mL", 2.5, 2.5),
+    ("tsh", "uIU/mL", 2.5, 2.5),
+    ("tsh", "μIU/mL", 2.5, 2.5),
+    ("tsh", "m[IU]/L", 2.5, 2.5),
+    ("tsh", "u[IU]/mL", 2.5, 2.5),
+    ("free_t4", "pmol/L", 15.0, 15.0),
+    ("free_t4", "ng/dL", 1.0, 12.872),
+    ("free_t4", "ng/L", 10.0, 12.872),
+    ("free_t4", "pg/mL", 10.0, 12.872),
+    ("platelets", "10^9/L", 150.0, 150.0),
+    ("platelets", "10*9/L", 150.0, 150.0),
+    ("platelets", "x10E9/L", 150.0, 150.0),
+    ("platelets", "x10^9/L", 150.0, 150.0),
+    ("platelets", "G/L", 150.0, 150.0),
+    ("platelets", "K/µL", 150.0, 150.0),
+    ("platelets", "K/uL", 150.0, 150.0),
+    ("platelets", "10^3/µL", 150.0, 150.0),
+    ("platelets", "10*3/uL", 150.0, 150.0),
+    ("platelets", "thou/mm3", 150.0, 150.0),
+    ("platelets", "/nL", 150.0, 150.0),
+    ("platelets", "/µL", 150000.0, 150.0),
+    ("creatinine", "µmol/L", 88.4, 88.4),
+    ("creatinine", "umol/L", 88.4, 88.4),
+    ("creatinine", "mg/dL", 1.0, 88.40),
+    ("creatinine", "mg/L", 10.0, 88.40),
+    ("creatinine", "mmol/L", 0.0884, 88.4),
+    ("urine_rbc", "/HPF", 5.0, 5.0),
+    ("urine_rbc", "/hpf", 5.0, 5.0),
+    ("urine_rbc", "RBC/HPF", 5.0, 5.0),
+    ("urine_rbc", "/[HPF]", 5.0, 5.0),
+    ("upcr", "mg/mmol", 50.0, 50.0),
+    ("upcr", "mg/g", 442.0, 50.0),
+    ("upcr", "g/g", 0.442, 50.0),
+    ("upcr", "mg/mg", 0.442, 50.0),
+    ("uacr", "mg/mmol", 3.0, 3.0),
+    ("uacr", "mg/g", 26.52, 3.0),
+]
+
+
+@pytest.mark.parametrize(("analyte", "unit", "raw", "expected"), CONVERSIONS)
+def test_each_spelling_converts_to_the_canonical_unit(
+    analyte: str, unit: str, raw: float, expected: float
+) -> None:
+    result = conversion(analyte, unit)
+    assert result.problem is None
+    assert result.factor is not None
+    assert raw * result.factor == pytest.approx(expected, rel=2e-3)
+
+
+def test_creatinine_uses_its_own_molar_mass() -> None:
+    factor = conversion("creatinine", "mg/dL").factor
+    assert factor == pytest.approx(10_000 / 113.12, rel=1e-9)  # 88.40 µmol/L per mg/dL
+
+
+@pytest.mark.parametrize(
+    ("analyte", "unit", "problem"),
+    [
+        ("platelets", "mg/dL", "wrong dimension"),
+        ("tsh", "ng/dL", "wrong dimension"),  # international units never convert to mass
+        ("tsh", "IU", "wrong dimension"),
+        ("free_t4", "mIU/L", "wrong dimension"),
+        ("creatinine", "furlongs", "wrong dimension"),
+        ("creatinine", "blorbs/L", "unknown unit"),
+        ("creatinine", "", "empty"),
+        ("platelets", "%%%", "wrong dimension"),
+    ],
+)
+def test_wrong_or_unknown_units_are_problems(analyte: str, unit: str, problem: str) -> None:
+    result = conversion(analyte, unit)
+    assert result.factor is None
+    assert result.problem is not None and problem in result.problem
