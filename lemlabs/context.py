@@ -13,12 +13,24 @@ from lemlabs.rules.thresholds import Thresholds
 
 _EPOCH = pd.Timestamp("1970-01-01")
 CONTEXT_COLUMNS = {
-    "baseline": "float64", "baseline_date": "datetime64[ns]", "baseline_kind": "object",
-    "prev_value": "float64", "prev_date": "datetime64[ns]", "change_abs": "float64",
-    "rise_ratio": "float64", "fall_fraction": "float64", "rise_48h": "float64", "day": "int64",
-    "course": "Int64", "days_since_course": "float64", "window_end": "datetime64[ns]",
-    "window": "object", "pair_value": "float64", "pair_flag": "object",
-    "pair_collected_at": "datetime64[ns]", "pair_row": "float64",
+    "baseline": "float64",
+    "baseline_date": "datetime64[ns]",
+    "baseline_kind": "object",
+    "prev_value": "float64",
+    "prev_date": "datetime64[ns]",
+    "change_abs": "float64",
+    "rise_ratio": "float64",
+    "fall_fraction": "float64",
+    "rise_48h": "float64",
+    "day": "int64",
+    "course": "Int64",
+    "days_since_course": "float64",
+    "window_end": "datetime64[ns]",
+    "window": "object",
+    "pair_value": "float64",
+    "pair_flag": "object",
+    "pair_collected_at": "datetime64[ns]",
+    "pair_row": "float64",
 }
 # Sorting by value after time makes ties (same patient, analyte and time) independent of row order.
 _ORDER = ["patient_id", "analyte", "collected_at", "value", "raw_value", "raw_unit"]
@@ -29,8 +41,12 @@ def course_table(patients: pd.DataFrame | None, thresholds: Thresholds) -> pd.Da
     columns = ["patient_id", "course", "start", "last_infusion", "window_end"]
     if patients is None or patients.empty:
         return pd.DataFrame(columns=columns).astype(
-            {"course": "int64", "start": "datetime64[ns]", "last_infusion": "datetime64[ns]",
-             "window_end": "datetime64[ns]"}
+            {
+                "course": "int64",
+                "start": "datetime64[ns]",
+                "last_infusion": "datetime64[ns]",
+                "window_end": "datetime64[ns]",
+            }
         )
     courses = patients[["patient_id", "courses"]].explode("courses").dropna(subset=["courses"])
     courses = courses.rename(columns={"courses": "start"}).drop_duplicates()
@@ -115,7 +131,9 @@ def add_context(
     """Scored results with their context columns, sorted by patient, analyte and time."""
     out = results.sort_values(_ORDER, kind="mergesort").reset_index(drop=True)
     if out.empty:
-        return out.assign(**{name: pd.Series(dtype=dtype) for name, dtype in CONTEXT_COLUMNS.items()})
+        return out.assign(
+            **{name: pd.Series(dtype=dtype) for name, dtype in CONTEXT_COLUMNS.items()}
+        )
     courses = course_table(patients, thresholds)
     first_course = courses.groupby("patient_id")["start"].min()
     out = out.join(_baselines(out, first_course))

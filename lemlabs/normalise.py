@@ -57,9 +57,12 @@ def _analytes(frame: pd.DataFrame) -> pd.Series:
     return analyte.fillna("").astype(str)
 
 
-def _per_unique(series: pd.Series, func: Any, fields: tuple[str, ...]) -> dict[str, np.ndarray]:
-    codes, uniques = pd.factorize(series, use_na_sentinel=False)
-    parsed = [func(value) for value in uniques]
+def _per_unique(
+    columns: list[np.ndarray], func: Any, fields: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    """Call ``func`` once per unique combination of ``columns``; spread ``fields`` over rows."""
+    codes, uniques = pd.MultiIndex.from_arrays(columns).factorize()
+    parsed = [func(*key) for key in uniques]
     return {
         name: np.array([getattr(p, name) for p in parsed], dtype=object)[codes] for name in fields
     }
@@ -109,7 +112,7 @@ def normalise(labs: Source, patients: Source | None = None) -> tuple[pd.DataFram
     kind = analyte.map({key: a.kind for key, a in book.items()}).fillna("").to_numpy()
 
     parsed = _per_unique(
-        frame["value"], parse_value, ("shape", "value", "high", "censor", "problem")
+        [frame["value"].to_numpy()], parse_value, ("shape", "value", "high", "censor", "problem")
     )
     shape = parsed["shape"]
     value = parsed["value"].astype(float)
@@ -140,8 +143,11 @@ def normalise(labs: Source, patients: Source | None = None) -> tuple[pd.DataFram
     target = np.where(
         mass_protein, analyte.map({k: a.mass_unit or "" for k, a in book.items()}).fillna(""), ""
     )
-    pair = pd.Series(analyte.to_numpy() + "\x1f" + unit_text.to_numpy() + "\x1f" + target)
-    convert = _per_unique(pair.where(needs_unit, ""), _conversion, ("factor", "problem"))
+    convert = _per_unique(
+        [np.where(needs_unit, analyte, ""), np.where(needs_unit, unit_text, ""), target],
+        _conversion,
+        ("factor", "problem"),
+    )
     problems.add(
         needs_unit & (convert["problem"] != None),  # noqa: E711
         "unit",
@@ -247,10 +253,9 @@ def _expected(what: str, labels: np.ndarray, raws: np.ndarray) -> Callable[[int]
     return lambda i: f"expected {what} for {labels[i]}, got {_clip(str(raws[i]))!r}"
 
 
-def _conversion(key: str) -> Conversion:
-    if not key:
+def _conversion(analyte: str, unit: str, target: str) -> Conversion:
+    if not analyte:
         return Conversion(1.0)
-    analyte, unit, target = key.split("\x1f")
     return conversion(analyte, unit, target or None)
 
 

@@ -53,7 +53,9 @@ def test_non_utf8_bytes_are_a_clear_error(tmp_path: Path) -> None:
 
 def test_a_10_mb_field_becomes_a_data_issue(tmp_path: Path) -> None:
     path = tmp_path / "huge.csv"
-    path.write_text(HEADER + "P1,2021-01-01,PLT," + "9" * 10_000_000 + ",10^9/L\nP1,2021-02-01,PLT,200,10^9/L\n")
+    path.write_text(
+        HEADER + "P1,2021-01-01,PLT," + "9" * 10_000_000 + ",10^9/L\nP1,2021-02-01,PLT,200,10^9/L\n"
+    )
     report = lemlabs.score_frame(path)
     assert report.summary["rows_rejected"] == 1
     issue = report.issues.iloc[0]
@@ -71,8 +73,13 @@ def test_columns_match_case_insensitively_and_extras_are_kept() -> None:
 
 def test_column_mapping() -> None:
     text = "MRN,Drawn,Analyte,Result,Units\nP1,2021-01-01,PLT,200,10^9/L\n"
-    mapping = {"MRN": "patient_id", "Drawn": "collected_at", "Analyte": "test", "Result": "value",
-               "Units": "unit"}
+    mapping = {
+        "MRN": "patient_id",
+        "Drawn": "collected_at",
+        "Analyte": "test",
+        "Result": "value",
+        "Units": "unit",
+    }
     labs = lemlabs.read_labs(io.StringIO(text), columns=mapping)
     assert labs.loc[0, "patient_id"] == "P1"
 
@@ -81,7 +88,8 @@ def test_dates_are_parsed_and_raw_text_kept() -> None:
     text = HEADER + "P1,2021-01-01,PLT,200,10^9/L\nP1,2021-01-02T08:30:00+02:00,PLT,200,10^9/L\n"
     labs = lemlabs.read_labs(io.StringIO(text))
     assert labs["collected_at"].tolist() == [
-        pd.Timestamp("2021-01-01"), pd.Timestamp("2021-01-02 08:30:00")
+        pd.Timestamp("2021-01-01"),
+        pd.Timestamp("2021-01-02 08:30:00"),
     ]
     assert labs["collected_at_raw"].tolist() == ["2021-01-01", "2021-01-02T08:30:00+02:00"]
     assert labs.loc[0, "value"] == "200"

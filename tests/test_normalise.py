@@ -10,7 +10,9 @@ import lemlabs
 
 
 def _one(test: str, value: str, unit: str, **extra: list[str]) -> dict[str, object]:
-    results, issues = lemlabs.normalise(lab_frame([("P1", "2021-01-01", test, value, unit)], **extra))
+    results, issues = lemlabs.normalise(
+        lab_frame([("P1", "2021-01-01", test, value, unit)], **extra)
+    )
     assert issues.empty, issues.to_dict("records")
     return dict(results.iloc[0])
 
@@ -82,7 +84,9 @@ def test_default_creatinine_interval_is_sex_aware(sex: str, low: float, high: fl
 
 
 def test_unscored_analytes_are_kept_not_rejected() -> None:
-    results, issues = lemlabs.normalise(lab_frame([("P1", "2021-01-01", "Haemoglobin", "13", "g/dL")]))
+    results, issues = lemlabs.normalise(
+        lab_frame([("P1", "2021-01-01", "Haemoglobin", "13", "g/dL")])
+    )
     assert issues.empty
     assert results.loc[0, "status"] == "not_scored"
 
@@ -106,7 +110,9 @@ def test_unscored_analytes_are_kept_not_rejected() -> None:
 def test_bad_rows_become_issues_naming_row_and_reason(
     test: str, value: str, unit: str, field: str, reason: str
 ) -> None:
-    labs = lab_frame([("P1", "2021-01-01", "PLT", "200", "10^9/L"), ("P1", "2021-01-02", test, value, unit)])
+    labs = lab_frame(
+        [("P1", "2021-01-01", "PLT", "200", "10^9/L"), ("P1", "2021-01-02", test, value, unit)]
+    )
     results, issues = lemlabs.normalise(labs)
     assert len(results) == 1 and len(issues) == 1
     issue = issues.iloc[0]
@@ -121,5 +127,7 @@ def test_row_accounting_on_the_example_cohort() -> None:
     s = report.summary
     assert s["rows_in"] == len(lemlabs.read_labs(examples.path("labs")))
     assert s["rows_in"] == s["rows_normalised"] + s["rows_rejected"]
-    rows = set(report.results["row"]) | set(report.issues.loc[report.issues["source"] == "labs", "row"])
+    rows = set(report.results["row"]) | set(
+        report.issues.loc[report.issues["source"] == "labs", "row"]
+    )
     assert rows == set(range(s["rows_in"]))
