@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from durable.lang import c, m
@@ -235,8 +236,20 @@ def _is_haematuria() -> Any:
     return m.code == "anti_gbm.haematuria"
 
 
-def _is_protein() -> Any:
-    return (m.code == "anti_gbm.proteinuria") | (m.code == "anti_gbm.albuminuria")
+def _with_haematuria(code: str) -> Callable[[Thresholds], tuple[Any, ...]]:
+    """Haematuria, and a finding of ``code`` within the pattern window either side.
+
+    One rule per alternative code: durable-rules 2.0.28 ignores the other conditions of a join
+    whose first condition is an ``|`` (reproduced here), so composite joins never use ``|``.
+    """
+
+    def when(t: Thresholds) -> tuple[Any, ...]:
+        return (
+            c.first << _is_haematuria(),
+            c.second << ((m.code == code) & _within(t, "renal.pattern_window_days")),
+        )
+
+    return when
 
 
 COMPOSITES = [
@@ -286,24 +299,24 @@ COMPOSITES = [
         thresholds=("renal.pattern_window_days", "renal.rise_ratio_action", "renal.aki_rise_umol"),
         sources=(_SOURCE,),
     ),
-    Rule(
-        id="anti_gbm.haematuria_proteinuria.action",
-        code="anti_gbm.haematuria_proteinuria",
-        condition=Condition.ANTI_GBM,
-        severity=Severity.ACTION,
-        phase="finding",
-        aliases=("first", "second"),
-        when=lambda t: (
-            c.first << _is_haematuria(),
-            c.second << (_is_protein() & _within(t, "renal.pattern_window_days")),
-        ),
-        message="Haematuria with proteinuria within {renal.pattern_window_days} days and a stable "
-        "creatinine: evaluate for glomerular disease (not yet the anti-GBM pattern).",
-        action=f"Prompt evaluation: creatinine, urine protein/creatinine ratio, anti-GBM "
-        f"antibodies; refer to {_NEPHRO}.",
-        thresholds=("renal.pattern_window_days",),
-        sources=(_SOURCE,),
-        superseded_by="anti_gbm.pattern",
+    *(
+        Rule(
+            id=f"anti_gbm.haematuria_proteinuria.{kind}",
+            code="anti_gbm.haematuria_proteinuria",
+            condition=Condition.ANTI_GBM,
+            severity=Severity.ACTION,
+            phase="finding",
+            aliases=("first", "second"),
+            when=_with_haematuria(f"anti_gbm.{kind}"),
+            message="Haematuria with proteinuria within {renal.pattern_window_days} days and a "
+            "stable creatinine: evaluate for glomerular disease (not yet the anti-GBM pattern).",
+            action="Prompt evaluation: creatinine, urine protein/creatinine ratio, anti-GBM "
+            f"antibodies; refer to {_NEPHRO}.",
+            thresholds=("renal.pattern_window_days",),
+            sources=(_SOURCE,),
+            superseded_by="anti_gbm.pattern",
+        )
+        for kind in ("proteinuria", "albuminuria")
     ),
 ]
 

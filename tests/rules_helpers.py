@@ -1,0 +1,42 @@
+"""Small builders for rule tests: a patient's labs from (day, test, value, unit) tuples."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+import pandas as pd
+
+import lemlabs
+from lemlabs.models import Finding
+
+START = dt.date(2020, 1, 6)  # first day of the first course in these tests
+
+
+def day(n: int) -> str:
+    """ISO date ``n`` days after the first course started (negative: before it)."""
+    return (START + dt.timedelta(days=n)).isoformat()
+
+
+def labs(rows: Iterable[tuple[int, str, str, str]], patient: str = "P1") -> pd.DataFrame:
+    frame = pd.DataFrame(
+        [(patient, day(d), test, value, unit) for d, test, value, unit in rows],
+        columns=["patient_id", "collected_at", "test", "value", "unit"],
+    )
+    return frame
+
+
+def patients(sex: str = "F", courses: str | None = None, patient: str = "P1") -> pd.DataFrame:
+    courses = courses if courses is not None else f"{START.isoformat()};{day(365)}"
+    return pd.DataFrame([(patient, sex, courses)], columns=["patient_id", "sex", "course_dates"])
+
+
+def findings(rows: Iterable[tuple[int, str, str, str]], sex: str = "F", **kw: str) -> list[Finding]:
+    report = lemlabs.score_frame(labs(rows), patients(sex, **kw))
+    assert report.issues.empty, report.issues.to_dict("records")
+    return list(report.finding_list)
+
+
+def summary(found: Iterable[Finding]) -> set[tuple[str, str, int | None]]:
+    """``{(code, severity, ctcae_grade)}`` of findings."""
+    return {(f.code, str(f.severity), f.ctcae_grade) for f in found}
