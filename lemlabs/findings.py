@@ -214,7 +214,7 @@ def _finding(
         rule_id=rule.id,
         rules_version=rules_version,
         episode_start=min(r["collected_at"] for r in evidence).date(),
-        results_in_episode=len(episode),
+        results_in_episode=len(evidence),
         notes=tuple(notes),
     )
 
