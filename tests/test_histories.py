@@ -10,10 +10,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
+from rules_helpers import START, patients
 
 import lemlabs
 from lemlabs.models import Finding
-from rules_helpers import START, patients
 
 MONTHS = 60
 

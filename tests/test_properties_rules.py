@@ -1,4 +1,4 @@
-"""Properties of scoring: monotonic severity, unit and row-order invariance, quiet normal results."""
+"""Properties of scoring: monotonic severity, unit and row-order invariance, quiet results."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def histories(draw: st.DrawFn) -> list[tuple[int, str, float]]:
 def _near_a_cutoff(history: list[tuple[int, str, float]]) -> bool:
     values = [v for _, _, v in history]
     ratios = [a / b for a in values for b in values if b]
-    return any(abs(x - c) <= 1e-6 * c for x in values + ratios for c in CUTOFFS + [1.5, 3.0, 0.5])
+    return any(abs(x - c) <= 1e-6 * c for x in values + ratios for c in [*CUTOFFS, 1.5, 3.0, 0.5])
 
 
 @given(histories(), st.randoms(use_true_random=False))

@@ -9,7 +9,7 @@ from lemlabs.rules.base import Fact, Gate, Rule
 from lemlabs.rules.thresholds import Thresholds
 
 _PLT = m.analyte == "platelets"
-_ITP_SOURCE = "Lemtrada EU SmPC 4.4 (immune thrombocytopenia); US PI boxed warning and 5.3"
+_ITP_SOURCE = "Lemtrada EU SmPC 4.4 (immune thrombocytopenia); US PI boxed warning and 5.6"
 
 
 def ctcae_grade(fact: Fact, t: Thresholds) -> int | None:
@@ -36,6 +36,13 @@ def infusion_note(fact: Fact, t: Thresholds) -> list[str]:
     return []
 
 
+_GRADES = (
+    "ctcae.version",
+    "ctcae.platelets_g2_below",
+    "ctcae.platelets_g3_below",
+    "ctcae.platelets_g4_below",
+)
+
 RULES = [
     Rule(
         id="itp.suspected.urgent",
@@ -48,7 +55,7 @@ RULES = [
         "thrombocytopenia with bleeding risk.",
         action="Same-day medical attention: repeat the full blood count with film today and refer "
         "to haematology urgently (Lemtrada label: ITP).",
-        thresholds=("itp.urgent_below", "itp.suspected_below"),
+        thresholds=("itp.urgent_below", "itp.suspected_below", *_GRADES),
         grade=ctcae_grade,
         notes=infusion_note,
         sources=(_ITP_SOURCE,),
@@ -66,7 +73,7 @@ RULES = [
         "threshold for immune thrombocytopenia.",
         action="Repeat the full blood count at once, ask about bleeding and bruising, and refer to "
         "haematology (Lemtrada label: ITP).",
-        thresholds=("itp.suspected_below", "itp.urgent_below"),
+        thresholds=("itp.suspected_below", "itp.urgent_below", *_GRADES),
         grade=ctcae_grade,
         notes=infusion_note,
         sources=(_ITP_SOURCE,),
@@ -82,7 +89,7 @@ RULES = [
         "{itp.suspected_below} ×10⁹/L: mild thrombocytopenia.",
         action="Repeat the count and keep the monthly blood count; evaluate for ITP if it falls "
         "further.",
-        thresholds=("itp.suspected_below",),
+        thresholds=("itp.suspected_below", *_GRADES),
         grade=ctcae_grade,
         notes=infusion_note,
         sources=(_ITP_SOURCE,),

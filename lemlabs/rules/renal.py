@@ -12,7 +12,7 @@ from lemlabs.rules.base import Fact, Gate, Rule
 from lemlabs.rules.thresholds import Thresholds
 
 _CREAT = m.analyte == "creatinine"
-_SOURCE = "Lemtrada EU SmPC 4.4 (anti-GBM disease and other nephropathies); US PI 5.5"
+_SOURCE = "Lemtrada EU SmPC 4.4 (anti-GBM disease and other nephropathies); US PI 5.7"
 _NEPHRO = "nephrology"
 
 
@@ -70,6 +70,20 @@ def _not_urgent(t: Thresholds) -> Any:
     )
 
 
+_CREATININE_GRADES = (
+    "ctcae.version",
+    "ctcae.creatinine_uln_g2_above",
+    "ctcae.creatinine_uln_g3_above",
+    "ctcae.creatinine_uln_g4_above",
+    "ctcae.creatinine_baseline_g2_above",
+    "ctcae.creatinine_baseline_g3_above",
+)
+_PROTEIN_GRADES = (
+    "ctcae.version",
+    "ctcae.proteinuria_g1_grade",
+    "ctcae.proteinuria_g2_grade",
+    "ctcae.proteinuria_g3_grade",
+)
 _HAEMATURIA = (
     "renal.blood_dipstick_grade",
     "renal.rbc_haematuria_hpf",
@@ -93,7 +107,7 @@ RULES = [
         "{renal.creatinine_urgent_umol} µmol/L: severe kidney injury (KDIGO stage 3).",
         action="Same-day medical attention: urinalysis with microscopy, anti-GBM antibodies and "
         f"urgent {_NEPHRO} referral.",
-        thresholds=("renal.rise_ratio_urgent", "renal.creatinine_urgent_umol"),
+        thresholds=("renal.rise_ratio_urgent", "renal.creatinine_urgent_umol", *_CREATININE_GRADES),
         grade=creatinine_grade,
         sources=(_SOURCE,),
     ),
@@ -109,7 +123,12 @@ RULES = [
         "(KDIGO).",
         action="Repeat creatinine and urinalysis with microscopy promptly; evaluate for "
         f"nephropathy including anti-GBM disease ({_NEPHRO}).",
-        thresholds=("renal.rise_ratio_action", "renal.aki_rise_umol", "renal.aki_window_hours"),
+        thresholds=(
+            "renal.rise_ratio_action",
+            "renal.aki_rise_umol",
+            "renal.aki_window_hours",
+            *_CREATININE_GRADES,
+        ),
         grade=creatinine_grade,
         sources=(_SOURCE,),
     ),
@@ -128,7 +147,7 @@ RULES = [
         ),
         message="Creatinine above the reference interval without a rise from baseline.",
         action="Repeat creatinine with urinalysis; keep the monthly tests.",
-        thresholds=("renal.rise_ratio_action", "renal.aki_rise_umol"),
+        thresholds=("renal.rise_ratio_action", "renal.aki_rise_umol", *_CREATININE_GRADES),
         grade=creatinine_grade,
         sources=(_SOURCE,),
     ),
@@ -161,7 +180,7 @@ RULES = [
         message="Proteinuria (dipstick ≥ 2+ or UPCR ≥ {renal.upcr_action_at} mg/mmol).",
         action="Quantify with a urine protein/creatinine ratio, check creatinine and urine "
         f"microscopy; evaluate for glomerular disease ({_NEPHRO}).",
-        thresholds=("renal.protein_action_grade", "renal.upcr_action_at"),
+        thresholds=("renal.protein_action_grade", "renal.upcr_action_at", *_PROTEIN_GRADES),
         grade=proteinuria_grade,
         sources=(_SOURCE,),
     ),
@@ -190,6 +209,7 @@ RULES = [
             "renal.protein_action_grade",
             "renal.upcr_watch_above",
             "renal.upcr_action_at",
+            *_PROTEIN_GRADES,
         ),
         grade=proteinuria_grade,
         sources=(_SOURCE,),

@@ -16,7 +16,7 @@ from lemlabs.rules.thresholds import Thresholds
 
 _TSH = m.analyte == "tsh"
 _FT4_NOT_ABNORMAL = (m.pair_flag == "N") | (m.pair_flag == "-")
-_SOURCE = "Lemtrada EU SmPC 4.4 (thyroid disorders); US PI 5.4"
+_SOURCE = "Lemtrada EU SmPC 4.4 (thyroid disorders); US PI 5.8"
 _ENDO = "endocrinology"
 
 RULES = [
