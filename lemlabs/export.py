@@ -34,6 +34,7 @@ def write_findings(findings: Sequence[Finding], path: str | Path) -> None:
         frame = pd.DataFrame(rows, columns=list(Finding.__dataclass_fields__))
         for column in ("evidence", "notes"):
             frame[column] = [json.dumps(v, ensure_ascii=False) for v in frame[column]]
+        frame["ctcae_grade"] = frame["ctcae_grade"].astype("Int64")
         frame.to_csv(path, index=False)
 
 

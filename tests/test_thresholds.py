@@ -18,7 +18,7 @@ from lemlabs.rules.thresholds import default_thresholds, load_thresholds
 
 def test_every_threshold_has_a_value_and_a_source() -> None:
     table = default_thresholds()
-    for key in table.keys():
+    for key in table:
         entry = table.entry(key)
         assert entry.source.strip(), key
         assert isinstance(entry.value, int | float | str), key
@@ -39,7 +39,7 @@ def test_every_threshold_a_rule_names_exists_and_every_entry_is_used() -> None:
             "scoring.py",
         )
     )
-    unused = [key for key in table.keys() if f'"{key}"' not in text]
+    unused = [key for key in table if f'"{key}"' not in text]
     assert unused == []
 
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -65,6 +65,9 @@ class Thresholds:
     def keys(self) -> list[str]:
         """Every key, sorted."""
         return sorted(self._entries)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
 
     def fingerprint(self) -> str:
         """Short hash of the values (and sources): part of every finding's ``rules_version``."""

@@ -1,0 +1,121 @@
+"""The lemlabs command, run as a user would (subprocess)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rules_helpers import labs, patients
+
+import lemlabs
+from lemlabs.export import read_findings
+
+ROWS = [
+    (-5, "PLT", "250", "10^9/L"),
+    (100, "PLT", "40", "10^9/L"),
+    (100, "TSH", "0.01", "mIU/L"),
+    (103, "Free T4", "30", "pmol/L"),
+    (120, "U-Blood", "2+", ""),
+    (130, "Hb", "12", "g/dL"),
+    (140, "PLT", "oops", "10^9/L"),
+]
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lemlabs", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> tuple[Path, Path]:
+    lab_path, patient_path = tmp_path / "labs.csv", tmp_path / "patients.csv"
+    labs(ROWS).to_csv(lab_path, index=False)
+    patients().to_csv(patient_path, index=False)
+    return lab_path, patient_path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json", ".jsonl"])
+def test_each_output_format_round_trips(
+    inputs: tuple[Path, Path], tmp_path: Path, suffix: str
+) -> None:
+    lab_path, patient_path = inputs
+    out = tmp_path / f"findings{suffix}"
+    issues = tmp_path / "issues.csv"
+    done = run("score", lab_path, "--patients", patient_path, "-o", out, "--issues", issues, "-q")
+    assert done.returncode == 0, done.stderr
+    expected = [f.to_dict() for f in lemlabs.score_frame(lab_path, patient_path).finding_list]
+    assert read_findings(out) == expected and expected
+    assert "oops" in issues.read_text()
+
+
+def test_without_output_a_summary_is_printed(inputs: tuple[Path, Path]) -> None:
+    done = run("score", inputs[0], "--patients", inputs[1])
+    assert done.returncode == 0
+    assert "findings by condition and severity" in done.stdout
+    assert "itp.suspected" in done.stdout and "rejected 1" in done.stdout
+
+
+def test_missing_file_exits_2_with_one_line(tmp_path: Path) -> None:
+    done = run("score", tmp_path / "absent.csv")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "absent.csv" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_column_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "labs.csv"
+    path.write_text("patient_id,collected_at,test,value\nP1,2021-01-01,PLT,100\n")
+    done = run("score", path)
+    assert done.returncode == 2 and "'unit' is missing" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_empty_file_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "labs.csv"
+    path.write_text("")
+    done = run("score", path)
+    assert done.returncode == 2 and "empty" in done.stderr
+
+
+def test_bad_threshold_file_exits_2(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    table = tmp_path / "site.toml"
+    table.write_text('[itp.suspected_below]\nvalue = 120\nsource = "site"\n')
+    done = run("score", inputs[0], "--thresholds", table)
+    assert done.returncode == 2 and "lacks" in done.stderr
+
+
+def test_unknown_output_format_exits_2(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    done = run("score", inputs[0], "-o", tmp_path / "findings.xlsx")
+    assert done.returncode == 2 and "unknown output format" in done.stderr
+
+
+@pytest.mark.parametrize(("level", "code"), [("urgent", 3), ("action", 3), ("info", 3)])
+def test_fail_on_exits_3_when_a_finding_reaches_the_severity(
+    inputs: tuple[Path, Path], level: str, code: int
+) -> None:
+    assert run("score", inputs[0], "--patients", inputs[1], "--fail-on", level).returncode == code
+
+
+def test_fail_on_stays_0_below_the_severity(tmp_path: Path) -> None:
+    path = tmp_path / "labs.csv"
+    labs([(100, "PLT", "140", "10^9/L")]).to_csv(path, index=False)
+    assert run("score", path, "--fail-on", "action").returncode == 0
+    assert run("score", path, "--fail-on", "watch").returncode == 3
+    assert run("score", path, "--fail-on", "severe").returncode == 2
+
+
+def test_version() -> None:
+    done = run("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"lemlabs {lemlabs.__version__}"
+
+
+def test_demo_scores_the_bundled_cohort() -> None:
+    done = run("demo")
+    assert done.returncode == 0, done.stderr
+    assert "most severe findings" in done.stdout and "anti_gbm.pattern" in done.stdout

@@ -1,0 +1,82 @@
+"""The bundled synthetic cohort: each planted condition is found; healthy patients stay quiet."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import lemlabs
+from lemlabs import examples
+from lemlabs.models import Severity
+from lemlabs.synthetic import generate
+
+EXPECTED = {
+    "graves": {"thyroid.overt_hyperthyroidism"},
+    "hypothyroidism": {"thyroid.overt_hypothyroidism"},
+    "itp_slow": {"itp.suspected"},
+    "itp_abrupt": {"itp.suspected"},
+    "infusion_thrombocytopenia": {"itp.thrombocytopenia", "itp.suspected"},
+    "anti_gbm": {"anti_gbm.pattern"},
+}
+
+
+@pytest.fixture(scope="module")
+def scored() -> tuple[lemlabs.Report, pd.DataFrame]:
+    report = lemlabs.score_frame(examples.path("labs"), examples.path("patients"))
+    conditions = pd.read_csv(examples.path("conditions"), dtype=str, keep_default_na=False)
+    return report, conditions
+
+
+@pytest.mark.parametrize("condition", sorted(EXPECTED))
+def test_each_planted_condition_is_found(
+    scored: tuple[lemlabs.Report, pd.DataFrame], condition: str
+) -> None:
+    report, conditions = scored
+    carriers = conditions.loc[conditions["condition"] == condition, "patient_id"]
+    assert len(carriers) >= 1
+    for patient in carriers:
+        codes = {f.code for f in report.finding_list if f.patient_id == patient}
+        assert codes & EXPECTED[condition], (patient, codes)
+
+
+def test_infusion_associated_counts_carry_the_note(
+    scored: tuple[lemlabs.Report, pd.DataFrame],
+) -> None:
+    report, conditions = scored
+    carriers = set(
+        conditions.loc[conditions["condition"] == "infusion_thrombocytopenia", "patient_id"]
+    )
+    notes = [f for f in report.finding_list if f.patient_id in carriers]
+    assert notes and all("infusion-associated" in f.message for f in notes)
+
+
+def test_healthy_patients_get_no_action_or_urgent_finding(
+    scored: tuple[lemlabs.Report, pd.DataFrame],
+) -> None:
+    report, conditions = scored
+    healthy = set(conditions.loc[conditions["condition"] == "healthy", "patient_id"])
+    loud = [
+        (f.patient_id, f.code)
+        for f in report.finding_list
+        if f.patient_id in healthy and f.severity >= Severity.ACTION
+    ]
+    assert loud == []
+
+
+def test_the_bundled_files_are_what_the_generator_makes() -> None:
+    cohort = generate()
+    bundled = lemlabs.read_labs(examples.path("labs"))
+    assert len(bundled) == len(cohort.labs)
+    assert bundled["value"].tolist() == cohort.labs["value"].tolist()
+
+
+def test_findings_frame_has_analyst_friendly_dtypes(
+    scored: tuple[lemlabs.Report, pd.DataFrame],
+) -> None:
+    findings = scored[0].findings
+    assert (
+        isinstance(findings["severity"].dtype, pd.CategoricalDtype)
+        and findings["severity"].cat.ordered
+    )
+    assert pd.api.types.is_datetime64_any_dtype(findings["date"])
+    assert str(findings["ctcae_grade"].dtype) == "Int64"
