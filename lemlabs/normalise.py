@@ -46,26 +46,19 @@ class _Problems:
         self.reason[new] = reason if isinstance(reason, str) else [reason(int(i)) for i in new]
 
 
-def _analytes(frame: pd.DataFrame) -> pd.Series:
-    tests = pd.Series(frame["test"].unique())
-    by_test = dict(zip(tests, tests.map(lambda test: recognise(test)), strict=True))
-    analyte = frame["test"].map(by_test)
+def _per_unique(values: Any, func: Callable[[Any], Any], dtype: Any = object) -> np.ndarray:
+    """``func`` applied once per unique value, spread over the rows."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
+    return np.asarray([func(value) for value in uniques], dtype=dtype)[codes]
+
+
+def _recognised(frame: pd.DataFrame) -> np.ndarray:
+    """Analyte key per row ('' when not scored): by LOINC first, then by name."""
+    analyte = _per_unique(frame["test"], lambda test: recognise(str(test)) or "")
     if "loinc" in frame.columns:
-        codes = frame["loinc"].unique()
-        by_loinc = {code: recognise(None, code) for code in codes}
-        analyte = frame["loinc"].map(by_loinc).fillna(analyte)
-    return analyte.fillna("").astype(str)
-
-
-def _per_unique(
-    columns: list[np.ndarray], func: Any, fields: tuple[str, ...]
-) -> dict[str, np.ndarray]:
-    """Call ``func`` once per unique combination of ``columns``; spread ``fields`` over rows."""
-    codes, uniques = pd.MultiIndex.from_arrays(columns).factorize()
-    parsed = [func(*key) for key in uniques]
-    return {
-        name: np.array([getattr(p, name) for p in parsed], dtype=object)[codes] for name in fields
-    }
+        by_loinc = _per_unique(frame["loinc"], lambda code: recognise(None, str(code)) or "")
+        analyte = np.where(by_loinc != "", by_loinc, analyte)
+    return analyte.astype(object)
 
 
 def _grade_from_mass(mg_dl: np.ndarray, cutoffs: tuple[tuple[float, float], ...]) -> np.ndarray:
@@ -75,13 +68,36 @@ def _grade_from_mass(mg_dl: np.ndarray, cutoffs: tuple[tuple[float, float], ...]
     return grade
 
 
-def _bounds(value: np.ndarray, high: np.ndarray, censor: np.ndarray) -> tuple[np.ndarray, ...]:
+def _bounds(value: np.ndarray, censor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper bound of the true value: what a threshold may rely on."""
     lower = np.where(np.isin(censor, ["<", "<="]), -np.inf, value)
     lower = np.where(censor == ">", np.nextafter(value, np.inf), lower)
     upper = np.where(np.isin(censor, [">", ">="]), np.inf, value)
     upper = np.where(censor == "<", np.nextafter(value, -np.inf), upper)
     return lower, upper
+
+
+def _pair_key(
+    pair: int, analytes: np.ndarray, units: np.ndarray, book: dict[str, Any]
+) -> tuple[str, str, str]:
+    """Decode ``(analyte code × units + unit code) × 2 + mass flag`` (-1: no unit needed)."""
+    if pair < 0:
+        return "", "", ""
+    rest, mass = divmod(pair, 2)
+    analyte_code, unit_code = divmod(rest, len(units))
+    analyte = str(analytes[analyte_code])
+    return analyte, str(units[unit_code]), (book[analyte].mass_unit or "") if mass else ""
+
+
+def _conversion(key: tuple[str, str, str]) -> Conversion:
+    analyte, unit, target = key
+    if not analyte:
+        return Conversion(1.0)
+    return conversion(analyte, unit, target or None)
+
+
+def _expected(what: str, labels: np.ndarray, raws: np.ndarray) -> Callable[[int], str]:
+    return lambda i: f"expected {what} for {labels[i]}, got {_clip(str(raws[i]))!r}"
 
 
 def normalise(labs: Source, patients: Source | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -92,14 +108,23 @@ def normalise(labs: Source, patients: Source | None = None) -> tuple[pd.DataFram
     reference interval and an interpretation flag (L/H/N). ``issues`` holds one record per
     rejected row (``row`` is its 0-based position) and per unusable patient record.
     """
-    frame = prepare_labs(labs)
     people = prepare_patients(patients) if patients is not None else None
+    return normalise_prepared(prepare_labs(labs), people)
+
+
+def normalise_prepared(
+    frame: pd.DataFrame, people: pd.DataFrame | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`normalise` for tables already through ``prepare_labs``/``prepare_patients``."""
     size = len(frame)
     problems = _Problems(size)
     book = catalogue()
 
+    patient_ids = frame["patient_id"].to_numpy(dtype=object)
     problems.add(
-        frame["patient_id"].str.strip().eq("").to_numpy(), "patient_id", "patient_id is empty"
+        _per_unique(patient_ids, lambda p: not str(p).strip(), bool),
+        "patient_id",
+        "patient_id is empty",
     )
     raw_dates = frame["collected_at_raw"].to_numpy(dtype=object)
     problems.add(
@@ -107,136 +132,149 @@ def normalise(labs: Source, patients: Source | None = None) -> tuple[pd.DataFram
         "collected_at",
         lambda i: f"not an ISO date: {_clip(raw_dates[i])!r}",
     )
-    analyte = _analytes(frame)
-    scored = analyte.ne("").to_numpy()
-    kind = analyte.map({key: a.kind for key, a in book.items()}).fillna("").to_numpy()
 
-    parsed = _per_unique(
-        [frame["value"].to_numpy()], parse_value, ("shape", "value", "high", "censor", "problem")
-    )
-    shape = parsed["shape"]
-    value = parsed["value"].astype(float)
-    high = parsed["high"].astype(float)
-    censor = parsed["censor"].astype(str)
-    problems.add(scored & (shape == "invalid"), "value", lambda i: parsed["problem"][i])
+    analyte = _recognised(frame)
+    analyte_codes, analytes = pd.factorize(analyte, use_na_sentinel=False)
 
-    unit_text = frame["unit"].str.strip()
-    has_unit = unit_text.ne("").to_numpy()
-    quantitative = kind == "quantitative"
-    counts = kind == "count_per_hpf"
-    ordinal = kind == "ordinal"
-    grade_zero = (shape == "grade") & (value == 0)
-    mass_protein = ordinal & (shape == "number") & has_unit
-    expects_number = quantitative & (shape != "number")
-    wrong_count = counts & ~np.isin(shape, ["number", "range", "tntc"]) & ~grade_zero
-    wrong_grade = ordinal & (shape != "grade") & ~mass_protein
-    labels = analyte.map({key: a.label for key, a in book.items()}).fillna("").to_numpy()
+    def attribute(name: str, default: Any = None, dtype: Any = object) -> np.ndarray:
+        """A catalogue attribute per row (``default`` where unset or not scored)."""
+        table = [getattr(book[key], name) if key else None for key in analytes]
+        return np.asarray([default if v is None else v for v in table], dtype=dtype)[analyte_codes]
+
+    def bounds(name: str) -> tuple[np.ndarray, np.ndarray]:
+        table = [getattr(book[key], name) if key else None for key in analytes]
+        pairs = np.array([v or (-np.inf, np.inf) for v in table], dtype=float).reshape(-1, 2)
+        return pairs[analyte_codes, 0], pairs[analyte_codes, 1]
+
+    scored = analyte != ""
+    kind = attribute("kind", "")
+    labels = attribute("label", "")
+
     raw_values = frame["value"].to_numpy(dtype=object)
-    for mask, what in (
-        (expects_number, "a number"),
-        (wrong_count, "a count per HPF"),
-        (wrong_grade, "a dipstick grade"),
-    ):
-        problems.add(mask, "value", _expected(what, labels, raw_values))
+    value_codes, unique_values = pd.factorize(raw_values, use_na_sentinel=False)
+    parsed = [parse_value(str(raw)) for raw in unique_values]
 
-    needs_unit = quantitative | mass_protein | (counts & has_unit)
-    target = np.where(
-        mass_protein, analyte.map({k: a.mass_unit or "" for k, a in book.items()}).fillna(""), ""
-    )
-    convert = _per_unique(
-        [np.where(needs_unit, analyte, ""), np.where(needs_unit, unit_text, ""), target],
-        _conversion,
-        ("factor", "problem"),
+    def field(name: str, dtype: Any = object) -> np.ndarray:
+        return np.asarray([getattr(p, name) for p in parsed], dtype=dtype)[value_codes]
+
+    shape, value, high, censor = (
+        field("shape"),
+        field("value", float),
+        field("high", float),
+        field("censor"),
     )
     problems.add(
-        needs_unit & (convert["problem"] != None),  # noqa: E711
-        "unit",
-        lambda i: convert["problem"][i],
+        scored & (shape == "invalid"), "value", lambda i: str(parsed[value_codes[i]].problem)
     )
-    factor = np.where(needs_unit & (convert["factor"] != None), convert["factor"], 1.0)  # noqa: E711
-    factor = factor.astype(float)
 
-    tntc = analyte.map({k: a.tntc for k, a in book.items()}).astype(float).to_numpy()
-    value = np.where(shape == "tntc", tntc, value) * factor
+    unit_text = _per_unique(frame["unit"], lambda u: str(u).strip())
+    has_unit = unit_text != ""
+    quantitative, counts, ordinal = (
+        kind == "quantitative",
+        kind == "count_per_hpf",
+        kind == "ordinal",
+    )
+    grade_zero = (shape == "grade") & (value == 0)
+    mass_protein = ordinal & (shape == "number") & has_unit
+    problems.add(
+        quantitative & (shape != "number"), "value", _expected("a number", labels, raw_values)
+    )
+    problems.add(
+        counts & ~np.isin(shape, ["number", "range", "tntc"]) & ~grade_zero,
+        "value",
+        _expected("a count per HPF", labels, raw_values),
+    )
+    problems.add(
+        ordinal & (shape != "grade") & ~mass_protein,
+        "value",
+        _expected("a dipstick grade", labels, raw_values),
+    )
+
+    needs_unit = quantitative | mass_protein | (counts & has_unit)
+    target = np.where(mass_protein, attribute("mass_unit", ""), "")
+    unit_codes, units_seen = pd.factorize(unit_text, use_na_sentinel=False)
+    pair = np.where(
+        needs_unit, (analyte_codes * len(units_seen) + unit_codes) * 2 + mass_protein, -1
+    )
+    codes, unique_pairs = pd.factorize(pair, use_na_sentinel=False)
+    converted = [_conversion(_pair_key(int(p), analytes, units_seen, book)) for p in unique_pairs]
+    problem = np.array([c.problem or "" for c in converted], dtype=object)[codes]
+    problems.add(needs_unit & (problem != ""), "unit", lambda i: str(problem[i]))
+    factor = np.array([c.factor or 1.0 for c in converted], dtype=float)[codes]
+
+    value = np.where(shape == "tntc", attribute("tntc", np.nan, float), value) * factor
     high = high * factor
-
-    low_bound = analyte.map(
-        {k: (a.plausible_mg_dl or a.plausible or (-np.inf, np.inf))[0] for k, a in book.items()}
+    low_ok, high_ok = bounds("plausible")
+    low_mass, high_mass = bounds("plausible_mg_dl")
+    low_ok, high_ok = (
+        np.where(mass_protein, low_mass, low_ok),
+        np.where(mass_protein, high_mass, high_ok),
     )
-    high_bound = analyte.map(
-        {k: (a.plausible_mg_dl or a.plausible or (-np.inf, np.inf))[1] for k, a in book.items()}
-    )
-    low_ok, high_ok = low_bound.astype(float).to_numpy(), high_bound.astype(float).to_numpy()
-    numeric = quantitative | counts | mass_protein
-    implausible = numeric & np.isfinite(value) & ((value < low_ok) | (value > high_ok))
-    units = analyte.map({k: a.unit for k, a in book.items()}).fillna("").to_numpy()
+    implausible = (quantitative | counts | mass_protein) & np.isfinite(value)
+    implausible &= (value < low_ok) | (value > high_ok)
+    units = attribute("unit", "")
     shown_unit = np.where(mass_protein, target, units)
     problems.add(
         implausible,
         "value",
         lambda i: (
-            f"implausible value {value[i]:g} {shown_unit[i]} for {labels[i]} "
-            f"(plausible {low_ok[i]:g}–{high_ok[i]:g})"
+            f"implausible value {value[i]:g} {shown_unit[i]} "
+            f"for {labels[i]} (plausible {low_ok[i]:g}–{high_ok[i]:g})"
         ),
     )
-    max_grade = analyte.map({k: a.max_grade for k, a in book.items()}).astype(float).to_numpy()
     problems.add(
-        ordinal & (shape == "grade") & (value > max_grade),
+        ordinal & (shape == "grade") & (value > attribute("max_grade", np.inf, float)),
         "value",
         "grade above the dipstick scale",
     )
 
-    cutoffs = {k: a.grade_cutoffs_mg_dl for k, a in book.items() if a.grade_cutoffs_mg_dl}
-    for key, table in cutoffs.items():
-        rows = mass_protein & (analyte.to_numpy() == key)
-        value = np.where(rows, _grade_from_mass(value, table), value)
+    for key in analytes:
+        if key and book[key].grade_cutoffs_mg_dl:
+            rows = mass_protein & (analyte == key)
+            value = np.where(rows, _grade_from_mass(value, book[key].grade_cutoffs_mg_dl), value)
     censor = np.where(ordinal, "", censor)
-    lower, upper = _bounds(value, high, censor)
+    lower, upper = _bounds(value, censor)
 
-    sex = pd.Series("", index=frame.index)
-    if people is not None:
-        sex = (
-            frame["patient_id"]
-            .map(dict(zip(people["patient_id"], people["sex"], strict=True)))
-            .fillna("")
-        )
-    empty = pd.Series("", index=frame.index)
-    refs = reference_intervals(
-        analyte,
+    sex_of = {} if people is None else dict(zip(people["patient_id"], people["sex"], strict=True))
+    sex = _per_unique(patient_ids, lambda p: sex_of.get(str(p).strip(), ""))
+    empty = np.full(size, "", dtype=object)
+    ref_low, ref_high, ref_source = reference_intervals(
+        analyte_codes,
+        analytes,
         sex,
-        pd.Series(np.where(quantitative, factor, np.nan), index=frame.index),
-        frame.get("ref_low", empty),
-        frame.get("ref_high", empty),
+        np.where(quantitative, factor, np.nan),
+        frame["ref_low"].to_numpy(dtype=object) if "ref_low" in frame.columns else empty,
+        frame["ref_high"].to_numpy(dtype=object) if "ref_high" in frame.columns else empty,
     )
-    flag = np.where(
-        upper < refs["ref_low"].to_numpy(),
-        "L",
-        np.where(lower > refs["ref_high"].to_numpy(), "H", "N"),
-    )
+    flag = np.where(upper < ref_low, "L", np.where(lower > ref_high, "H", "N"))
 
+    accepted = problems.ok
     results = frame.copy()
     results.insert(0, "row", np.arange(size))
-    results["analyte"] = analyte.to_numpy()
-    results["status"] = np.where(scored, "scored", "not_scored")
-    results["kind"] = kind
-    results["raw_value"] = frame["value"]
-    results["raw_unit"] = frame["unit"]
-    results["value"] = np.where(scored, value, np.nan)
-    results["value_high"] = np.where(scored, high, np.nan)
-    results["censor"] = np.where(scored, censor, "")
-    results["lower"] = np.where(scored, lower, np.nan)
-    results["upper"] = np.where(scored, upper, np.nan)
-    results["unit"] = np.where(scored, units, frame["unit"])
-    results["ref_low"] = refs["ref_low"].where(scored)
-    results["ref_high"] = refs["ref_high"].where(scored)
-    results["ref_source"] = np.where(scored, refs["ref_source"], "")
-    results["flag"] = np.where(scored, flag, "")
-    results["sex"] = sex.to_numpy()
-    accepted = problems.ok
+    columns = {
+        "analyte": analyte,
+        "status": np.where(scored, "scored", "not_scored"),
+        "kind": kind,
+        "raw_value": raw_values,
+        "raw_unit": frame["unit"].to_numpy(dtype=object),
+        "value": np.where(scored, value, np.nan),
+        "value_high": np.where(scored, high, np.nan),
+        "censor": np.where(scored, censor, ""),
+        "lower": np.where(scored, lower, np.nan),
+        "upper": np.where(scored, upper, np.nan),
+        "unit": np.where(scored, units, frame["unit"].to_numpy(dtype=object)),
+        "ref_low": np.where(scored, ref_low, np.nan),
+        "ref_high": np.where(scored, ref_high, np.nan),
+        "ref_source": np.where(scored, ref_source, ""),
+        "flag": np.where(scored, flag, ""),
+        "sex": sex,
+    }
+    for name, column in columns.items():
+        results[name] = pd.Series(column, index=results.index, dtype=column.dtype)
     issues = pd.DataFrame(
         {
             "row": np.arange(size)[~accepted],
-            "patient_id": frame["patient_id"].to_numpy()[~accepted],
+            "patient_id": patient_ids[~accepted],
             "field": problems.field[~accepted],
             "raw_value": _raw_for(frame, problems, ~accepted),
             "reason": problems.reason[~accepted],
@@ -247,16 +285,6 @@ def normalise(labs: Source, patients: Source | None = None) -> tuple[pd.DataFram
     if people is not None:
         issues = pd.concat([issues, _patient_issues(people)], ignore_index=True)
     return results.loc[accepted].reset_index(drop=True), issues.astype({"row": "int64"})
-
-
-def _expected(what: str, labels: np.ndarray, raws: np.ndarray) -> Callable[[int], str]:
-    return lambda i: f"expected {what} for {labels[i]}, got {_clip(str(raws[i]))!r}"
-
-
-def _conversion(analyte: str, unit: str, target: str) -> Conversion:
-    if not analyte:
-        return Conversion(1.0)
-    return conversion(analyte, unit, target or None)
 
 
 def _raw_for(frame: pd.DataFrame, problems: _Problems, mask: np.ndarray) -> list[str]:

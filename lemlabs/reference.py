@@ -2,55 +2,56 @@
 
 from __future__ import annotations
 
-from functools import cache
-
 import numpy as np
 import pandas as pd
 
 from lemlabs.analytes import catalogue
 from lemlabs.values import parse_number
 
-
-@cache
-def default_table() -> pd.DataFrame:
-    """Default adult intervals in canonical units, one row per analyte and sex ('' = unknown)."""
-    rows = []
-    for analyte in catalogue().values():
-        for sex in ("", "F", "M"):
-            ref = analyte.ref_by_sex.get(sex, analyte.ref)
-            rows.append((analyte.key, sex, ref.low, ref.high, analyte.ref_source))
-    table = pd.DataFrame(rows, columns=["analyte", "sex", "ref_low", "ref_high", "ref_note"])
-    return table.astype({"ref_low": float, "ref_high": float})
+SEXES = ("", "F", "M")
 
 
-def _lab_bound(raw: pd.Series) -> pd.Series:
-    numbers = {text: parse_number(text.strip()) for text in raw.unique()}
-    return raw.map(numbers).astype(float)
+def default_interval(analyte: str, sex: str) -> tuple[float, float]:
+    """The catalogue's default (low, high) in the canonical unit; NaN for an open side."""
+    if not analyte:
+        return np.nan, np.nan
+    entry = catalogue()[analyte]
+    ref = entry.ref_by_sex.get(sex, entry.ref)
+    return (
+        np.nan if ref.low is None else ref.low,
+        np.nan if ref.high is None else ref.high,
+    )
+
+
+def _lab_bound(raw: np.ndarray) -> np.ndarray:
+    codes, uniques = pd.factorize(raw, use_na_sentinel=False)
+    numbers = [parse_number(str(text).strip()) for text in uniques]
+    return np.array([np.nan if n is None else n for n in numbers], dtype=float)[codes]
 
 
 def reference_intervals(
-    analyte: pd.Series,
-    sex: pd.Series,
-    factor: pd.Series,
-    lab_low: pd.Series,
-    lab_high: pd.Series,
-) -> pd.DataFrame:
-    """``ref_low``, ``ref_high`` (canonical unit) and ``ref_source`` for each result row.
+    analyte_codes: np.ndarray,
+    analytes: np.ndarray,
+    sex: np.ndarray,
+    factor: np.ndarray,
+    lab_low: np.ndarray,
+    lab_high: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(ref_low, ref_high, ref_source)`` per row, in the canonical unit.
 
-    A row's own bound is in the row's unit and converts with its value (``factor``); a bound the
-    row leaves empty or unreadable comes from the default table for the patient's sex.
+    ``analyte_codes`` index into ``analytes`` (the unique analyte keys). A row's own bound is in
+    the row's unit and converts with its value (``factor``, NaN where a lab bound cannot apply);
+    a bound the row leaves empty or unreadable comes from the default for the patient's sex.
     """
-    keys = pd.DataFrame({"analyte": analyte.to_numpy(), "sex": sex.to_numpy()})
-    defaults = keys.merge(default_table(), on=["analyte", "sex"], how="left")
-    defaults.index = analyte.index
+    sex_codes = np.select([sex == "F", sex == "M"], [1, 2], 0)
+    table = np.array([[default_interval(a, s) for s in SEXES] for a in analytes], dtype=float)
+    table = table.reshape(len(analytes), len(SEXES), 2)
+    defaults = table[analyte_codes, sex_codes] if len(analytes) else np.empty((0, 2))
     low = _lab_bound(lab_low) * factor
     high = _lab_bound(lab_high) * factor
-    from_lab = low.notna() | high.notna()
-    return pd.DataFrame(
-        {
-            "ref_low": low.fillna(defaults["ref_low"]),
-            "ref_high": high.fillna(defaults["ref_high"]),
-            "ref_source": np.where(from_lab, "lab", "default"),
-        },
-        index=analyte.index,
+    from_lab = ~np.isnan(low) | ~np.isnan(high)
+    return (
+        np.where(np.isnan(low), defaults[:, 0], low),
+        np.where(np.isnan(high), defaults[:, 1], high),
+        np.where(from_lab, "lab", "default"),
     )

@@ -16,7 +16,7 @@ from lemlabs.engine import Hit, engine_for
 from lemlabs.findings import assemble, sort_key
 from lemlabs.ingest import Source, prepare_labs, prepare_patients, rows_as_frame
 from lemlabs.models import Finding, Report, findings_frame
-from lemlabs.normalise import normalise
+from lemlabs.normalise import normalise_prepared
 from lemlabs.rules import ALL_GATES, ALL_RULES, RULES_BY_ID, Gate
 from lemlabs.rules.thresholds import Thresholds, load_thresholds
 
@@ -166,7 +166,7 @@ def score_frame(
     frame = prepare_labs(labs)
     people = prepare_patients(patients) if patients is not None else None
     report("normalise", 0, 1)
-    results, issues = normalise(frame, people)
+    results, issues = normalise_prepared(frame, people)
     report("context", 0, 1)
     context = add_context(results[results["status"] == "scored"], people, table)
     hits, finding_rows = _run_engine(context, table, post_all, report)
