@@ -83,11 +83,14 @@ def _episodes(
     return episodes
 
 
+_DISPLAY_UNITS = {"10^9/L": "×10⁹/L", "umol/L": "µmol/L"}
+
+
 def format_value(value: float, unit: str) -> str:
     """A value as people read it: dipstick grades as negative/trace/1+, others with their unit."""
     if unit == "grade":
         return {0.0: "negative", 0.5: "trace"}.get(value, f"{value:g}+")
-    return f"{value:.4g} {unit}"
+    return f"{value:.4g} {_DISPLAY_UNITS.get(unit, unit)}"
 
 
 def _evidence(record: Mapping[str, Any]) -> Evidence:
