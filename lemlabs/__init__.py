@@ -5,6 +5,7 @@ The pipeline: ingest (read_labs) → normalise → context → engine → findin
 
 __version__ = "0.1.0"
 
+from lemlabs import frame as _frame  # noqa: F401  registers DataFrame.lemlabs
 from lemlabs.errors import (
     LabInputError,
     LemlabsError,

@@ -150,3 +150,10 @@ class Report:
     results: pd.DataFrame
     summary: dict[str, Any]
     finding_list: tuple[Finding, ...] = ()
+    patients: pd.DataFrame | None = None
+    """The patients table as read (with ``courses`` as lists of dates), when one was given."""
+
+    def data_issues(self) -> list[DataIssue]:
+        """The issues table as :class:`DataIssue` records."""
+        records = self.issues.to_dict("records")
+        return [DataIssue(**{str(k): v for k, v in record.items()}) for record in records]

@@ -182,6 +182,7 @@ def score_frame(
         results=results,
         summary=_summary(len(frame), results, issues, findings),
         finding_list=tuple(findings),
+        patients=people,
     )
 
 
