@@ -16,6 +16,7 @@ from lemlabs.models import Report, Severity
 try:
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError("lemlabs.plot needs matplotlib: pip install 'lemlabs[plot]'") from error
 
@@ -32,7 +33,7 @@ def _courses(report: Report, patient_id: str) -> list[pd.Timestamp]:
 
 def plot_patient(report: Report, patient_id: str, analytes: Sequence[str] | None = None) -> Figure:
     """One panel per analyte over time: values (canonical units), the reference interval shaded,
-    course starts as dashed lines, and each finding marked at its date in its severity's colour."""
+    course starts as dashed lines, and each finding's episode as a band in its severity's colour."""
     results = report.results[
         (report.results["patient_id"] == patient_id) & (report.results["status"] == "scored")
     ]
@@ -61,20 +62,19 @@ def plot_patient(report: Report, patient_id: str, analytes: Sequence[str] | None
             ax.axvline(start, color="grey", ls="--", lw=0.8)
         for finding in findings:
             if any(e.analyte == analyte for e in finding.evidence):
-                ax.axvline(
-                    pd.Timestamp(finding.date),
-                    color=SEVERITY_COLOURS[str(finding.severity)],
-                    lw=1.5,
-                    alpha=0.8,
-                )
+                colour = SEVERITY_COLOURS[str(finding.severity)]
+                start = pd.Timestamp(finding.episode_start or finding.date)
+                end = pd.Timestamp(finding.date) + pd.Timedelta(days=3)
+                ax.axvspan(start, end, color=colour, alpha=0.25, lw=0)
                 ax.annotate(
                     finding.code.split(".", 1)[1],
-                    (pd.Timestamp(finding.date), 1.0),
+                    (start, 0.98),
                     xycoords=("data", "axes fraction"),
                     rotation=90,
                     va="top",
                     ha="right",
                     fontsize=7,
+                    color=colour,
                 )
         ax.set_ylabel(f"{analyte}\n({series['unit'].iloc[0]})", fontsize=8)
     axes[0, 0].set_title(f"{patient_id}: results, reference intervals (shaded), courses (dashed)")
@@ -128,6 +128,7 @@ def plot_cohort(report: Report, bin_months: int = 3) -> Figure:
         ax.set_title(condition)
         ax.set_xlabel("months since the first course")
     axes[0, 0].set_ylabel("findings")
-    axes[0, -1].legend(fontsize=7)
+    handles = [Patch(color=colour, label=name) for name, colour in SEVERITY_COLOURS.items()]
+    axes[0, -1].legend(handles=handles, fontsize=7)
     figure.tight_layout()
     return figure
