@@ -80,3 +80,16 @@ def test_findings_frame_has_analyst_friendly_dtypes(
     )
     assert pd.api.types.is_datetime64_any_dtype(findings["date"])
     assert str(findings["ctcae_grade"].dtype) == "Int64"
+
+
+def test_the_dataframe_accessor_scores_like_score_frame(
+    scored: tuple[lemlabs.Report, pd.DataFrame],
+) -> None:
+    labs = lemlabs.read_labs(examples.path("labs"))
+    report = labs.lemlabs.score(examples.path("patients"))
+    assert [f.to_dict() for f in report.finding_list] == [
+        f.to_dict() for f in scored[0].finding_list
+    ]
+    results, issues = labs.lemlabs.normalise()
+    assert len(results) + issues["row"].nunique() == len(labs)
+    assert [i.row for i in report.data_issues()] == report.issues["row"].tolist()
