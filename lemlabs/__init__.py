@@ -17,6 +17,7 @@ from lemlabs.ingest import read_labs, read_patients
 from lemlabs.models import Condition, DataIssue, Evidence, Finding, Report, Severity
 from lemlabs.normalise import normalise
 from lemlabs.rules.thresholds import Thresholds, default_thresholds, load_thresholds
+from lemlabs.schedule import schedule
 from lemlabs.scoring import rules_version, score, score_frame
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "read_labs",
     "read_patients",
     "rules_version",
+    "schedule",
     "score",
     "score_frame",
 ]

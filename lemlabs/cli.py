@@ -7,6 +7,7 @@ Exit status: 0 when scoring ran, 2 for unusable input (one line on stderr, never
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,10 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--patients", type=Path, help="patients CSV (sex, course_dates)")
     score.add_argument("-o", "--output", type=Path, help=f"findings file ({', '.join(FORMATS)})")
     score.add_argument("--issues", type=Path, help="write data issues to this CSV")
-    score.add_argument(
-        "--thresholds", type=Path, help="a complete site threshold table (.toml/.json)"
-    )
+    score.add_argument("--thresholds", type=Path, help="a complete site table (.toml/.json)")
+    score.add_argument("--as-of", type=_date, help="also report tests overdue on this date (ISO)")
     demo = commands.add_parser("demo", help="score the bundled synthetic example cohort")
+    plan = commands.add_parser("schedule", help="tests due or overdue under the label's schedule")
+    plan.add_argument("labs", type=Path, help="lab results, long format (see README)")
+    plan.add_argument("--patients", type=Path, required=True, help="patients CSV with course_dates")
+    plan.add_argument("--as-of", type=_date, help="the date to judge by (default: today)")
+    plan.add_argument("-o", "--output", type=Path, help="write the table to this CSV")
+    plan.add_argument("--thresholds", type=Path, help="a complete site threshold table")
     for sub in (score, demo):
         sub.add_argument(
             "--fail-on",
@@ -63,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date: {text!r}") from None
 
 
 def _summary_table(report: Report) -> str:
@@ -97,15 +110,31 @@ def _print_report(report: Report, out: TextIO, top: int = 10) -> None:
             out.write(f"  row {issue.row}: {issue.field}: {issue.reason}\n")
 
 
+def _schedule(args: argparse.Namespace, out: TextIO) -> int:
+    table = lemlabs.schedule(args.labs, args.patients, args.as_of, args.thresholds)
+    if args.output is not None:
+        table.to_csv(args.output, index=False)
+    else:
+        counts = table["status"].value_counts().to_dict()
+        out.write(", ".join(f"{status} {count}" for status, count in counts.items()) + "\n")
+        late = table[table["status"] == "overdue"].sort_values("days_overdue", ascending=False)
+        if not late.empty:
+            out.write(late.to_string(index=False) + "\n")
+    return EXIT_OK
+
+
 def _run(args: argparse.Namespace, out: TextIO) -> int:
+    if args.command == "schedule":
+        return _schedule(args, out)
     progress = _Progress(not args.quiet)
     if args.command == "demo":
         labs, patients, thresholds = examples.path("labs"), examples.path("patients"), None
+        as_of = None
     else:
-        labs, patients, thresholds = args.labs, args.patients, args.thresholds
+        labs, patients, thresholds, as_of = args.labs, args.patients, args.thresholds, args.as_of
         if args.output is not None and args.output.suffix.lower() not in FORMATS:
             raise LemlabsError(f"{args.output}: unknown output format (use {', '.join(FORMATS)})")
-    report = lemlabs.score_frame(labs, patients, thresholds, progress=progress)
+    report = lemlabs.score_frame(labs, patients, thresholds, progress=progress, as_of=as_of)
     if args.command == "score" and args.output is not None:
         write_findings(report.finding_list, args.output)
     if args.command == "score" and args.issues is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,14 @@ from durable.lang import m, ruleset, when_all
 from lemlabs.errors import RuleError
 from lemlabs.rules.base import Rule
 from lemlabs.rules.thresholds import Thresholds
+
+# durable-rules calls datetime.utcfromtimestamp on every post, deprecated from Python 3.12 on.
+warnings.filterwarnings(
+    "ignore",
+    message=r"datetime\.datetime\.utcfromtimestamp",
+    category=DeprecationWarning,
+    module=r"durable\.engine",
+)
 
 _LOCK = threading.RLock()
 _SERIAL = itertools.count()
@@ -59,7 +68,8 @@ class RuleEngine:
         self._hits: list[Hit] = []
         self._errors: list[str] = []
         serial = next(_SERIAL)
-        self._names = {phase: f"lemlabs_{phase}_{serial}" for phase in ("result", "finding")}
+        phases = ("result", "finding", "schedule")
+        self._names = {phase: f"lemlabs_{phase}_{serial}" for phase in phases}
         definitions = {}
         with _LOCK:
             for phase, name in self._names.items():

@@ -93,7 +93,8 @@ def format_value(value: float, unit: str) -> str:
     return f"{value:.4g} {_DISPLAY_UNITS.get(unit, unit)}"
 
 
-def _evidence(record: Mapping[str, Any]) -> Evidence:
+def evidence_of(record: Mapping[str, Any]) -> Evidence:
+    """One result (a context row) as evidence; baseline kept for platelets and creatinine."""
     baseline = record["analyte"] in _BASELINE_ANALYTES
     high = record["value_high"]
     return Evidence(
@@ -210,7 +211,7 @@ def _finding(
         severity=Severity(max(o.rule.severity for o in episode)),
         ctcae_grade=max(grades) if grades else None,
         date=max(r["collected_at"] for r in evidence).date(),
-        evidence=tuple(_evidence(r) for r in evidence),
+        evidence=tuple(evidence_of(r) for r in evidence),
         message=message,
         action=action,
         source=rule.source(thresholds),

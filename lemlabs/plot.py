@@ -5,6 +5,7 @@ Each function returns the matplotlib Figure; nothing is shown or saved unless yo
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +13,8 @@ import numpy as np
 import pandas as pd
 
 from lemlabs.models import Report, Severity
+from lemlabs.rules.thresholds import default_thresholds
+from lemlabs.schedule import GROUPS, adherence
 
 try:
     import matplotlib.pyplot as plt
@@ -130,5 +133,37 @@ def plot_cohort(report: Report, bin_months: int = 3) -> Figure:
     axes[0, 0].set_ylabel("findings")
     handles = [Patch(color=colour, label=name) for name, colour in SEVERITY_COLOURS.items()]
     axes[0, -1].legend(handles=handles, fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def plot_adherence(report: Report, patient_id: str, as_of: dt.date | str | None = None) -> Figure:
+    """Monitoring adherence of one patient: for each test group, a square for each test done and a
+    red cross at each due date missed since the first course. ``as_of`` defaults to the patient's
+    latest result."""
+    if report.patients is None:
+        raise ValueError("plot_adherence needs the patients table (course dates)")
+    own = report.results[report.results["patient_id"] == patient_id]
+    day = pd.Timestamp(as_of).date() if as_of is not None else own["collected_at"].max().date()
+    table = adherence(report.results, report.patients, patient_id, day, default_thresholds())
+    figure, ax = plt.subplots(figsize=(10, 2.4))
+    groups = list(GROUPS)
+    for done, marker, colour, label in (
+        (True, "s", "#1b7837", "done"),
+        (False, "x", "#b2182b", "missed"),
+    ):
+        part = table[table["done"] == done]
+        ax.scatter(
+            part["date"],
+            part["test_group"].map(groups.index),
+            marker=marker,
+            color=colour,
+            s=18,
+            label=label,
+        )
+    ax.set_yticks(range(len(groups)), groups)
+    ax.set_ylim(-0.6, len(groups) - 0.4)
+    ax.set_title(f"{patient_id}: tests done and due dates missed (as of {day})")
+    ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.0, 1.35), ncol=2)
     figure.tight_layout()
     return figure

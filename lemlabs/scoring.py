@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -17,8 +18,9 @@ from lemlabs.findings import assemble, sort_key
 from lemlabs.ingest import Source, prepare_labs, prepare_patients, rows_as_frame
 from lemlabs.models import Finding, Report, findings_frame
 from lemlabs.normalise import normalise_prepared
-from lemlabs.rules import ALL_GATES, ALL_RULES, RULES_BY_ID, Gate
+from lemlabs.rules import ALL_GATES, ALL_RULES, RULES_BY_ID, Gate, Rule
 from lemlabs.rules.thresholds import Thresholds, load_thresholds
+from lemlabs.schedule import monitoring_findings, schedule_table
 
 ThresholdInput = Thresholds | Mapping[str, Any] | str | os.PathLike[str] | None
 Progress = Callable[[str, int, int], None]
@@ -128,6 +130,28 @@ def _run_engine(
     return hits, finding_rows
 
 
+def _monitoring(
+    results: pd.DataFrame,
+    people: pd.DataFrame | None,
+    context: pd.DataFrame,
+    as_of: dt.date,
+    thresholds: Thresholds,
+) -> list[Finding]:
+    """Monitoring findings: schedule rows with a missed interval, through the engine."""
+    engine = engine_for(ALL_RULES, thresholds)
+    table = schedule_table(results, people, as_of, thresholds)
+    late = table[table["missed_intervals"] >= thresholds["schedule.watch_after_missed"]]
+    hits: list[tuple[int, Rule]] = []
+    for session, (_, group) in enumerate(late.groupby("patient_id", sort=True)):
+        facts = [
+            {"id": f"g{index}", "kind": "schedule", "missed": int(missed)}
+            for index, missed in zip(group.index, group["missed_intervals"], strict=True)
+        ]
+        for hit in engine.run("schedule", f"m{session}", facts):
+            hits.append((int(hit.facts[0][1:]), RULES_BY_ID[hit.rule_id]))
+    return monitoring_findings(table, hits, context, as_of, thresholds, rules_version(thresholds))
+
+
 def _summary(
     rows_in: int, results: pd.DataFrame, issues: pd.DataFrame, findings: list[Finding]
 ) -> dict[str, Any]:
@@ -152,6 +176,7 @@ def score_frame(
     *,
     post_all: bool = False,
     progress: Progress | None = None,
+    as_of: dt.date | str | None = None,
 ) -> Report:
     """Score a lab table (DataFrame, CSV path or buffer) and return a :class:`Report`.
 
@@ -159,6 +184,8 @@ def score_frame(
     path or :class:`Thresholds`). ``post_all`` posts every result to the engine instead of only
     those that pass a gate; the findings are the same, only slower (used by the tests).
     ``progress(stage, done, total)`` is called as the stages advance (the CLI draws a bar).
+    With ``as_of`` (a date) the report also holds ``monitoring.overdue`` findings for tests the
+    label's schedule asks for and that were not done (see :func:`lemlabs.schedule`).
     """
     report = progress or (lambda stage, done, total: None)
     table = load_thresholds(thresholds)
@@ -175,6 +202,10 @@ def score_frame(
         assemble(hits, context, RULES_BY_ID, table, rules_version(table), finding_rows),
         key=sort_key,
     )
+    if as_of is not None:
+        day = pd.Timestamp(as_of).date()
+        findings += _monitoring(results, people, context, day, table)
+        findings.sort(key=sort_key)
     report("findings", 1, 1)
     return Report(
         findings=findings_frame(findings),

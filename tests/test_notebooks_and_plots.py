@@ -15,7 +15,7 @@ from lemlabs import examples
 
 matplotlib.use("Agg")
 
-from lemlabs.plot import plot_cohort, plot_patient
+from lemlabs.plot import plot_adherence, plot_cohort, plot_patient
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
@@ -71,3 +71,15 @@ def test_cohort_plot_needs_patients() -> None:
     bare = lemlabs.score_frame(examples.path("labs"))
     with pytest.raises(ValueError, match="patients"):
         plot_cohort(bare)
+
+
+def test_adherence_plot_draws_done_and_missed(report: lemlabs.Report) -> None:
+    figure = plot_adherence(report, "LEM-0123", "2023-04-01")
+    (ax,) = figure.axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == [
+        "blood_count",
+        "creatinine",
+        "urinalysis",
+        "thyroid",
+    ]
+    assert len(ax.collections) == 2

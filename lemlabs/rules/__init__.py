@@ -1,6 +1,6 @@
 """Rule packs and the threshold table. ``ALL_RULES`` is every rule, single-test and composite."""
 
-from lemlabs.rules import platelets, renal, thyroid
+from lemlabs.rules import monitoring, platelets, renal, thyroid
 from lemlabs.rules.base import Gate, Rule
 from lemlabs.rules.thresholds import Thresholds, default_thresholds, load_thresholds
 
@@ -10,6 +10,7 @@ ALL_RULES: tuple[Rule, ...] = (
     *renal.RULES,
     *thyroid.COMPOSITES,
     *renal.COMPOSITES,
+    *monitoring.RULES,
 )
 RULES_BY_ID = {rule.id: rule for rule in ALL_RULES}
 ALL_GATES: tuple[Gate, ...] = (*thyroid.GATES, *platelets.GATES, *renal.GATES)

@@ -2,7 +2,8 @@
 
 A rule pack (thyroid, platelets, renal) is a list of :class:`Rule`. Single-test rules match result
 facts; composite rules match the findings those produce (``alias`` names each matched finding).
-Conditions use durable-rules' ``m``/``c`` expressions; only :mod:`lemlabs.engine` runs them.
+Schedule rules match one fact per patient and test group (:mod:`lemlabs.schedule`). Conditions
+use durable-rules' ``m``/``c`` expressions; only :mod:`lemlabs.engine` runs them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from lemlabs.models import Condition, Severity
 from lemlabs.rules.thresholds import Thresholds
 
 Fact = Mapping[str, Any]
-Phase = Literal["result", "finding"]
+Phase = Literal["result", "finding", "schedule"]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,240 @@
+"""The label's monitoring schedule: which tests are due or overdue for each patient.
+
+Monthly blood count, creatinine and urinalysis and 3-monthly TSH, from the first course until 48
+months after the last infusion of the latest course. A test group's clock runs from its latest
+result on or before ``as_of`` (or from the first course day when there is none since then):
+
+* ``missed_intervals``: due dates ``clock + k × interval`` whose tolerance ended before ``as_of``;
+* ``status``: ``no_courses`` (no course dates known), ``window_ended`` (``as_of`` after the window),
+  ``overdue`` (one interval or more missed), ``due`` (inside the due date's tolerance), ``ok``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+
+from lemlabs.context import course_table
+from lemlabs.findings import evidence_of
+from lemlabs.ingest import Source, prepare_labs, prepare_patients
+from lemlabs.models import Evidence, Finding
+from lemlabs.normalise import normalise_prepared
+from lemlabs.rules.base import Rule
+from lemlabs.rules.thresholds import Thresholds, load_thresholds
+
+GROUPS: dict[str, tuple[tuple[str, ...], str, str, str]] = {
+    # group: (analytes, interval key, tolerance key, what the label asks for)
+    "blood_count": (
+        ("platelets",),
+        "schedule.monthly_days",
+        "schedule.monthly_tolerance_days",
+        "complete blood count (platelets)",
+    ),
+    "creatinine": (
+        ("creatinine",),
+        "schedule.monthly_days",
+        "schedule.monthly_tolerance_days",
+        "serum creatinine",
+    ),
+    "urinalysis": (
+        ("urine_blood", "urine_rbc", "urine_protein", "upcr", "uacr"),
+        "schedule.monthly_days",
+        "schedule.monthly_tolerance_days",
+        "urinalysis with cell counts",
+    ),
+    "thyroid": (("tsh",), "schedule.thyroid_days", "schedule.thyroid_tolerance_days", "TSH"),
+}
+COLUMNS = [
+    "patient_id",
+    "test_group",
+    "last_done",
+    "last_row",
+    "next_due",
+    "days_overdue",
+    "missed_intervals",
+    "window_end",
+    "status",
+]
+
+
+def group_of(analytes: pd.Series) -> pd.Series:
+    """The schedule's test group of each analyte ('' for analytes the schedule does not track)."""
+    lookup = {analyte: group for group, (members, *_) in GROUPS.items() for analyte in members}
+    return analytes.map(lookup).fillna("")
+
+
+def schedule_table(
+    results: pd.DataFrame, people: pd.DataFrame | None, as_of: dt.date, thresholds: Thresholds
+) -> pd.DataFrame:
+    """One row per patient and test group (see the module docstring for the columns)."""
+    day = pd.Timestamp(as_of)
+    courses = course_table(people, thresholds)
+    started = courses[courses["start"] <= day]
+    first = started.groupby("patient_id")["start"].min()
+    window_end = started.sort_values("start").groupby("patient_id")["window_end"].last()
+    known = list(people["patient_id"]) if people is not None else []
+    patients = sorted(set(known) | set(results["patient_id"]))
+    grid = pd.MultiIndex.from_product([patients, list(GROUPS)], names=["patient_id", "test_group"])
+    table = pd.DataFrame(index=grid).reset_index()
+
+    done = results[
+        (results["status"] == "scored") & (results["collected_at"].dt.normalize() <= day)
+    ]
+    done = done.assign(test_group=group_of(done["analyte"])).sort_values(["collected_at", "row"])
+    last = done[done["test_group"] != ""].groupby(["patient_id", "test_group"]).last()
+    table = table.merge(
+        last[["collected_at", "row"]].rename(
+            columns={"collected_at": "last_done", "row": "last_row"}
+        ),
+        left_on=["patient_id", "test_group"],
+        right_index=True,
+        how="left",
+    )
+    # reindex, not map: pandas cannot map through an empty datetime Series
+    table["first_course"] = first.reindex(table["patient_id"]).to_numpy()
+    table["window_end"] = window_end.reindex(table["patient_id"]).to_numpy()
+    interval = (
+        table["test_group"].map({g: thresholds[v[1]] for g, v in GROUPS.items()}).astype(float)
+    )
+    tolerance = (
+        table["test_group"].map({g: thresholds[v[2]] for g, v in GROUPS.items()}).astype(float)
+    )
+    clock = (
+        table["last_done"]
+        .dt.normalize()
+        .where(table["last_done"].dt.normalize() > table["first_course"], table["first_course"])
+    )
+    elapsed = (day - clock).dt.days.astype(float)
+    missed = np.maximum(0, np.ceil((elapsed - tolerance) / interval) - 1)
+    table["next_due"] = clock + pd.to_timedelta(interval, unit="D")
+    table["missed_intervals"] = missed.fillna(0).astype(int)
+    overdue = table["missed_intervals"] >= 1
+    table["days_overdue"] = np.where(overdue, (day - table["next_due"]).dt.days, 0).astype(int)
+    table["status"] = np.select(
+        [
+            table["first_course"].isna(),
+            day > table["window_end"],
+            overdue,
+            day >= table["next_due"] - pd.to_timedelta(tolerance, unit="D"),
+        ],
+        ["no_courses", "window_ended", "overdue", "due"],
+        "ok",
+    )
+    ended = table["status"].isin(["no_courses", "window_ended"])
+    table.loc[ended, ["missed_intervals", "days_overdue"]] = 0
+    table["last_row"] = table["last_row"].astype("Int64")
+    return table[COLUMNS]
+
+
+def interval_words(group: str, missed: int) -> str:
+    """``"2 monthly tests"`` / ``"1 3-monthly test"`` for messages."""
+    every = "3-monthly" if GROUPS[group][1] == "schedule.thyroid_days" else "monthly"
+    return f"{missed} {every} test{'s' if missed != 1 else ''}"
+
+
+def monitoring_findings(
+    table: pd.DataFrame,
+    hits: Sequence[tuple[int, Rule]],
+    context: pd.DataFrame,
+    as_of: dt.date,
+    thresholds: Thresholds,
+    rules_version: str,
+) -> list[Finding]:
+    """A finding per schedule row a monitoring rule matched (``hits``: table index, rule)."""
+    by_row = context.set_index("row", drop=False)
+    rows = cast(dict[int, dict[str, Any]], table.to_dict("index"))
+    found = []
+    for index, rule in hits:
+        entry = rows[index]
+        group = str(entry["test_group"])
+        what = GROUPS[group][3]
+        message, action = rule.text(thresholds)
+        if pd.isna(entry["last_done"]):
+            since = "none since the first course"
+            evidence: tuple[Evidence, ...] = ()
+        else:
+            since = f"last on {entry['last_done'].date()}"
+            record = cast(dict[str, Any], by_row.loc[int(entry["last_row"])].to_dict())
+            evidence = (evidence_of(record),)
+        missed = int(entry["missed_intervals"])
+        found.append(
+            Finding(
+                patient_id=str(entry["patient_id"]),
+                condition=rule.condition,
+                code=rule.code,
+                severity=rule.severity,
+                ctcae_grade=None,
+                date=as_of,
+                evidence=evidence,
+                message=f"{message} {what[0].upper()}{what[1:]}: {since}; "
+                f"{interval_words(group, missed)} missed, {int(entry['days_overdue'])} days past "
+                f"the due date ({entry['next_due'].date()}) as of {as_of}. The label asks for it "
+                f"until {entry['window_end'].date()}.",
+                action=action,
+                source=rule.source(thresholds),
+                rule_id=rule.id,
+                rules_version=rules_version,
+                episode_start=entry["next_due"].date(),
+                results_in_episode=len(evidence),
+            )
+        )
+    return found
+
+
+def schedule(
+    labs: Source,
+    patients: Source,
+    as_of: dt.date | str | None = None,
+    thresholds: Thresholds | Mapping[str, Any] | str | None = None,
+) -> pd.DataFrame:
+    """Which tests are due or overdue for each patient as of ``as_of`` (default: today).
+
+    One row per patient and test group (blood_count, creatinine, urinalysis, thyroid): last done,
+    next due, days overdue, missed intervals, the monitoring window's end and a status (ok, due,
+    overdue, window_ended, no_courses).
+    """
+    day = pd.Timestamp(as_of).date() if as_of is not None else dt.date.today()
+    people = prepare_patients(patients)
+    results, _ = normalise_prepared(prepare_labs(labs), people)
+    table = schedule_table(results, people, day, load_thresholds(thresholds))
+    return table.drop(columns="last_row")
+
+
+def adherence(
+    results: pd.DataFrame,
+    people: pd.DataFrame,
+    patient_id: str,
+    as_of: dt.date,
+    thresholds: Thresholds,
+) -> pd.DataFrame:
+    """One patient's tests done and due dates missed since the first course, by test group:
+    columns test_group, date, done. A due date is missed when its tolerance ended before the
+    next test (or before ``as_of``), the rule :func:`schedule_table` counts by."""
+    day = pd.Timestamp(as_of)
+    courses = course_table(people, thresholds)
+    mine = courses[(courses["patient_id"] == patient_id) & (courses["start"] <= day)]
+    if mine.empty:
+        raise ValueError(f"patient {patient_id!r} has no course on or before {as_of}")
+    start = mine["start"].min()
+    end = min(day, mine.sort_values("start")["window_end"].iloc[-1])
+    own = results[(results["patient_id"] == patient_id) & (results["status"] == "scored")]
+    own = own.assign(test_group=group_of(own["analyte"]))
+    rows: list[tuple[str, pd.Timestamp, bool]] = []
+    for group, (_, interval_key, tolerance_key, _) in GROUPS.items():
+        interval = pd.Timedelta(days=thresholds[interval_key])
+        tolerance = pd.Timedelta(days=thresholds[tolerance_key])
+        dates = own.loc[own["test_group"] == group, "collected_at"].dt.normalize()
+        done = sorted({d for d in dates if start <= d <= end})
+        rows += [(group, d, True) for d in done]
+        for clock, following in zip([start, *done], [*done, end], strict=True):
+            due = clock + interval
+            while due + tolerance < following:
+                rows.append((group, due, False))
+                due += interval
+    return pd.DataFrame(rows, columns=["test_group", "date", "done"]).sort_values(
+        ["test_group", "date"]
+    )
