@@ -40,6 +40,8 @@ class Analyte:
     mass_unit: str | None = None
     grade_cutoffs_mg_dl: tuple[tuple[float, float], ...] = ()
     plausible_mg_dl: tuple[float, float] | None = None
+    critical_low: float | None = None
+    critical_high: float | None = None
 
 
 def name_key(text: str) -> str:
@@ -73,6 +75,8 @@ def _analyte(key: str, raw: dict[str, Any]) -> Analyte:
             (float(a), float(b)) for a, b in raw.get("grade_cutoffs_mg_dl", [])
         ),
         plausible_mg_dl=tuple(raw["plausible_mg_dl"]) if "plausible_mg_dl" in raw else None,
+        critical_low=raw.get("critical", {}).get("low"),
+        critical_high=raw.get("critical", {}).get("high"),
     )
 
 

@@ -11,7 +11,7 @@ import datetime as dt
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import pandas as pd
 
@@ -123,6 +123,24 @@ def _schedule(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+FHIR_SUFFIXES = (".json", ".ndjson")
+
+
+def _fhir_inputs(labs: Path, patients: Path | None) -> tuple[Any, Any]:
+    """FHIR files (.json Bundle or .ndjson) in place of CSVs; patients from the same file if
+    it holds Patient or alemtuzumab resources and no --patients was given."""
+    if labs.suffix.lower() not in FHIR_SUFFIXES:
+        return labs, patients
+    from lemlabs import fhir
+
+    table = fhir.read_observations(labs)
+    source = patients if patients is not None else labs
+    if source.suffix.lower() in FHIR_SUFFIXES:
+        people = fhir.read_patients(source)
+        return table, people if not people.empty else None
+    return table, patients
+
+
 def _run(args: argparse.Namespace, out: TextIO) -> int:
     if args.command == "schedule":
         return _schedule(args, out)
@@ -134,6 +152,8 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         labs, patients, thresholds, as_of = args.labs, args.patients, args.thresholds, args.as_of
         if args.output is not None and args.output.suffix.lower() not in FORMATS:
             raise LemlabsError(f"{args.output}: unknown output format (use {', '.join(FORMATS)})")
+    if args.command == "score":
+        labs, patients = _fhir_inputs(labs, patients)
     report = lemlabs.score_frame(labs, patients, thresholds, progress=progress, as_of=as_of)
     if args.command == "score" and args.output is not None:
         write_findings(report.finding_list, args.output)

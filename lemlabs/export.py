@@ -10,22 +10,29 @@ import pandas as pd
 
 from lemlabs.models import Finding
 
-FORMATS = (".csv", ".json", ".jsonl")
+FORMATS = (".csv", ".json", ".jsonl", ".fhir.json")
 
 
 def _format(path: Path) -> str:
-    suffix = path.suffix.lower()
+    suffix = ".fhir.json" if path.name.lower().endswith(".fhir.json") else path.suffix.lower()
     if suffix not in FORMATS:
         raise ValueError(f"{path}: unknown output format {suffix!r} (use {', '.join(FORMATS)})")
     return suffix
 
 
 def write_findings(findings: Sequence[Finding], path: str | Path) -> None:
-    """Write findings; in CSV the evidence and notes columns hold JSON text."""
+    """Write findings; in CSV the evidence and notes columns hold JSON text; a ``.fhir.json``
+    file is a FHIR Bundle of DetectedIssues (``fhir`` extra)."""
     path = Path(path)
     suffix = _format(path)
     rows = [finding.to_dict() for finding in findings]
-    if suffix == ".json":
+    if suffix == ".fhir.json":
+        from lemlabs.fhir import findings_bundle
+
+        path.write_text(
+            findings_bundle(findings).model_dump_json(indent=1, exclude_none=True), "utf-8"
+        )
+    elif suffix == ".json":
         path.write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n", "utf-8")
     elif suffix == ".jsonl":
         text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
@@ -42,6 +49,8 @@ def read_findings(path: str | Path) -> list[dict[str, object]]:
     """Findings written by :func:`write_findings`, as the dicts ``Finding.to_dict()`` gives."""
     path = Path(path)
     suffix = _format(path)
+    if suffix == ".fhir.json":
+        raise ValueError(f"{path}: a FHIR Bundle of DetectedIssues cannot be read back as findings")
     text = path.read_text("utf-8")
     if suffix == ".json":
         rows: list[dict[str, object]] = json.loads(text)

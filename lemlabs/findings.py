@@ -109,6 +109,7 @@ def evidence_of(record: Mapping[str, Any]) -> Evidence:
         value_high=float(high) if pd.notna(high) else None,
         baseline=float(record["baseline"]) if baseline else None,
         baseline_kind=str(record["baseline_kind"]) if baseline else None,
+        source_id=str(record["source_id"]) if record.get("source_id") else None,
     )
 
 

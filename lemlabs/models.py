@@ -58,6 +58,8 @@ class Evidence:
     value_high: float | None = None
     baseline: float | None = None
     baseline_kind: str | None = None
+    source_id: str | None = None
+    """Where the result came from, when the input said (a FHIR ``Observation/<id>``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict; optional keys appear only when set."""
@@ -85,6 +87,18 @@ class Finding:
     episode_start: dt.date | None = None
     results_in_episode: int = 1
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_fhir(self) -> Any:
+        """This finding as a FHIR R4 DetectedIssue (needs the ``fhir`` extra)."""
+        from lemlabs.fhir import detected_issue
+
+        return detected_issue(self)
+
+    def to_cds_card(self) -> dict[str, Any]:
+        """This finding as a CDS Hooks card (needs the ``fhir`` extra)."""
+        from lemlabs.fhir import cds_card
+
+        return cds_card(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict with the public field names."""

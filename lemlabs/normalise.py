@@ -121,6 +121,13 @@ def normalise_prepared(
     book = catalogue()
 
     patient_ids = frame["patient_id"].to_numpy(dtype=object)
+    if "problem" in frame.columns:  # a reader (FHIR) already found the row unusable
+        reported = frame["problem"].to_numpy(dtype=object)
+        problems.add(
+            _per_unique(reported, lambda p: bool(str(p).strip()), bool),
+            "source",
+            lambda i: str(reported[i]),
+        )
     problems.add(
         _per_unique(patient_ids, lambda p: not str(p).strip(), bool),
         "patient_id",
@@ -247,6 +254,15 @@ def normalise_prepared(
         frame["ref_high"].to_numpy(dtype=object) if "ref_high" in frame.columns else empty,
     )
     flag = np.where(upper < ref_low, "L", np.where(lower > ref_high, "H", "N"))
+    critical_low, critical_high = (
+        attribute("critical_low", -np.inf, float),
+        attribute("critical_high", np.inf, float),
+    )
+    interpretation = np.select(  # HL7 v3 ObservationInterpretation codes
+        [upper < critical_low, lower >= critical_high, ordinal & (flag != "N")],
+        ["LL", "HH", "A"],
+        flag,
+    )
 
     accepted = problems.ok
     results = frame.copy()
@@ -267,6 +283,7 @@ def normalise_prepared(
         "ref_high": np.where(scored, ref_high, np.nan),
         "ref_source": np.where(scored, ref_source, ""),
         "flag": np.where(scored, flag, ""),
+        "interpretation": np.where(scored, interpretation, ""),
         "sex": sex,
     }
     for name, column in columns.items():
@@ -289,13 +306,14 @@ def normalise_prepared(
 
 def _raw_for(frame: pd.DataFrame, problems: _Problems, mask: np.ndarray) -> list[str]:
     column_of = {
+        "source": "source_id",
         "patient_id": "patient_id",
         "collected_at": "collected_at_raw",
         "value": "value",
         "unit": "unit",
     }
     return [
-        _clip(str(frame.at[index, column_of[field]]))
+        _clip(str(frame.at[index, column_of[field]])) if column_of[field] in frame.columns else ""
         for index, field in zip(np.flatnonzero(mask), problems.field[mask], strict=True)
     ]
 

@@ -1,0 +1,319 @@
+"""FHIR R4 in and out (extra ``fhir``: the fhir.resources models, R4B, which R4 resources fit).
+
+In: ``read_observations`` turns Observations (a Bundle, a list of resources, NDJSON lines or a
+``.json``/``.ndjson`` file) into the public lab table, one row per resource: a resource lemlabs
+cannot use (not a lab Observation, entered-in-error or cancelled, no value) keeps a row whose
+``problem`` says why, so that it becomes a data issue naming its ``source_id`` — nothing is
+skipped silently. ``read_patients`` reads Patient resources and alemtuzumab administrations.
+
+Out: ``detected_issue(finding)`` (a DetectedIssue), ``cds_card(finding)`` (a CDS Hooks card) and
+``findings_bundle(findings)`` (a collection Bundle); also as ``Finding.to_fhir()`` and
+``Finding.to_cds_card()``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lemlabs.errors import LabInputError
+from lemlabs.models import Finding, Severity
+
+try:
+    from fhir.resources.R4B.bundle import Bundle
+    from fhir.resources.R4B.detectedissue import DetectedIssue
+    from fhir.resources.R4B.medicationadministration import MedicationAdministration
+    from fhir.resources.R4B.medicationstatement import MedicationStatement
+    from fhir.resources.R4B.observation import Observation
+    from fhir.resources.R4B.patient import Patient
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError("lemlabs.fhir needs fhir.resources: pip install 'lemlabs[fhir]'") from error
+
+LOINC = "http://loinc.org"
+ATC = "http://www.whocc.no/atc"
+LEMLABS_CODES = "urn:lemlabs:finding-code"
+LEMLABS_RULES = "urn:lemlabs:rule"
+# ATC codes of alemtuzumab: L04AG06 (multiple sclerosis, since 2022), L04AA34 (before),
+# L01XC04 (oncology, MabCampath); any coding or text that names alemtuzumab or Lemtrada counts too.
+ALEMTUZUMAB_ATC = {"L04AG06", "L04AA34", "L01XC04"}
+ALEMTUZUMAB_WORDS = ("alemtuzumab", "lemtrada", "campath")
+COURSE_GAP_DAYS = 30  # infusion days closer than this belong to one course
+SEVERITY = {
+    Severity.URGENT: "high",
+    Severity.ACTION: "moderate",
+    Severity.WATCH: "low",
+    Severity.INFO: "low",
+}
+INDICATOR = {
+    Severity.URGENT: "critical",
+    Severity.ACTION: "warning",
+    Severity.WATCH: "info",
+    Severity.INFO: "info",
+}
+LAB_COLUMNS = [
+    "patient_id",
+    "collected_at",
+    "test",
+    "value",
+    "unit",
+    "loinc",
+    "ref_low",
+    "ref_high",
+    "source_id",
+    "problem",
+]
+
+FhirSource = Mapping[str, Any] | Sequence[Mapping[str, Any]] | str | os.PathLike[str]
+
+
+def load_resources(source: FhirSource) -> list[dict[str, Any]]:
+    """Resources from a Bundle, a list, JSON or NDJSON text, or a ``.json``/``.ndjson`` file."""
+    if isinstance(source, str | os.PathLike) and not str(source).lstrip().startswith(("{", "[")):
+        path = Path(source)
+        if not path.is_file():
+            raise LabInputError(f"{path}: no such file")
+        text, name = path.read_text("utf-8"), str(path)
+    elif isinstance(source, str):
+        text, name = source, "FHIR input"
+    else:
+        return _unpack(source)
+    try:
+        return _unpack(json.loads(text))
+    except json.JSONDecodeError as whole:
+        if whole.msg != "Extra data":
+            raise LabInputError(
+                f"{name}: not valid JSON ({whole.msg}, line {whole.lineno})"
+            ) from whole
+    lines = [line for line in text.splitlines() if line.strip()]
+    resources = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            resources.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise LabInputError(f"{name}: line {number} is not valid JSON ({error.msg})") from error
+    return resources
+
+
+def _unpack(data: Any) -> list[dict[str, Any]]:
+    if isinstance(data, Mapping) and data.get("resourceType") == "Bundle":
+        return [dict(entry.get("resource") or {}) for entry in data.get("entry") or []]
+    if isinstance(data, Mapping):
+        return [dict(data)]
+    return [dict(item) for item in data]
+
+
+def _text(concept: Any) -> str:
+    if concept is None:
+        return ""
+    if concept.text:
+        return str(concept.text)
+    for coding in concept.coding or []:
+        if coding.display or coding.code:
+            return str(coding.display or coding.code)
+    return ""
+
+
+def _loinc(concept: Any) -> str:
+    for coding in (concept.coding or []) if concept is not None else []:
+        if coding.system == LOINC and coding.code:
+            return str(coding.code)
+    return ""
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value or "")
+
+
+def _reference_id(reference: Any) -> str:
+    text = str(reference.reference or "") if reference is not None else ""
+    return text.rsplit("/", 1)[-1] if text else ""
+
+
+def _number(value: Any) -> str:
+    return "" if value is None else format(value, "f") if hasattr(value, "as_tuple") else str(value)
+
+
+def _observation_row(resource: Mapping[str, Any]) -> dict[str, str]:
+    kind = str(resource.get("resourceType", ""))
+    source_id = f"{kind or 'resource'}/{resource.get('id', '')}"
+    row = dict.fromkeys(LAB_COLUMNS, "")
+    row["source_id"] = source_id
+    if kind != "Observation":
+        row["problem"] = f"not a lab Observation: {source_id}"
+        return row
+    try:
+        observation = Observation.model_validate(resource)
+    except Exception as error:  # the model library's validation error, any shape
+        row["problem"] = f"not a valid FHIR Observation ({str(error).splitlines()[0]})"
+        return row
+    categories = [c.code for concept in observation.category or [] for c in concept.coding or []]
+    row["patient_id"] = _reference_id(observation.subject)
+    row["test"] = _text(observation.code) or _loinc(observation.code)
+    row["loinc"] = _loinc(observation.code)
+    effective = observation.effectiveDateTime or (
+        observation.effectivePeriod.start if observation.effectivePeriod else None
+    )
+    row["collected_at"] = _iso(effective)
+    quantity = observation.valueQuantity
+    if quantity is not None:
+        comparator = str(quantity.comparator or "")  # "<", "<=", ">=", ">"
+        row["value"] = comparator + _number(quantity.value) if quantity.value is not None else ""
+        row["unit"] = str(quantity.code or quantity.unit or "")
+    else:
+        row["value"] = str(observation.valueString or "") or _text(observation.valueCodeableConcept)
+    for interval in (observation.referenceRange or [])[:1]:
+        same_unit = all(
+            bound is None or (bound.code or bound.unit) in (None, row["unit"])
+            for bound in (interval.low, interval.high)
+        )
+        if same_unit:
+            row["ref_low"] = _number(interval.low.value) if interval.low else ""
+            row["ref_high"] = _number(interval.high.value) if interval.high else ""
+    if observation.status in ("entered-in-error", "cancelled"):
+        row["problem"] = f"Observation status is {observation.status}"
+    elif categories and "laboratory" not in categories:
+        row["problem"] = (
+            f"not a laboratory Observation (category {', '.join(map(str, categories))})"
+        )
+    elif not row["value"]:
+        row["problem"] = (
+            "Observation has no value (valueQuantity, valueString or valueCodeableConcept)"
+        )
+    return row
+
+
+def read_observations(source: FhirSource) -> pd.DataFrame:
+    """The public lab table from FHIR Observations, one row per resource (see the module doc).
+
+    ``source_id`` (``Observation/<id>``) travels into each finding's evidence.
+    """
+    rows = [_observation_row(resource) for resource in load_resources(source)]
+    return pd.DataFrame(rows, columns=LAB_COLUMNS)
+
+
+def _is_alemtuzumab(concept: Any) -> bool:
+    if concept is None:
+        return False
+    words = " ".join(
+        [str(concept.text or "")] + [str(c.display or "") for c in concept.coding or []]
+    )
+    atc = {str(c.code) for c in concept.coding or [] if c.system == ATC}
+    return bool(atc & ALEMTUZUMAB_ATC) or any(word in words.lower() for word in ALEMTUZUMAB_WORDS)
+
+
+def _administrations(resources: Iterable[Mapping[str, Any]]) -> list[tuple[str, pd.Timestamp]]:
+    days = []
+    for resource in resources:
+        model: Any
+        if resource.get("resourceType") == "MedicationAdministration":
+            model = MedicationAdministration.model_validate(resource)
+        elif resource.get("resourceType") == "MedicationStatement":
+            model = MedicationStatement.model_validate(resource)
+        else:
+            continue
+        if model.status in ("entered-in-error", "not-done") or not _is_alemtuzumab(
+            model.medicationCodeableConcept
+        ):
+            continue
+        effective = model.effectiveDateTime or (
+            model.effectivePeriod.start if model.effectivePeriod else None
+        )
+        if effective is not None:
+            days.append((_reference_id(model.subject), pd.Timestamp(_iso(effective)[:10])))
+    return days
+
+
+def read_patients(source: FhirSource) -> pd.DataFrame:
+    """The patients table from Patient resources (gender, birthDate) and alemtuzumab
+    MedicationAdministration/MedicationStatement resources: infusion days less than 30 days apart
+    form one course, whose first day becomes a course date."""
+    resources = load_resources(source)
+    people: dict[str, dict[str, str]] = {}
+    for resource in resources:
+        if resource.get("resourceType") == "Patient":
+            patient = Patient.model_validate(resource)
+            people[str(patient.id)] = {
+                "patient_id": str(patient.id),
+                "sex": {"female": "F", "male": "M"}.get(str(patient.gender), ""),
+                "birth_date": _iso(patient.birthDate),
+                "course_dates": "",
+            }
+    by_patient: dict[str, list[pd.Timestamp]] = {}
+    for patient_id, day in _administrations(resources):
+        by_patient.setdefault(patient_id, []).append(day)
+    for patient_id, days in by_patient.items():
+        starts, previous = [], None
+        for day in sorted(set(days)):
+            if previous is None or (day - previous).days >= COURSE_GAP_DAYS:
+                starts.append(day)
+            previous = day
+        entry = people.setdefault(
+            patient_id, {"patient_id": patient_id, "sex": "", "birth_date": ""}
+        )
+        entry["course_dates"] = ";".join(day.date().isoformat() for day in starts)
+    return pd.DataFrame(
+        list(people.values()), columns=["patient_id", "sex", "birth_date", "course_dates"]
+    )
+
+
+def detected_issue(finding: Finding) -> DetectedIssue:
+    """A finding as a FHIR DetectedIssue, validated by the model library."""
+    references = [{"reference": e.source_id} for e in finding.evidence if e.source_id]
+    resource: dict[str, Any] = {
+        "resourceType": "DetectedIssue",
+        "id": str(
+            uuid.uuid5(
+                uuid.NAMESPACE_URL,
+                f"lemlabs:{finding.patient_id}:{finding.code}:"
+                f"{finding.episode_start}:{finding.date}",
+            )
+        ),
+        "identifier": [
+            {"system": LEMLABS_RULES, "value": f"{finding.rule_id}@{finding.rules_version}"}
+        ],
+        "status": "final",
+        "code": {"coding": [{"system": LEMLABS_CODES, "code": finding.code}], "text": finding.code},
+        "severity": SEVERITY[finding.severity],
+        "patient": {"reference": f"Patient/{finding.patient_id}"},
+        "identifiedDateTime": finding.date.isoformat(),
+        "detail": finding.message,
+        "mitigation": [{"action": {"text": finding.action}}],
+    }
+    if references:
+        resource["implicated"] = references
+        resource["evidence"] = [{"detail": references}]
+    return DetectedIssue.model_validate(resource)
+
+
+def cds_card(finding: Finding) -> dict[str, Any]:
+    """A finding as a CDS Hooks card (summary under 140 characters, indicator, source)."""
+    summary = f"{finding.code} ({finding.severity}): " + finding.message.split(". ")[0]
+    if len(summary) > 140:
+        summary = summary[:139].rstrip() + "…"
+    return {
+        "uuid": str(
+            uuid.uuid5(
+                uuid.NAMESPACE_URL,
+                f"lemlabs-card:{finding.patient_id}:{finding.code}:{finding.date}",
+            )
+        ),
+        "summary": summary,
+        "detail": f"{finding.message}\n\n**Suggested next step:** {finding.action}\n\n"
+        f"Source: {finding.source}. Rule {finding.rule_id}, rules version {finding.rules_version}.",
+        "indicator": INDICATOR[finding.severity],
+        "source": {"label": f"lemlabs rule {finding.rule_id}: {finding.source.split('; ')[0]}"},
+    }
+
+
+def findings_bundle(findings: Iterable[Finding]) -> Bundle:
+    """A collection Bundle of DetectedIssues."""
+    entries = [
+        {"resource": detected_issue(f).model_dump(mode="json", exclude_none=True)} for f in findings
+    ]
+    return Bundle.model_validate({"resourceType": "Bundle", "type": "collection", "entry": entries})
