@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ import pandas as pd
 import lemlabs
 from lemlabs import examples
 from lemlabs.errors import LemlabsError
-from lemlabs.export import FORMATS, write_findings, write_issues
+from lemlabs.export import FORMATS, write_findings, write_findings_table, write_issues
 from lemlabs.models import Report, Severity
 
 EXIT_OK, EXIT_INPUT, EXIT_FAIL_ON = 0, 2, 3
@@ -47,12 +48,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lemlabs {lemlabs.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     score = commands.add_parser("score", help="score a lab CSV")
-    score.add_argument("labs", type=Path, help="lab results, long format (see README)")
+    score.add_argument("labs", type=Path, help="lab results: CSV, Parquet, FHIR (.json/.ndjson)")
     score.add_argument("--patients", type=Path, help="patients CSV (sex, course_dates)")
     score.add_argument("-o", "--output", type=Path, help=f"findings file ({', '.join(FORMATS)})")
     score.add_argument("--issues", type=Path, help="write data issues to this CSV")
     score.add_argument("--thresholds", type=Path, help="a complete site table (.toml/.json)")
     score.add_argument("--as-of", type=_date, help="also report tests overdue on this date (ISO)")
+    score.add_argument(
+        "--dask",
+        action="store_true",
+        help="score with Dask: LABS may be a glob of CSV or Parquet files",
+    )
+    where = score.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", help="address of a running Dask scheduler (with --dask)")
+    where.add_argument("--workers", type=int, default=2, help="local Dask workers (default 2)")
     demo = commands.add_parser("demo", help="score the bundled synthetic example cohort")
     plan = commands.add_parser("schedule", help="tests due or overdue under the label's schedule")
     plan.add_argument("labs", type=Path, help="lab results, long format (see README)")
@@ -141,9 +150,33 @@ def _fhir_inputs(labs: Path, patients: Path | None) -> tuple[Any, Any]:
     return table, patients
 
 
+def _score_dask(args: argparse.Namespace, out: TextIO) -> int:
+    """``lemlabs score --dask``: a local cluster (or --scheduler), findings and issues written."""
+    from lemlabs.dask import score_on_cluster
+
+    findings, issues, summary = score_on_cluster(
+        str(args.labs), args.patients, args.thresholds, args.scheduler, args.workers
+    )
+    if args.output is not None:
+        write_findings_table(findings, args.output)
+    if args.issues is not None:
+        write_issues(issues, args.issues)
+    out.write(json.dumps(summary, indent=1) + "\n")
+    worst = (
+        findings["severity"].map({str(s): int(s) for s in Severity}).max() if len(findings) else -1
+    )
+    if args.fail_on is not None and worst >= int(args.fail_on):
+        return EXIT_FAIL_ON
+    return EXIT_OK
+
+
 def _run(args: argparse.Namespace, out: TextIO) -> int:
     if args.command == "schedule":
         return _schedule(args, out)
+    if args.command == "score" and args.dask:
+        if args.output is not None and args.output.name.lower().endswith(".fhir.json"):
+            raise LemlabsError("--dask writes CSV, Parquet, JSON or JSON Lines, not FHIR")
+        return _score_dask(args, out)
     progress = _Progress(not args.quiet)
     if args.command == "demo":
         labs, patients, thresholds = examples.path("labs"), examples.path("patients"), None

@@ -1,16 +1,22 @@
-"""Writing findings and issues to CSV, JSON or JSON Lines, and reading findings back."""
+"""Writing findings and issues (CSV, JSON, JSON Lines, Parquet, FHIR) and reading findings back.
+
+The flat form of findings, ``findings_table``, has the evidence and notes as JSON text: it is what
+CSV and Parquet files hold and what :mod:`lemlabs.dask` returns.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from lemlabs.models import Finding
+from lemlabs.models import FINDING_COLUMNS, Finding
 
-FORMATS = (".csv", ".json", ".jsonl", ".fhir.json")
+FORMATS = (".csv", ".json", ".jsonl", ".parquet", ".fhir.json")
+JSON_COLUMNS = ("evidence", "notes")
 
 
 def _format(path: Path) -> str:
@@ -20,54 +26,78 @@ def _format(path: Path) -> str:
     return suffix
 
 
-def write_findings(findings: Sequence[Finding], path: str | Path) -> None:
-    """Write findings; in CSV the evidence and notes columns hold JSON text; a ``.fhir.json``
-    file is a FHIR Bundle of DetectedIssues (``fhir`` extra)."""
+def findings_table(findings: Sequence[Finding]) -> pd.DataFrame:
+    """Findings as a flat table, evidence and notes as JSON text."""
+    rows = [finding.to_dict() for finding in findings]
+    for row in rows:
+        for column in JSON_COLUMNS:
+            row[column] = json.dumps(row[column], ensure_ascii=False)
+    frame = pd.DataFrame(rows, columns=FINDING_COLUMNS)
+    return frame.astype({"ctcae_grade": "Int64", "results_in_episode": "int64"})
+
+
+def table_records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """A flat findings table back to the dicts ``Finding.to_dict()`` gives."""
+    records = []
+    for row in table.to_dict("records"):
+        record: dict[str, Any] = {str(key): item for key, item in row.items()}
+        for column in JSON_COLUMNS:
+            record[column] = json.loads(record[column])
+        grade = record["ctcae_grade"]
+        record["ctcae_grade"] = None if grade in ("", None) or pd.isna(grade) else int(grade)
+        start = record["episode_start"]
+        record["episode_start"] = None if start in ("", None) or pd.isna(start) else str(start)
+        record["results_in_episode"] = int(record["results_in_episode"])
+        records.append(record)
+    return records
+
+
+def write_findings_table(table: pd.DataFrame, path: str | Path) -> None:
+    """Write a flat findings table as CSV, Parquet, JSON or JSON Lines (by the file's suffix)."""
     path = Path(path)
     suffix = _format(path)
-    rows = [finding.to_dict() for finding in findings]
     if suffix == ".fhir.json":
+        raise ValueError(f"{path}: FHIR output needs the findings, not the flat table")
+    if suffix == ".csv":
+        table.to_csv(path, index=False)
+    elif suffix == ".parquet":
+        table.to_parquet(path, index=False)
+    elif suffix == ".json":
+        path.write_text(
+            json.dumps(table_records(table), ensure_ascii=False, indent=1) + "\n", "utf-8"
+        )
+    else:
+        lines = (json.dumps(record, ensure_ascii=False) + "\n" for record in table_records(table))
+        path.write_text("".join(lines), "utf-8")
+
+
+def write_findings(findings: Sequence[Finding], path: str | Path) -> None:
+    """Write findings (format by suffix); a ``.fhir.json`` file is a FHIR Bundle of
+    DetectedIssues (``fhir`` extra)."""
+    path = Path(path)
+    if _format(path) == ".fhir.json":
         from lemlabs.fhir import findings_bundle
 
-        path.write_text(
-            findings_bundle(findings).model_dump_json(indent=1, exclude_none=True), "utf-8"
-        )
-    elif suffix == ".json":
-        path.write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n", "utf-8")
-    elif suffix == ".jsonl":
-        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        path.write_text(text, "utf-8")
+        bundle = findings_bundle(findings)
+        path.write_text(bundle.model_dump_json(indent=1, exclude_none=True), "utf-8")
     else:
-        frame = pd.DataFrame(rows, columns=list(Finding.__dataclass_fields__))
-        for column in ("evidence", "notes"):
-            frame[column] = [json.dumps(v, ensure_ascii=False) for v in frame[column]]
-        frame["ctcae_grade"] = frame["ctcae_grade"].astype("Int64")
-        frame.to_csv(path, index=False)
+        write_findings_table(findings_table(findings), path)
 
 
-def read_findings(path: str | Path) -> list[dict[str, object]]:
+def read_findings(path: str | Path) -> list[dict[str, Any]]:
     """Findings written by :func:`write_findings`, as the dicts ``Finding.to_dict()`` gives."""
     path = Path(path)
     suffix = _format(path)
     if suffix == ".fhir.json":
         raise ValueError(f"{path}: a FHIR Bundle of DetectedIssues cannot be read back as findings")
-    text = path.read_text("utf-8")
     if suffix == ".json":
-        rows: list[dict[str, object]] = json.loads(text)
+        rows: list[dict[str, Any]] = json.loads(path.read_text("utf-8"))
         return rows
     if suffix == ".jsonl":
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    out = []
-    for row in frame.to_dict("records"):
-        record: dict[str, object] = {str(key): item for key, item in row.items()}
-        record["evidence"] = json.loads(row["evidence"])
-        record["notes"] = json.loads(row["notes"])
-        record["ctcae_grade"] = int(row["ctcae_grade"]) if row["ctcae_grade"] else None
-        record["episode_start"] = row["episode_start"] or None
-        record["results_in_episode"] = int(row["results_in_episode"])
-        out.append(record)
-    return out
+        return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+    if suffix == ".parquet":
+        return table_records(pd.read_parquet(path))
+    return table_records(pd.read_csv(path, dtype=str, keep_default_na=False))
 
 
 def write_issues(issues: pd.DataFrame, path: str | Path) -> None:

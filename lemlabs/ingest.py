@@ -31,10 +31,24 @@ def _describe(source: Source) -> str:
     return getattr(source, "name", "input")
 
 
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_parquet(path)
+    except ImportError as error:
+        raise LabInputError(
+            f"{path}: reading Parquet needs pyarrow (pip install 'lemlabs[dask]')"
+        ) from error
+    except Exception as error:  # pyarrow raises many types for a file that is not Parquet
+        raise LabInputError(f"{path}: not a readable Parquet file ({error})") from error
+    return frame.astype(object).where(frame.notna(), "").astype(str)
+
+
 def _read_csv(source: Source) -> pd.DataFrame:
     name = _describe(source)
     if isinstance(source, str | os.PathLike) and not Path(source).is_file():
         raise LabInputError(f"{name}: no such file")
+    if isinstance(source, str | os.PathLike) and Path(source).suffix.lower() == ".parquet":
+        return _read_parquet(Path(source))
     try:
         return pd.read_csv(
             source,  # type: ignore[arg-type]
@@ -129,7 +143,7 @@ def prepare_labs(source: Source, columns: Mapping[str, str] | None = None) -> pd
 
 
 def read_labs(path_or_buffer: Source, columns: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """Read a long-format lab CSV (one result a row); see the README for the columns.
+    """Read a long-format lab CSV or Parquet file (one result a row); see the README.
 
     ``columns`` maps other column names onto lemlabs' (``{"MRN": "patient_id"}``).
     Raises :class:`~lemlabs.errors.LabInputError` for a file that cannot be used at all.

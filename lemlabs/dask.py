@@ -1,0 +1,181 @@
+"""Scoring cohorts larger than one machine with Dask (extra ``dask``); the core never imports it.
+
+lemlabs scores per patient, so the work splits by patient: rows are numbered in input order,
+shuffled once on ``patient_id`` so that each patient's rows meet in one partition, and each
+partition goes through the same :func:`lemlabs.score_frame` as a single process (each worker
+builds its own rule engine). Findings and issues carry the input row numbers, so the result
+equals ``score_frame`` on the same data, order aside.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+try:
+    import dask.dataframe as dd
+    from dask.base import compute
+    from dask.delayed import Delayed, delayed
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError("lemlabs.dask needs Dask: pip install 'lemlabs[dask]'") from error
+
+from lemlabs.export import findings_table
+from lemlabs.ingest import LAB_COLUMNS, Source, prepare_patients
+from lemlabs.models import FINDING_COLUMNS, Finding
+from lemlabs.normalise import ISSUE_COLUMNS
+from lemlabs.rules.thresholds import Thresholds, load_thresholds
+from lemlabs.scoring import ThresholdInput, score_frame
+
+ROW = "__lemlabs_row"
+COUNTS = ("rows_in", "rows_normalised", "rows_rejected", "rows_not_scored")
+
+
+@dataclass(frozen=True)
+class DaskReport:
+    """Lazy results of :func:`score_dask`: findings and issues as dask DataFrames (evidence and
+    notes as JSON text), and a delayed summary. ``compute()`` runs it all in one pass."""
+
+    findings: dd.DataFrame
+    issues: dd.DataFrame
+    summary: Delayed
+    parts: tuple[Delayed, ...]
+    patient_issues: int
+
+    def compute(self) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+        """``(findings, issues, summary)`` as pandas objects, computed together."""
+        results = compute(*self.parts)
+        findings = pd.concat([r[0] for r in results], ignore_index=True)
+        issues = pd.concat([r[1] for r in results], ignore_index=True)
+        summary = _summary([r[2] for r in results], self.patient_issues)
+        return _typed_findings(findings), _typed_issues(issues), summary
+
+
+def read_labs_dask(path: str | os.PathLike[str], blocksize: str | None = "64MB") -> dd.DataFrame:
+    """A lab table from CSV or Parquet files (a path or a glob), every column read as text."""
+    text = os.fspath(path)
+    if text.endswith(".parquet") or os.path.isdir(text):
+        frame = dd.read_parquet(text)
+        return frame.astype({c: "object" for c in frame.columns}).fillna("").astype(str)
+    return dd.read_csv(text, dtype=str, keep_default_na=False, na_filter=False, blocksize=blocksize)
+
+
+def _numbered(frame: dd.DataFrame) -> dd.DataFrame:
+    """Each row's 0-based position in the whole input, in a column the scoring carries through."""
+    lengths = frame.map_partitions(len).compute().to_numpy()
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+
+    def number(part: pd.DataFrame, partition_info: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        start = int(offsets[partition_info["number"]]) if partition_info else 0
+        return part.assign(**{ROW: np.arange(start, start + len(part), dtype="int64")})
+
+    meta = frame._meta.assign(**{ROW: np.array([], dtype="int64")})
+    return frame.map_partitions(number, meta=meta)
+
+
+def _finding_rows(findings: list[Finding], rows: np.ndarray) -> pd.DataFrame:
+    """The flat findings table, evidence rows mapped back to input row numbers."""
+    table = findings_table(findings)
+    table["evidence"] = [
+        json.dumps(
+            [{**item, "row": int(rows[item["row"]])} for item in json.loads(text)],
+            ensure_ascii=False,
+        )
+        for text in table["evidence"]
+    ]
+    return _typed_findings(table)
+
+
+def _typed_findings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Fixed dtypes, so that every partition matches the meta (pandas infers str only for data)."""
+    text = {c: "str" for c in FINDING_COLUMNS if c not in ("ctcae_grade", "results_in_episode")}
+    return frame.astype({**text, "ctcae_grade": "Int64", "results_in_episode": "int64"})
+
+
+def _typed_issues(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.astype({**{c: "str" for c in ISSUE_COLUMNS if c != "row"}, "row": "int64"})
+
+
+def _score_partition(
+    part: pd.DataFrame, patients: pd.DataFrame | None, thresholds: Thresholds
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    rows = part[ROW].to_numpy()
+    report = score_frame(part.drop(columns=ROW).reset_index(drop=True), patients, thresholds)
+    issues = report.issues[report.issues["source"] == "labs"].copy()
+    issues["row"] = rows[issues["row"].to_numpy()] if len(issues) else issues["row"]
+    counts: dict[str, Any] = {key: int(report.summary[key]) for key in COUNTS}
+    counts["findings_by_condition"] = report.summary["findings_by_condition"]
+    counts["findings_by_severity"] = report.summary["findings_by_severity"]
+    findings = _finding_rows(list(report.finding_list), rows)
+    return findings, _typed_issues(issues.reset_index(drop=True)), counts
+
+
+def _summary(counts: list[dict[str, Any]], patient_issues: int) -> dict[str, Any]:
+    total: dict[str, Any] = {key: sum(c[key] for c in counts) for key in COUNTS}
+    for key in ("findings_by_condition", "findings_by_severity"):
+        merged: dict[str, int] = {}
+        for c in counts:
+            for name, number in c[key].items():
+                merged[name] = merged.get(name, 0) + number
+        total[key] = dict(sorted(merged.items()))
+    total["patient_issues"] = patient_issues
+    total["findings"] = sum(total["findings_by_condition"].values())
+    return total
+
+
+def score_dask(
+    labs: dd.DataFrame | str | os.PathLike[str],
+    patients: Source | None = None,
+    thresholds: ThresholdInput = None,
+    npartitions: int | None = None,
+) -> DaskReport:
+    """Score a lab table held in a dask DataFrame or CSV/Parquet files (path or glob), lazily.
+
+    ``patients`` is a small table (pandas DataFrame or path) sent to every partition.
+    ``npartitions`` sets the number of patient partitions (default: as many as the input has).
+    """
+    frame = labs if isinstance(labs, dd.DataFrame) else read_labs_dask(labs)
+    missing = [
+        c for c in LAB_COLUMNS if c not in {str(x).strip().casefold() for x in frame.columns}
+    ]
+    if missing:
+        from lemlabs.errors import MissingColumnError
+
+        raise MissingColumnError(missing[0], "dask input")
+    table = load_thresholds(thresholds)
+    people = prepare_patients(patients) if patients is not None else None
+    patient_issues = 0 if people is None else int((people["problem"] != "").sum())
+    numbered = _numbered(frame)
+    by_patient = numbered.shuffle(on="patient_id", npartitions=npartitions or frame.npartitions)
+    parts = [delayed(_score_partition)(p, people, table) for p in by_patient.to_delayed()]
+    finding_meta = _finding_rows([], np.array([], dtype="int64"))
+    issue_meta = _typed_issues(pd.DataFrame(columns=ISSUE_COLUMNS))
+    findings = dd.from_delayed([delayed(lambda r: r[0])(p) for p in parts], meta=finding_meta)
+    issues = dd.from_delayed([delayed(lambda r: r[1])(p) for p in parts], meta=issue_meta)
+    counts = [delayed(lambda r: r[2])(p) for p in parts]
+    summary = delayed(_summary)(counts, patient_issues)
+    return DaskReport(findings, issues, summary, tuple(parts), patient_issues)
+
+
+def score_on_cluster(
+    labs: dd.DataFrame | str | os.PathLike[str],
+    patients: Source | None = None,
+    thresholds: ThresholdInput = None,
+    scheduler: str | None = None,
+    workers: int = 2,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """:func:`score_dask` computed on a scheduler (its address) or a local cluster of ``workers``
+    single-threaded processes, closed afterwards."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler):
+            return score_dask(labs, patients, thresholds).compute()
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)
+    with cluster, Client(cluster):
+        return score_dask(labs, patients, thresholds).compute()
