@@ -58,12 +58,17 @@ def _assign(n: int) -> np.ndarray:
 
 
 def generate(
-    patients: int = 200, months: int = 62, seed: int = 20261126, bad_rows: float = 0.003
+    patients: int = 200,
+    months: int = 62,
+    seed: int = 20261126,
+    bad_rows: float = 0.003,
+    first_id: int = 1,
 ) -> Cohort:
-    """Generate ``patients`` histories of ``months`` monthly visits (visit 0 is pre-treatment)."""
+    """Generate ``patients`` histories of ``months`` monthly visits (visit 0 is pre-treatment);
+    patient ids count from ``first_id`` (to build a large cohort in chunks)."""
     rng = np.random.default_rng(seed)
     n, m = patients, months
-    ids = np.array([f"LEM-{i + 1:04d}" for i in range(n)], dtype=object)
+    ids = np.array([f"LEM-{first_id + i:04d}" for i in range(n)], dtype=object)
     condition = _assign(n)
     sex = np.where(rng.random(n) < 0.68, "F", "M")
     birth = pd.to_datetime("1970-01-01") + pd.to_timedelta(rng.integers(0, 25 * 365, n), unit="D")
