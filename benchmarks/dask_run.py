@@ -4,9 +4,9 @@
     python benchmarks/dask_run.py --rows 1000000     # a smaller run
 
 The cohort (``lemlabs.synthetic``, ~112 rows per patient) is written once to
-``benchmarks/data/parquet_<rows>/`` in files of ~100k rows. The single-process run reads it all
-with pandas and calls ``score_frame``; the Dask run calls ``lemlabs.dask.score_dask`` on the
-files with a ``LocalCluster`` of single-threaded worker processes. Each run is a fresh process.
+``benchmarks/data/parquet_<rows>/labs/`` in files of ~100k rows, the patients beside them. The
+single-process run reads it all with pandas and calls ``score_frame``; the Dask run calls
+``lemlabs.dask.score_dask`` on the files with a ``LocalCluster`` of single-threaded worker processes. Each run is a fresh process.
 """
 
 from __future__ import annotations
@@ -28,14 +28,14 @@ def _cohort(rows: int) -> Path:
 
     folder = DATA / f"parquet_{rows}"
     if not folder.exists():
-        folder.mkdir(parents=True)
+        (folder / "labs").mkdir(parents=True)
         written, chunk, patients = 0, 0, []
         while written < rows:
             cohort = generate(
                 CHUNK_PATIENTS, months=25, seed=chunk, first_id=1 + chunk * CHUNK_PATIENTS
             )
             part = cohort.labs.head(rows - written)
-            part.to_parquet(folder / f"labs_{chunk:04d}.parquet", index=False)
+            part.to_parquet(folder / "labs" / f"{chunk:04d}.parquet", index=False)
             patients.append(cohort.patients)
             written += len(part)
             chunk += 1
@@ -51,7 +51,7 @@ def _single(folder: str) -> dict[str, float]:
     import lemlabs
 
     started = time.perf_counter()
-    labs = pd.read_parquet(folder)
+    labs = pd.read_parquet(Path(folder) / "labs")
     report = lemlabs.score_frame(labs, Path(folder) / "patients.csv")
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -73,7 +73,8 @@ def _dask(folder: str, workers: int) -> dict[str, float]:
     )
     with cluster, Client(cluster) as client:
         started = time.perf_counter()
-        _, _, summary = score_dask(f"{folder}/*.parquet", Path(folder) / "patients.csv").compute()
+        labs = f"{folder}/labs/*.parquet"
+        _, _, summary = score_dask(labs, Path(folder) / "patients.csv").compute()
         seconds = time.perf_counter() - started
         peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return {

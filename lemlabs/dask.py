@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from lemlabs.rules.thresholds import Thresholds, load_thresholds
 from lemlabs.scoring import ThresholdInput, score_frame
 
 ROW = "__lemlabs_row"
+SHIFT = 32  # packed row ids: input partition << SHIFT | position in it
 COUNTS = ("rows_in", "rows_normalised", "rows_rejected", "rows_not_scored")
 
 
@@ -45,15 +46,17 @@ class DaskReport:
     issues: dd.DataFrame
     summary: Delayed
     parts: tuple[Delayed, ...]
+    lengths: Delayed
     patient_issues: int
 
     def compute(self) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-        """``(findings, issues, summary)`` as pandas objects, computed together."""
-        results = compute(*self.parts)
+        """``(findings, issues, summary)`` as pandas objects, computed together (one read)."""
+        lengths, *results = compute(self.lengths, *self.parts)
         findings = pd.concat([r[0] for r in results], ignore_index=True)
         issues = pd.concat([r[1] for r in results], ignore_index=True)
         summary = _summary([r[2] for r in results], self.patient_issues)
-        return _typed_findings(findings), _typed_issues(issues), summary
+        sizes = list(lengths)
+        return _findings_with_rows(findings, sizes), _issues_with_rows(issues, sizes), summary
 
 
 def read_labs_dask(path: str | os.PathLike[str], blocksize: str | None = "64MB") -> dd.DataFrame:
@@ -66,20 +69,26 @@ def read_labs_dask(path: str | os.PathLike[str], blocksize: str | None = "64MB")
 
 
 def _numbered(frame: dd.DataFrame) -> dd.DataFrame:
-    """Each row's 0-based position in the whole input, in a column the scoring carries through."""
-    lengths = frame.map_partitions(len).compute().to_numpy()
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    """Each row tagged with (input partition, position) packed in one integer; turned into the
+    row's 0-based position in the whole input once the partition lengths are known (see
+    :func:`_global_rows`), so that the input is read only once."""
 
     def number(part: pd.DataFrame, partition_info: Mapping[str, Any] | None = None) -> pd.DataFrame:
-        start = int(offsets[partition_info["number"]]) if partition_info else 0
-        return part.assign(**{ROW: np.arange(start, start + len(part), dtype="int64")})
+        index = int(partition_info["number"]) if partition_info else 0
+        return part.assign(**{ROW: (index << SHIFT) + np.arange(len(part), dtype="int64")})
 
     meta = frame._meta.assign(**{ROW: np.array([], dtype="int64")})
     return frame.map_partitions(number, meta=meta)
 
 
+def _global_rows(packed: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype("int64")
+    packed = np.asarray(packed, dtype="int64")
+    return offsets[packed >> SHIFT] + (packed & ((1 << SHIFT) - 1))
+
+
 def _finding_rows(findings: list[Finding], rows: np.ndarray) -> pd.DataFrame:
-    """The flat findings table, evidence rows mapped back to input row numbers."""
+    """The flat findings table, evidence rows mapped to the packed input row ids."""
     table = findings_table(findings)
     table["evidence"] = [
         json.dumps(
@@ -97,6 +106,26 @@ def _typed_findings(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype({**text, "ctcae_grade": "Int64", "results_in_episode": "int64"})
 
 
+def _findings_with_rows(findings: pd.DataFrame, lengths: Sequence[int]) -> pd.DataFrame:
+    """Packed row ids in the evidence → 0-based positions in the whole input."""
+    evidence = []
+    for text in findings["evidence"]:
+        items = json.loads(text)
+        rows = _global_rows(np.array([item["row"] for item in items], dtype="int64"), lengths)
+        evidence.append(
+            json.dumps(
+                [{**item, "row": int(row)} for item, row in zip(items, rows, strict=True)],
+                ensure_ascii=False,
+            )
+        )
+    return _typed_findings(findings.assign(evidence=evidence))
+
+
+def _issues_with_rows(issues: pd.DataFrame, lengths: Sequence[int]) -> pd.DataFrame:
+    """Packed row ids of the issues → 0-based positions in the whole input."""
+    return _typed_issues(issues.assign(row=_global_rows(issues["row"].to_numpy(), lengths)))
+
+
 def _typed_issues(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype({**{c: "str" for c in ISSUE_COLUMNS if c != "row"}, "row": "int64"})
 
@@ -105,6 +134,8 @@ def _score_partition(
     part: pd.DataFrame, patients: pd.DataFrame | None, thresholds: Thresholds
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     rows = part[ROW].to_numpy()
+    if patients is not None:  # only this partition's patients: no work for the others
+        patients = patients[patients["patient_id"].isin(part["patient_id"].str.strip().unique())]
     report = score_frame(part.drop(columns=ROW).reset_index(drop=True), patients, thresholds)
     issues = report.issues[report.issues["source"] == "labs"].copy()
     issues["row"] = rows[issues["row"].to_numpy()] if len(issues) else issues["row"]
@@ -151,7 +182,9 @@ def score_dask(
     people = prepare_patients(patients) if patients is not None else None
     patient_issues = 0 if people is None else int((people["problem"] != "").sum())
     numbered = _numbered(frame)
-    by_patient = numbered.shuffle(on="patient_id", npartitions=npartitions or frame.npartitions)
+    by_patient = numbered.shuffle(
+        on="patient_id", npartitions=npartitions or frame.npartitions, shuffle_method="tasks"
+    )
     parts = [delayed(_score_partition)(p, people, table) for p in by_patient.to_delayed()]
     finding_meta = _finding_rows([], np.array([], dtype="int64"))
     issue_meta = _typed_issues(pd.DataFrame(columns=ISSUE_COLUMNS))
@@ -159,7 +192,10 @@ def score_dask(
     issues = dd.from_delayed([delayed(lambda r: r[1])(p) for p in parts], meta=issue_meta)
     counts = [delayed(lambda r: r[2])(p) for p in parts]
     summary = delayed(_summary)(counts, patient_issues)
-    return DaskReport(findings, issues, summary, tuple(parts), patient_issues)
+    lengths = delayed(list)(numbered.map_partitions(len).to_delayed())
+    findings = findings.map_partitions(_findings_with_rows, lengths, meta=finding_meta)
+    issues = issues.map_partitions(_issues_with_rows, lengths, meta=issue_meta)
+    return DaskReport(findings, issues, summary, tuple(parts), lengths, patient_issues)
 
 
 def score_on_cluster(
