@@ -6,7 +6,8 @@
 The cohort (``lemlabs.synthetic``, ~112 rows per patient) is written once to
 ``benchmarks/data/parquet_<rows>/labs/`` in files of ~100k rows, the patients beside them. The
 single-process run reads it all with pandas and calls ``score_frame``; the Dask run calls
-``lemlabs.dask.score_dask`` on the files with a ``LocalCluster`` of single-threaded worker processes. Each run is a fresh process.
+``lemlabs.dask.score_dask`` on the files with a ``LocalCluster`` of single-threaded worker
+processes. Each run is a fresh process.
 """
 
 from __future__ import annotations

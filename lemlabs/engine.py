@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,8 +130,3 @@ def engine_for(rules: tuple[Rule, ...], thresholds: Thresholds) -> RuleEngine:
         if key not in _ENGINES:
             _ENGINES[key] = RuleEngine(rules, thresholds)
         return _ENGINES[key]
-
-
-def facts_of(records: Iterable[Mapping[str, Any]], kind: str) -> list[dict[str, Any]]:
-    """Tag records as facts of one kind (every fact needs a ``kind`` for the catch-all rule)."""
-    return [{**record, "kind": kind} for record in records]

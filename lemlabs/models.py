@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import asdict, dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
@@ -148,11 +147,6 @@ def findings_frame(findings: list[Finding]) -> pd.DataFrame:
     frame["ctcae_grade"] = frame["ctcae_grade"].astype("Int64")
     frame["results_in_episode"] = frame["results_in_episode"].astype("int64")
     return frame
-
-
-def evidence_json(evidence: list[dict[str, Any]]) -> str:
-    """The evidence column as JSON text (how CSV output carries it)."""
-    return json.dumps(evidence, ensure_ascii=False, sort_keys=True)
 
 
 @dataclass(frozen=True)

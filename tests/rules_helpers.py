@@ -40,3 +40,20 @@ def findings(rows: Iterable[tuple[int, str, str, str]], sex: str = "F", **kw: st
 def summary(found: Iterable[Finding]) -> set[tuple[str, str, int | None]]:
     """``{(code, severity, ctcae_grade)}`` of findings."""
     return {(f.code, str(f.severity), f.ctcae_grade) for f in found}
+
+
+def essence(found: Iterable[Finding]) -> list[tuple[object, ...]]:
+    """Findings without what legitimately differs between spellings, orders or sources of the same
+    data (raw text, row numbers, source ids)."""
+    return sorted(
+        (
+            f.patient_id,
+            f.code,
+            str(f.severity),
+            f.ctcae_grade,
+            f.date,
+            f.rule_id,
+            tuple(sorted((e.analyte, round(e.value, 6), e.collected_at) for e in f.evidence)),
+        )
+        for f in found
+    )

@@ -7,28 +7,12 @@ import random
 import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
+from rules_helpers import essence
 
 import lemlabs
 from lemlabs import strategies as ls
 from lemlabs.analytes import recognise
-from lemlabs.models import Finding
 from lemlabs.units import conversion
-
-
-def _essence(found: tuple[Finding, ...]) -> list[tuple[object, ...]]:
-    """Findings without what legitimately differs between spellings or orders of the same data."""
-    return sorted(
-        (
-            f.patient_id,
-            f.code,
-            str(f.severity),
-            f.ctcae_grade,
-            f.date,
-            f.rule_id,
-            tuple(sorted((e.analyte, round(e.value, 6), e.collected_at) for e in f.evidence)),
-        )
-        for f in found
-    )
 
 
 def _respell(labs: pd.DataFrame, rnd: random.Random) -> pd.DataFrame:
@@ -49,7 +33,7 @@ def _respell(labs: pd.DataFrame, rnd: random.Random) -> pd.DataFrame:
 def test_unit_invariance(cohort: ls.Cohort, rnd: random.Random) -> None:
     plain = lemlabs.score_frame(cohort.labs, cohort.patients)
     respelled = lemlabs.score_frame(_respell(cohort.labs, rnd), cohort.patients)
-    assert _essence(plain.finding_list) == _essence(respelled.finding_list)
+    assert essence(plain.finding_list) == essence(respelled.finding_list)
 
 
 @given(ls.cohorts(), st.randoms(use_true_random=False))
@@ -59,7 +43,7 @@ def test_row_order_invariance(cohort: ls.Cohort, rnd: random.Random) -> None:
     shuffled = cohort.labs.iloc[order].reset_index(drop=True)
     a = lemlabs.score_frame(cohort.labs, cohort.patients)
     b = lemlabs.score_frame(shuffled, cohort.patients.iloc[::-1])
-    assert _essence(a.finding_list) == _essence(b.finding_list)
+    assert essence(a.finding_list) == essence(b.finding_list)
 
 
 @given(ls.cohorts())
