@@ -93,7 +93,6 @@ def _run_engine(
     engine = engine_for(ALL_RULES, thresholds)
     selected = context if post_all else context[gate_mask(context, ALL_GATES, thresholds)]
     facts = _result_facts(selected)
-    day_of = dict(zip(facts["id"], facts["day"], strict=True))
     hits: list[tuple[str, Hit]] = []
     finding_rows: dict[str, tuple[int, ...]] = {}
     groups = facts.groupby("patient_id", sort=True)
@@ -117,7 +116,8 @@ def _run_engine(
                     "code": rule.code,
                     "analyte": fact["analyte"],
                     "flag": fact["flag"],
-                    "day": day_of[hit.facts[0]],
+                    "day": fact["day"],
+                    # the anti-GBM pattern counts a rise (ratio or 48 h), not a high value alone
                     "rise": int(
                         fact["rise_ratio"] >= thresholds["renal.rise_ratio_action"]
                         or fact["rise_48h"] >= thresholds["renal.aki_rise_umol"]
