@@ -40,23 +40,39 @@ class Occurrence:
     notes: tuple[str, ...]
 
 
-def _quiet_dates(
-    context: pd.DataFrame, hit_rows: set[int], wanted: set[tuple[str, str]]
-) -> dict[tuple[str, str], np.ndarray]:
-    """Dates of results that produced no finding, for the (patient, analyte) pairs ``wanted``."""
-    patients = {patient for patient, _ in wanted}
-    quiet = context[context["patient_id"].isin(patients) & ~context["row"].isin(hit_rows)]
-    return {
-        key: np.sort(group["collected_at"].to_numpy())
-        for key, group in quiet.groupby(["patient_id", "analyte"])
-        if key in wanted
-    }
+class _QuietResults:
+    """Results that produced no finding, searchable by patient, analyte and time at once."""
+
+    _ORIGIN = np.datetime64("1900-01-01T00:00:00", "s")
+    _STRIDE = 10**10  # seconds since 1900 stay below this for centuries
+
+    def __init__(self, context: pd.DataFrame, hit_rows: set[int], patients: set[str]) -> None:
+        quiet = context[context["patient_id"].isin(patients) & ~context["row"].isin(hit_rows)]
+        codes, keys = pd.MultiIndex.from_arrays([quiet["patient_id"], quiet["analyte"]]).factorize()
+        self._code = {(str(p), str(a)): number for number, (p, a) in enumerate(keys)}
+        self._keys = np.sort(
+            codes.astype("int64") * self._STRIDE + self._seconds(quiet["collected_at"])
+        )
+
+    def _seconds(self, when: Any) -> Any:
+        stamps = np.asarray(when, dtype="datetime64[s]")
+        return (stamps - self._ORIGIN).astype("int64")
+
+    def between(self, patient: str, analyte: str, start: pd.Timestamp, end: pd.Timestamp) -> bool:
+        """Whether such a result lies strictly between ``start`` and ``end``."""
+        code = self._code.get((patient, analyte))
+        if code is None:
+            return False
+        base = code * self._STRIDE
+        low = np.searchsorted(self._keys, base + self._seconds(start.to_datetime64()), side="right")
+        high = np.searchsorted(self._keys, base + self._seconds(end.to_datetime64()), side="left")
+        return bool(high > low)
 
 
 def _episodes(
     occurrences: list[Occurrence],
     thresholds: Thresholds,
-    quiet: Mapping[tuple[str, str], np.ndarray],
+    quiet: _QuietResults,
     analyte_of: Mapping[int, str],
 ) -> list[list[Occurrence]]:
     groups: dict[tuple[str, str], list[Occurrence]] = defaultdict(list)
@@ -70,10 +86,8 @@ def _episodes(
             previous = current[-1]
             split = (item.date - previous.date).days > thresholds["episode.gap_days"]
             if not split and item.rule.phase == "result":
-                dates = quiet.get((patient, analyte_of[item.anchor_row]), np.array([]))
-                lo = np.searchsorted(dates, previous.date.to_datetime64(), side="right")
-                hi = np.searchsorted(dates, item.date.to_datetime64(), side="left")
-                split = hi > lo
+                analyte = analyte_of[item.anchor_row]
+                split = quiet.between(patient, analyte, previous.date, item.date)
             if split:
                 episodes.append(current)
                 current = [item]
@@ -174,8 +188,7 @@ def assemble(
         occurrences.append(Occurrence(rule, patient, rows, anchor, date, grade, notes))
     hit_rows = {row for rows in finding_rows.values() for row in rows}
     analyte_of = {row: str(record["analyte"]) for row, record in records.items()}
-    wanted = {(o.patient_id, analyte_of[o.anchor_row]) for o in occurrences}
-    quiet = _quiet_dates(context, hit_rows, wanted)
+    quiet = _QuietResults(context, hit_rows, {o.patient_id for o in occurrences})
     episodes = _episodes(occurrences, thresholds, quiet, analyte_of)
     return [_finding(episode, records, thresholds, rules_version) for episode in episodes]
 

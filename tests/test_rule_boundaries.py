@@ -301,3 +301,14 @@ def test_normal_results_give_no_findings() -> None:
         ]
     ]
     assert findings(rows) == []
+
+
+def test_episodes_join_repeated_hits_and_split_on_a_normal_result_or_a_long_gap() -> None:
+    low = [(200 + 30 * i, "PLT", "120", "10^9/L") for i in range(12)]
+    (one,) = findings(low)
+    assert one.results_in_episode == 12 and "Seen 12 times" in one.message
+    with_normal = [*low[:3], (290, "PLT", "250", "10^9/L"), *low[4:]]
+    assert len(findings(with_normal)) == 2
+    gap = [(200, "PLT", "120", "10^9/L"), (200 + 93, "PLT", "120", "10^9/L")]
+    assert len(findings(gap)) == 2
+    assert len(findings([(200, "PLT", "120", "10^9/L"), (292, "PLT", "120", "10^9/L")])) == 1
