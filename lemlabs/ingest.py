@@ -127,12 +127,26 @@ def parse_dates(raw: pd.Series) -> pd.Series:
     return pd.to_datetime(text.map(parsed), errors="coerce").astype("datetime64[ns]")
 
 
+def _is_prepared(source: Source) -> bool:
+    """A frame that already came out of :func:`prepare_labs` (it is used as it is, not copied)."""
+    return (
+        isinstance(source, pd.DataFrame)
+        and all(column in source.columns for column in (*LAB_COLUMNS, "collected_at_raw"))
+        and pd.api.types.is_datetime64_any_dtype(source["collected_at"].dtype)
+        and isinstance(source.index, pd.RangeIndex)
+        and source.index.start == 0
+        and source.index.step == 1
+    )
+
+
 def prepare_labs(source: Source, columns: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The lab table in lemlabs' shape: required columns checked, text kept, dates parsed.
 
     Adds ``collected_at`` as datetimes (NaT where unreadable) and keeps the text in
     ``collected_at_raw``. Unknown extra columns are carried through untouched.
     """
+    if columns is None and _is_prepared(source):
+        return source  # type: ignore[return-value]
     frame, name = _frame(source)
     frame = _map_columns(frame, LAB_COLUMNS + LAB_OPTIONAL, LAB_COLUMNS, columns, name)
     frame = frame.reset_index(drop=True)

@@ -265,8 +265,6 @@ def normalise_prepared(
     )
 
     accepted = problems.ok
-    results = frame.copy()
-    results.insert(0, "row", np.arange(size))
     columns = {
         "analyte": analyte,
         "status": np.where(scored, "scored", "not_scored"),
@@ -286,6 +284,8 @@ def normalise_prepared(
         "interpretation": np.where(scored, interpretation, ""),
         "sex": sex,
     }
+    results = frame.copy()
+    results.insert(0, "row", np.arange(size))
     for name, column in columns.items():
         results[name] = pd.Series(column, index=results.index, dtype=column.dtype)
     issues = pd.DataFrame(
