@@ -256,17 +256,19 @@ def _is_haematuria() -> Any:
     return m.code == "anti_gbm.haematuria"
 
 
-def _with_haematuria(code: str) -> Callable[[Thresholds], tuple[Any, ...]]:
-    """Haematuria, and a finding of ``code`` within the pattern window either side.
+def _with_haematuria(code: str, rising: bool = False) -> Callable[[Thresholds], tuple[Any, ...]]:
+    """Haematuria, and a finding of ``code`` within the pattern window either side (with
+    ``rising``: only a creatinine finding that is a rise, not a high value alone).
 
     One rule per alternative code: durable-rules 2.0.28 ignores the other conditions of a join
     whose first condition is an ``|`` (reproduced here), so composite joins never use ``|``.
     """
 
     def when(t: Thresholds) -> tuple[Any, ...]:
+        second = (m.code == code) & _within(t, "renal.pattern_window_days")
         return (
             c.first << _is_haematuria(),
-            c.second << ((m.code == code) & _within(t, "renal.pattern_window_days")),
+            c.second << ((second & (m.rise == 1)) if rising else second),
         )
 
     return when
@@ -303,15 +305,7 @@ COMPOSITES = [
         severity=Severity.URGENT,
         phase="finding",
         aliases=("first", "second"),
-        when=lambda t: (
-            c.first << _is_haematuria(),
-            c.second
-            << (
-                (m.code == "anti_gbm.creatinine_rise")
-                & (m.rise == 1)
-                & _within(t, "renal.pattern_window_days")
-            ),
-        ),
+        when=_with_haematuria("anti_gbm.creatinine_rise", rising=True),
         message="Haematuria with a creatinine rise within {renal.pattern_window_days} days: "
         "pattern consistent with glomerulonephritis such as anti-GBM disease.",
         action="Same-day evaluation: anti-GBM antibodies, urine microscopy, creatinine; urgent "
