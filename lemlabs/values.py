@@ -15,7 +15,9 @@ _NUMBER = r"[+-]?(?:\d+(?:[.,]\d+)?|[.,]\d+)(?:[eE][+-]?\d+)?"
 _PLAIN_NUMBER = re.compile(rf"^{_NUMBER}$")
 _CENSORED = re.compile(rf"^(<=|>=|=<|=>|≤|≥|<|>)?\s*({_NUMBER})$")
 _RANGE = re.compile(rf"^({_NUMBER})\s*(?:-|–|to)\s*({_NUMBER})$")
-_THREE_DIGIT_COMMA = re.compile(r"\d,\d{3}(?!\d)")
+# A comma followed by exactly three digits may be a thousands separator ("1,200"); after a lone
+# "0" it can only be a decimal comma ("0,125").
+_THREE_DIGIT_COMMA = re.compile(r"(?<!\d)(\d+),\d{3}(?!\d)")
 _CENSOR_SPELLING: dict[str, Censor] = {
     "": "",
     "<": "<",
@@ -74,12 +76,14 @@ class ParsedValue:
 
 
 def parse_number(text: str) -> float | None:
-    """A decimal with '.' or a decimal comma followed by one or two digits; else ``None``."""
+    """A decimal with '.', or with a decimal comma followed by one or two digits (any number of
+    digits after a lone "0": "0,125"); else ``None``."""
     if not _PLAIN_NUMBER.match(text):
         return None
     if "," in text:
         whole, _, fraction = text.partition(",")
-        if len(fraction.rstrip("0123456789")) or not 1 <= len(fraction) <= 2:
+        lone_zero = whole.lstrip("+-") in ("0", "")
+        if not fraction.isdigit() or not (lone_zero or 1 <= len(fraction) <= 2):
             return None
         text = f"{whole}.{fraction}"
     return float(text)
@@ -98,7 +102,7 @@ def parse_value(raw: str) -> ParsedValue:
         return ParsedValue("grade", value=float(_GRADES[folded]))
     if folded in _TNTC:
         return ParsedValue("tntc", censor=">")
-    if _THREE_DIGIT_COMMA.search(text):
+    if any(whole != "0" for whole in _THREE_DIGIT_COMMA.findall(text)):
         return ParsedValue(
             "invalid", problem=f"ambiguous comma in {text!r} (thousands or decimal?)"
         )

@@ -37,6 +37,11 @@ CASES = [
     ("moderate", "grade", 2.0, ""),
     ("large", "grade", 3.0, ""),
     ("positive", "grade", 1.0, ""),
+    # after a lone 0 the comma can only be decimal (domain.md): no thousands start with 0
+    ("0,125", "number", 0.125, ""),
+    ("0,085", "number", 0.085, ""),
+    ("<0,125", "number", 0.125, "<"),
+    ("0,0125", "number", 0.0125, ""),
 ]
 
 
@@ -62,6 +67,8 @@ def test_range_keeps_both_bounds() -> None:
     [
         ("1,200", "ambiguous comma"),
         ("12,345", "ambiguous comma"),
+        ("10,125", "ambiguous comma"),
+        ("00,125", "ambiguous comma"),
         ("", "empty"),
         ("   ", "empty"),
         ("abc", "unreadable"),
