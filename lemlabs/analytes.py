@@ -10,6 +10,7 @@ from importlib import resources
 from typing import Any, Literal
 
 ValueKind = Literal["quantitative", "ordinal", "count_per_hpf"]
+Specimen = Literal["blood", "urine"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Analyte:
     label: str
     kind: ValueKind
     unit: str
+    specimen: Specimen
     loinc: tuple[str, ...]
     aliases: tuple[str, ...]
     ref: RefInterval
@@ -42,6 +44,7 @@ class Analyte:
     plausible_mg_dl: tuple[float, float] | None = None
     critical_low: float | None = None
     critical_high: float | None = None
+    ucum: str | None = None
 
 
 def name_key(text: str) -> str:
@@ -61,6 +64,7 @@ def _analyte(key: str, raw: dict[str, Any]) -> Analyte:
         label=raw["label"],
         kind=raw["kind"],
         unit=raw["unit"],
+        specimen=raw["specimen"],
         loinc=tuple(raw["loinc"]),
         aliases=tuple(raw["aliases"]),
         ref=_ref(raw.get("ref")),
@@ -77,6 +81,7 @@ def _analyte(key: str, raw: dict[str, Any]) -> Analyte:
         plausible_mg_dl=tuple(raw["plausible_mg_dl"]) if "plausible_mg_dl" in raw else None,
         critical_low=raw.get("critical", {}).get("low"),
         critical_high=raw.get("critical", {}).get("high"),
+        ucum=raw.get("ucum"),
     )
 
 
@@ -97,6 +102,75 @@ def _index() -> tuple[dict[str, str], dict[str, str]]:
         for name in (analyte.key, analyte.label, *analyte.aliases):
             by_name[name_key(name)] = analyte.key
     return by_loinc, by_name
+
+
+@cache
+def _specimens() -> tuple[dict[str, str], dict[str, str]]:
+    """Specimen words → ``blood``/``urine``, and LOINC codes known to be other tests."""
+    text = resources.files("lemlabs").joinpath("data/specimens.toml").read_text("utf-8")
+    raw = tomllib.loads(text)
+    words = {name_key(word): kind for kind, names in raw["specimens"].items() for word in names}
+    return words, dict(raw["other_loinc"])
+
+
+_NO_CODE = {"na", "n/a", "nan", "none", "null", "-", "--"}
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a row is: ``analyte`` (``""`` when not scored), ``reason`` when not scored, and
+    ``issue`` when name and code contradict each other (a data issue, never scored)."""
+
+    analyte: str = ""
+    reason: str = ""
+    issue: str = ""
+
+
+def identify(test: str, loinc: str = "", specimen: str = "") -> Identity:
+    """Which analyte a row holds, when its name, LOINC code and specimen agree (domain.md).
+
+    A LOINC code outside the catalogue is not scored, whatever the name says (urine creatinine
+    2161-8 named "Creatinine" is not serum creatinine); a LOINC of one analyte with the name of
+    another is a data issue; a specimen other than the analyte's is not scored.
+    """
+    by_loinc, _ = _index()
+    words, other = _specimens()
+    book = catalogue()
+    by_name = recognise(test)
+    code = loinc.strip()
+    if code.casefold() in _NO_CODE:
+        code = ""
+    if not code and test.strip() in other:
+        code = test.strip()
+    if code and code in by_loinc:
+        analyte = by_loinc[code]
+        if by_name and by_name != analyte:
+            return Identity(
+                issue=f"test name and LOINC disagree: {test.strip()!r} is "
+                f"{book[by_name].label}, LOINC {code} is {book[analyte].label}"
+            )
+    elif code:
+        known = f" ({other[code]})" if code in other else ""
+        return Identity(reason=f"LOINC {code}{known} is not a test lemlabs monitors")
+    elif by_name:
+        analyte = by_name
+    else:
+        return Identity(reason="not a test lemlabs monitors")
+    place = specimen.strip()
+    if place:
+        kind = words.get(name_key(place))
+        expected = book[analyte].specimen
+        if kind is None:
+            return Identity(
+                reason=f"specimen {place!r} is not one lemlabs knows "
+                f"({book[analyte].label} is scored in {expected} only)"
+            )
+        if kind != expected:
+            return Identity(
+                reason=f"specimen {place!r} is {kind}: {book[analyte].label} is scored in "
+                f"{expected} only"
+            )
+    return Identity(analyte=analyte)
 
 
 def recognise(test: str | None, loinc: str | None = None) -> str | None:

@@ -104,14 +104,23 @@ def _print_report(report: Report, out: TextIO, top: int = 10) -> None:
         f"({s['rows_not_scored']} not scored), rejected {s['rows_rejected']}; "
         f"patients {s['patients']}; findings {s['findings']}\n\n"
     )
+    skipped = s.get("not_scored_by_test", {})
+    if skipped:
+        names = ", ".join(f"{name} ({entry['rows']})" for name, entry in list(skipped.items())[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        out.write(f"not scored: {names}{more}\n\n")
     out.write("findings by condition and severity\n" + _summary_table(report) + "\n")
-    worst = sorted(report.finding_list, key=lambda f: (-int(f.severity), f.date, f.patient_id))
+    worst = sorted(
+        report.finding_list,
+        key=lambda f: (-int(f.severity), f.episode_start or f.date, f.patient_id),
+    )
     if worst:
-        out.write(f"\nmost severe findings (top {min(top, len(worst))})\n")
+        out.write(f"\nmost severe findings (top {min(top, len(worst))}; onset, days from course)\n")
         for finding in worst[:top]:
+            since = "" if finding.days_from_course is None else f"day {finding.days_from_course}"
             out.write(
-                f"  {finding.severity!s:<7} {finding.date} {finding.patient_id:<10} "
-                f"{finding.code}\n"
+                f"  {finding.severity!s:<7} {finding.episode_start or finding.date} {since:<9} "
+                f"{finding.patient_id:<10} {finding.code}\n"
             )
     if not report.issues.empty:
         out.write(f"\ndata issues: {len(report.issues)} (first 5)\n")

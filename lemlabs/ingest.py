@@ -14,7 +14,16 @@ import pandas as pd
 from lemlabs.errors import LabInputError, MissingColumnError
 
 LAB_COLUMNS = ("patient_id", "collected_at", "test", "value", "unit")
-LAB_OPTIONAL = ("loinc", "ref_low", "ref_high", "specimen", "source_id", "problem")
+LAB_OPTIONAL = (
+    "loinc",
+    "ref_low",
+    "ref_high",
+    "ref_unit",
+    "ref_note",
+    "specimen",
+    "source_id",
+    "problem",
+)
 PATIENT_COLUMNS = ("patient_id",)
 PATIENT_OPTIONAL = ("sex", "birth_date", "course_dates")
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lemlabs.analytes import catalogue, recognise
+from lemlabs.analytes import catalogue, identify
 from lemlabs.ingest import Source, prepare_labs, prepare_patients
 from lemlabs.reference import reference_intervals
 from lemlabs.units import Conversion, conversion
@@ -52,13 +52,33 @@ def _per_unique(values: Any, func: Callable[[Any], Any], dtype: Any = object) ->
     return np.asarray([func(value) for value in uniques], dtype=dtype)[codes]
 
 
-def _recognised(frame: pd.DataFrame) -> np.ndarray:
-    """Analyte key per row ('' when not scored): by LOINC first, then by name."""
-    analyte = _per_unique(frame["test"], lambda test: recognise(str(test)) or "")
-    if "loinc" in frame.columns:
-        by_loinc = _per_unique(frame["loinc"], lambda code: recognise(None, str(code)) or "")
-        analyte = np.where(by_loinc != "", by_loinc, analyte)
-    return analyte.astype(object)
+def _identified(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: the analyte key ('' when not scored), why it is not scored, and a data issue
+    when its name and LOINC contradict each other (:func:`lemlabs.analytes.identify`)."""
+    empty = np.full(len(frame), "", dtype=object)
+    columns = [
+        frame[name].to_numpy(dtype=object) if name in frame.columns else empty
+        for name in ("test", "loinc", "specimen")
+    ]
+    key = np.zeros(len(frame), dtype="int64")
+    uniques = []
+    for column in columns:
+        codes, values = pd.factorize(column, use_na_sentinel=False)
+        key = key * len(values) + codes
+        uniques.append(values)
+    codes, keys = pd.factorize(key, use_na_sentinel=False)
+    found = []
+    for number in keys:
+        rest, specimen = divmod(int(number), len(uniques[2]))
+        test, loinc = divmod(rest, len(uniques[1]))
+        found.append(
+            identify(str(uniques[0][test]), str(uniques[1][loinc]), str(uniques[2][specimen]))
+        )
+
+    def spread(name: str) -> np.ndarray:
+        return np.array([getattr(identity, name) for identity in found], dtype=object)[codes]
+
+    return spread("analyte"), spread("reason"), spread("issue")
 
 
 def _grade_from_mass(mg_dl: np.ndarray, cutoffs: tuple[tuple[float, float], ...]) -> np.ndarray:
@@ -140,7 +160,8 @@ def normalise_prepared(
         lambda i: f"not an ISO date: {_clip(raw_dates[i])!r}",
     )
 
-    analyte = _recognised(frame)
+    analyte, not_scored_reason, conflict = _identified(frame)
+    problems.add(conflict != "", "loinc", lambda i: str(conflict[i]))
     analyte_codes, analytes = pd.factorize(analyte, use_na_sentinel=False)
 
     def attribute(name: str, default: Any = None, dtype: Any = object) -> np.ndarray:
@@ -245,11 +266,12 @@ def normalise_prepared(
     sex_of = {} if people is None else dict(zip(people["patient_id"], people["sex"], strict=True))
     sex = _per_unique(patient_ids, lambda p: sex_of.get(str(p).strip(), ""))
     empty = np.full(size, "", dtype=object)
+    ref_factor, ref_note = _reference_units(frame, analyte, unit_text, quantitative, factor)
     ref_low, ref_high, ref_source = reference_intervals(
         analyte_codes,
         analytes,
         sex,
-        np.where(quantitative, factor, np.nan),
+        ref_factor,
         frame["ref_low"].to_numpy(dtype=object) if "ref_low" in frame.columns else empty,
         frame["ref_high"].to_numpy(dtype=object) if "ref_high" in frame.columns else empty,
     )
@@ -268,6 +290,7 @@ def normalise_prepared(
     columns = {
         "analyte": analyte,
         "status": np.where(scored, "scored", "not_scored"),
+        "status_reason": not_scored_reason,
         "kind": kind,
         "raw_value": raw_values,
         "raw_unit": frame["unit"].to_numpy(dtype=object),
@@ -280,6 +303,7 @@ def normalise_prepared(
         "ref_low": np.where(scored, ref_low, np.nan),
         "ref_high": np.where(scored, ref_high, np.nan),
         "ref_source": np.where(scored, ref_source, ""),
+        "ref_note": np.where(scored, ref_note, ""),
         "flag": np.where(scored, flag, ""),
         "interpretation": np.where(scored, interpretation, ""),
         "sex": sex,
@@ -304,10 +328,48 @@ def normalise_prepared(
     return results.loc[accepted].reset_index(drop=True), issues.astype({"row": "int64"})
 
 
+def _reference_units(
+    frame: pd.DataFrame,
+    analyte: np.ndarray,
+    unit_text: np.ndarray,
+    quantitative: np.ndarray,
+    factor: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The factor that brings a row's own reference bounds to the canonical unit, and a note
+    where they cannot be used (then the default interval applies, and the result says so).
+
+    Bounds are in the row's unit unless ``ref_unit`` names another one (a FHIR referenceRange
+    may say ``mIU/L`` where the value says ``m[IU]/L``): that unit is converted with pint.
+    """
+    ref_factor = np.where(quantitative, factor, np.nan)
+    note = np.full(len(frame), "", dtype=object)
+    if "ref_note" in frame.columns:
+        note = _per_unique(frame["ref_note"], lambda text: str(text).strip())
+    if "ref_unit" not in frame.columns:
+        return ref_factor, note
+    ref_unit = _per_unique(frame["ref_unit"], lambda text: str(text).strip())
+    own = np.flatnonzero(quantitative & (ref_unit != "") & (ref_unit != unit_text))
+    if not len(own):
+        return ref_factor, note
+    keys = pd.Series(analyte[own], dtype=object) + "\x1f" + pd.Series(ref_unit[own], dtype=object)
+    codes, uniques = pd.factorize(keys.to_numpy(dtype=object), use_na_sentinel=False)
+    found = [conversion(*str(key).split("\x1f", 1)) for key in uniques]
+    ref_factor[own] = np.array([c.factor or np.nan for c in found], dtype=float)[codes]
+    problems = np.array([c.problem or "" for c in found], dtype=object)[codes]
+    failed = own[problems != ""]
+    note[failed] = [
+        f"the lab's reference range in {ref_unit[i]!r} cannot be used ({problem}): "
+        "the default interval applies"
+        for i, problem in zip(failed, problems[problems != ""], strict=True)
+    ]
+    return ref_factor, note
+
+
 def _raw_for(frame: pd.DataFrame, problems: _Problems, mask: np.ndarray) -> list[str]:
     column_of = {
         "source": "source_id",
         "patient_id": "patient_id",
+        "loinc": "loinc",
         "collected_at": "collected_at_raw",
         "value": "value",
         "unit": "unit",

@@ -35,6 +35,8 @@ _FACT_COLUMNS = [
     "fall_fraction",
     "rise_48h",
     "day",
+    "swing_until",
+    "micro_neg",
     "sex",
 ]
 _NUMERIC = ["lower", "upper", "rise_ratio", "fall_fraction", "rise_48h"]
@@ -80,7 +82,8 @@ def _result_facts(context: pd.DataFrame) -> pd.DataFrame:
     for column in _NUMERIC:
         facts[column] = json_safe(facts[column].to_numpy(dtype=float))
     facts["pair_flag"] = context["pair_flag"].fillna("-").astype(str)
-    facts["day"] = facts["day"].astype(int)
+    for column in ("day", "swing_until", "micro_neg"):
+        facts[column] = facts[column].astype(int)
     facts["id"] = "r" + context["row"].astype(str)
     facts["kind"] = "result"
     facts["patient_id"] = context["patient_id"]
@@ -117,6 +120,8 @@ def _run_engine(
                     "analyte": fact["analyte"],
                     "flag": fact["flag"],
                     "day": fact["day"],
+                    "swing_until": fact["swing_until"],
+                    "micro_neg": fact["micro_neg"],
                     # the anti-GBM pattern counts a rise (ratio or 48 h), not a high value alone
                     "rise": int(
                         fact["rise_ratio"] >= thresholds["renal.rise_ratio_action"]
@@ -152,6 +157,18 @@ def _monitoring(
     return monitoring_findings(table, hits, context, as_of, thresholds, rules_version(thresholds))
 
 
+def _not_scored(results: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Every test name that was not scored, with its row count and reasons (most rows first)."""
+    skipped = results[results["status"] == "not_scored"]
+    counts = Counter(zip(skipped["test"], skipped["status_reason"], strict=True))
+    out: dict[str, dict[str, Any]] = {}
+    for (test, reason), rows in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        entry = out.setdefault(str(test), {"rows": 0, "reasons": {}})
+        entry["rows"] += rows
+        entry["reasons"][str(reason)] = rows
+    return dict(sorted(out.items(), key=lambda item: (-item[1]["rows"], item[0])))
+
+
 def _summary(
     rows_in: int, results: pd.DataFrame, issues: pd.DataFrame, findings: list[Finding]
 ) -> dict[str, Any]:
@@ -161,6 +178,7 @@ def _summary(
         "rows_normalised": len(results),
         "rows_rejected": int(lab_issues["row"].nunique()),
         "rows_not_scored": int((results["status"] == "not_scored").sum()),
+        "not_scored_by_test": _not_scored(results),
         "patient_issues": int((issues["source"] == "patients").sum()),
         "patients": int(results["patient_id"].nunique()),
         "findings": len(findings),

