@@ -1,7 +1,8 @@
 """Per-patient context of each result, computed group-wise with pandas.
 
-Baseline, previous value, change from baseline, the 48-hour creatinine rise, days since the latest
-course, the label's monitoring window, and the pairing of TSH with free T4.
+Baseline (and its age), previous value, change from baseline, the 48-hour creatinine rise, days
+since the latest course, the label's monitoring window, the pairing of TSH with free T4, the last
+day of the TSH swing window, and whether a dipstick's same-day microscopy was negative.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ CONTEXT_COLUMNS = {
     "baseline": "float64",
     "baseline_date": "datetime64[ns]",
     "baseline_kind": "object",
+    "baseline_days": "int64",
     "prev_value": "float64",
     "prev_date": "datetime64[ns]",
     "change_abs": "float64",
@@ -23,6 +25,8 @@ CONTEXT_COLUMNS = {
     "fall_fraction": "float64",
     "rise_48h": "float64",
     "day": "int64",
+    "swing_until": "int64",
+    "micro_neg": "int64",
     "course": "Int64",
     "days_since_course": "float64",
     "window_end": "datetime64[ns]",
@@ -125,6 +129,29 @@ def _pair(results: pd.DataFrame, left: str, right: str, days: int) -> pd.DataFra
     return pairs
 
 
+def _swing_until(results: pd.DataFrame, months: int) -> pd.Series:
+    """For TSH: the last day (epoch days) of the swing window, ``months`` calendar months on."""
+    day = results["collected_at"].dt.normalize()
+    tsh = results["analyte"] == "tsh"
+    until = day.where(~tsh, day[tsh] + pd.DateOffset(months=months))
+    days: pd.Series = (until - _EPOCH).dt.days
+    return days
+
+
+def _microscopy_negative(results: pd.DataFrame, rbc_positive: float) -> pd.Series:
+    """1 for a dipstick blood result whose same-day microscopy shows fewer than
+    ``rbc_positive`` RBC/HPF for certain (every count's upper bound below it), else 0."""
+    rbc = results[results["analyte"] == "urine_rbc"]
+    dipstick = results["analyte"] == "urine_blood"
+    if rbc.empty or not dipstick.any():
+        return pd.Series(0, index=results.index, dtype="int64")
+    highest = rbc.groupby(["patient_id", "day"])["upper"].max()
+    keys = pd.MultiIndex.from_arrays([results["patient_id"], results["day"]])
+    same_day = highest.reindex(keys).to_numpy()
+    negative = dipstick.to_numpy() & (same_day < rbc_positive)
+    return pd.Series(negative.astype("int64"), index=results.index)
+
+
 def add_context(
     results: pd.DataFrame, patients: pd.DataFrame | None, thresholds: Thresholds
 ) -> pd.DataFrame:
@@ -141,11 +168,19 @@ def add_context(
     out["prev_value"] = grouped["value"].shift()
     out["prev_date"] = grouped["collected_at"].shift()
     out["change_abs"] = out["value"] - out["baseline"]
-    positive = out["baseline"].where(out["baseline"] > 0)
+    # a result taken before its baseline is not a change from it (a pre-treatment value weeks
+    # before the baseline visit neither rises nor falls from a later baseline)
+    positive = out["baseline"].where(
+        (out["baseline"] > 0) & (out["collected_at"] >= out["baseline_date"])
+    )
     out["rise_ratio"] = out["lower"] / positive
     out["fall_fraction"] = 1 - out["upper"] / positive
     out["rise_48h"] = _rise_48h(out, int(thresholds["renal.aki_window_hours"]))
     out["day"] = (out["collected_at"].dt.normalize() - _EPOCH).dt.days
+    out["baseline_days"] = out["day"] - (out["baseline_date"].dt.normalize() - _EPOCH).dt.days
+    months = int(thresholds["thyroid.fluctuation_window_months"])
+    out["swing_until"] = _swing_until(out, months)
+    out["micro_neg"] = _microscopy_negative(out, thresholds["renal.rbc_haematuria_hpf"])
 
     out = out.join(_course_context(out, courses))
     days = int(thresholds["thyroid.pair_window_days"])

@@ -33,20 +33,28 @@ def findings_table(findings: Sequence[Finding]) -> pd.DataFrame:
         for column in JSON_COLUMNS:
             row[column] = json.dumps(row[column], ensure_ascii=False)
     frame = pd.DataFrame(rows, columns=FINDING_COLUMNS)
-    return frame.astype({"ctcae_grade": "Int64", "results_in_episode": "int64"})
+    return frame.astype(
+        {"ctcae_grade": "Int64", "days_from_course": "Int64", "results_in_episode": "int64"}
+    )
 
 
 def table_records(table: pd.DataFrame) -> list[dict[str, Any]]:
-    """A flat findings table back to the dicts ``Finding.to_dict()`` gives."""
+    """A flat findings table (text, or typed as :func:`lemlabs.models.typed_findings` makes it)
+    back to the dicts ``Finding.to_dict()`` gives."""
     records = []
     for row in table.to_dict("records"):
         record: dict[str, Any] = {str(key): item for key, item in row.items()}
         for column in JSON_COLUMNS:
             record[column] = json.loads(record[column])
-        grade = record["ctcae_grade"]
-        record["ctcae_grade"] = None if grade in ("", None) or pd.isna(grade) else int(grade)
-        start = record["episode_start"]
-        record["episode_start"] = None if start in ("", None) or pd.isna(start) else str(start)
+        for column in ("ctcae_grade", "days_from_course"):
+            number = record[column]
+            record[column] = None if number in ("", None) or pd.isna(number) else int(number)
+        for column in ("date", "episode_start"):
+            day = record[column]
+            missing = day in ("", None) or pd.isna(day)
+            shown = day.date().isoformat() if isinstance(day, pd.Timestamp) else str(day)
+            record[column] = None if missing else shown
+        record["severity"] = str(record["severity"])
         record["results_in_episode"] = int(record["results_in_episode"])
         records.append(record)
     return records

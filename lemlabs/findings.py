@@ -11,7 +11,7 @@ grade of the episode, reports its extreme value, and lists every result as evide
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -19,6 +19,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from lemlabs.analytes import catalogue
 from lemlabs.engine import Hit
 from lemlabs.models import Evidence, Finding, Severity
 from lemlabs.rules.base import Rule
@@ -100,11 +101,25 @@ def _episodes(
 _DISPLAY_UNITS = {"10^9/L": "×10⁹/L", "umol/L": "µmol/L"}
 
 
-def format_value(value: float, unit: str) -> str:
-    """A value as people read it: dipstick grades as negative/trace/1+, others with their unit."""
+def format_value(value: float, unit: str, censor: str = "", high: float | None = None) -> str:
+    """A value as people read it: dipstick grades as negative/trace/1+, others with their unit,
+    a censored value with its sign (">1000 µmol/L") and a range with both ends ("5–10 /HPF")."""
     if unit == "grade":
         return {0.0: "negative", 0.5: "trace"}.get(value, f"{value:g}+")
-    return f"{value:.4g} {_DISPLAY_UNITS.get(unit, unit)}"
+    number = f"{value:.4g}"
+    if high is not None and not np.isnan(high) and high != value:
+        number += f"–{high:.4g}"
+    return f"{censor}{number} {_DISPLAY_UNITS.get(unit, unit)}"
+
+
+def _shown(record: Mapping[str, Any]) -> str:
+    high = record["value_high"]
+    return format_value(
+        record["value"],
+        record["unit"],
+        str(record["censor"]),
+        float(high) if pd.notna(high) else None,
+    )
 
 
 def evidence_of(record: Mapping[str, Any]) -> Evidence:
@@ -127,24 +142,59 @@ def evidence_of(record: Mapping[str, Any]) -> Evidence:
     )
 
 
-def _summary(
-    rule: Rule, evidence: Sequence[Mapping[str, Any]], anchors: Sequence[Mapping[str, Any]]
-) -> str:
+def label_of(analyte: str) -> str:
+    """The analyte's label for messages ("serum creatinine", "TSH")."""
+    entry = catalogue().get(analyte)
+    return entry.label if entry else analyte
+
+
+def _counted(evidence: Sequence[Mapping[str, Any]]) -> str:
+    """ "3 results (2 TSH, 1 free T4), from A to B": every result of the episode, counted once."""
     first, last = evidence[0]["collected_at"].date(), evidence[-1]["collected_at"].date()
-    times = "Seen once" if len(anchors) == 1 else f"Seen {len(anchors)} times"
-    text = f"{times}, on {last}" if first == last else f"{times}, from {first} to {last}"
-    if rule.worst is not None:
-        pick = min if rule.worst == "lowest" else max
-        by_analyte: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-        for record in anchors:
-            by_analyte[str(record["analyte"])].append(record)
-        extremes = [pick(records, key=lambda r: r["value"]) for records in by_analyte.values()]
-        text += "; " + "; ".join(
-            f"{rule.worst} {format_value(r['value'], r['unit'])} ({r['analyte']}) "
-            f"on {r['collected_at'].date()}"
-            for r in extremes
-        )
-    return text + "."
+    count = len(evidence)
+    text = f"{count} result{'s' if count != 1 else ''}"
+    per_analyte = Counter(str(record["analyte"]) for record in evidence)
+    if len(per_analyte) > 1:
+        order = list(catalogue())
+        kinds = sorted(per_analyte, key=lambda a: order.index(a) if a in order else len(order))
+        text += " (" + ", ".join(f"{per_analyte[a]} {label_of(a)}" for a in kinds) + ")"
+    return f"{text}, on {last}" if first == last else f"{text}, from {first} to {last}"
+
+
+def _worst(rule: Rule, anchors: Sequence[Mapping[str, Any]]) -> str:
+    """The episode's extreme value per analyte, judged by what is certain of each value."""
+    if rule.worst is None:
+        return ""
+    by_analyte: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for record in anchors:
+        by_analyte[str(record["analyte"])].append(record)
+    if rule.worst == "lowest":
+        extremes = [min(rs, key=lambda r: (r["upper"], r["value"])) for rs in by_analyte.values()]
+    else:
+        extremes = [max(rs, key=lambda r: (r["lower"], r["value"])) for rs in by_analyte.values()]
+    return "; " + "; ".join(
+        f"{rule.worst} {_shown(r)} ({label_of(str(r['analyte']))}) on {r['collected_at'].date()}"
+        for r in extremes
+    )
+
+
+def _highest_level(
+    episode: Sequence[Occurrence], records: Mapping[int, Mapping[str, Any]], total: int
+) -> str:
+    """When an episode mixes severities: which results reached the finding's severity."""
+    top = max(o.rule.severity for o in episode)
+    reached = sorted(
+        {o.anchor_row for o in episode if o.rule.severity == top},
+        key=lambda r: (records[r]["collected_at"], r),
+    )
+    if len(reached) == total or all(o.rule.severity == top for o in episode):
+        return ""
+    shown = [f"{_shown(records[r])} on {records[r]['collected_at'].date()}" for r in reached[:3]]
+    more = f" and {len(reached) - 3} more" if len(reached) > 3 else ""
+    return (
+        f"; {len(reached)} of them reached this level ({', '.join(shown)}{more}), "
+        "the others a lower one"
+    )
 
 
 def assemble(
@@ -214,10 +264,14 @@ def _finding(
             "results after it are still scored"
         )
     message, action = rule.text(thresholds)
-    message = f"{message} {_summary(rule, evidence, anchors)}"
+    summary = _counted(evidence) + _worst(rule, anchors)
+    summary += _highest_level(episode, records, len(evidence))
+    message = f"{message} {summary}."
     if notes:
         message += " Note: " + "; ".join(notes) + "."
     grades = [o.grade for o in episode if o.grade is not None]
+    onset = evidence[0]
+    since_course = onset["days_since_course"]
     return Finding(
         patient_id=top.patient_id,
         condition=rule.condition,
@@ -231,7 +285,8 @@ def _finding(
         source=rule.source(thresholds),
         rule_id=rule.id,
         rules_version=rules_version,
-        episode_start=min(r["collected_at"] for r in evidence).date(),
+        episode_start=onset["collected_at"].date(),
+        days_from_course=int(since_course) if pd.notna(since_course) else None,
         results_in_episode=len(evidence),
         notes=tuple(notes),
     )

@@ -84,6 +84,9 @@ class Finding:
     rule_id: str
     rules_version: str
     episode_start: dt.date | None = None
+    """Onset: the date of the episode's first evidence."""
+    days_from_course: int | None = None
+    """Time to onset: days from the first day of the latest course started on or before onset."""
     results_in_episode: int = 1
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -115,6 +118,7 @@ class Finding:
             "rule_id": self.rule_id,
             "rules_version": self.rules_version,
             "episode_start": self.episode_start.isoformat() if self.episode_start else None,
+            "days_from_course": self.days_from_course,
             "results_in_episode": self.results_in_episode,
             "notes": list(self.notes),
         }
@@ -135,18 +139,40 @@ class DataIssue:
     source: str = "labs"
 
 
-def findings_frame(findings: list[Finding]) -> pd.DataFrame:
-    """Findings as a tidy DataFrame: dates as datetimes, severity an ordered categorical."""
-    rows = [finding.to_dict() for finding in findings]
-    frame = pd.DataFrame(rows, columns=FINDING_COLUMNS)
-    frame["date"] = pd.to_datetime(frame["date"])
-    frame["episode_start"] = pd.to_datetime(frame["episode_start"])
+def typed_findings(frame: pd.DataFrame) -> pd.DataFrame:
+    """The one set of dtypes of every findings table (``score_frame``, ``score_dask``): dates as
+    datetimes, severity an ordered categorical, grades and days as nullable integers."""
+    text = [c for c in FINDING_COLUMNS if c not in (*_TYPED_COLUMNS, "evidence", "notes")]
+    frame = frame.astype(
+        {
+            **dict.fromkeys(text, "str"),
+            "ctcae_grade": "Int64",
+            "days_from_course": "Int64",
+            "results_in_episode": "int64",
+        }
+    )
+    for column in ("date", "episode_start"):
+        frame[column] = pd.to_datetime(frame[column]).astype("datetime64[ns]")
     frame["severity"] = pd.Categorical(
         frame["severity"], categories=[str(s) for s in Severity], ordered=True
     )
-    frame["ctcae_grade"] = frame["ctcae_grade"].astype("Int64")
-    frame["results_in_episode"] = frame["results_in_episode"].astype("int64")
     return frame
+
+
+_TYPED_COLUMNS = (
+    "severity",
+    "ctcae_grade",
+    "date",
+    "episode_start",
+    "days_from_course",
+    "results_in_episode",
+)
+
+
+def findings_frame(findings: list[Finding]) -> pd.DataFrame:
+    """Findings as a tidy DataFrame (see :func:`typed_findings`); evidence and notes as lists."""
+    rows = [finding.to_dict() for finding in findings]
+    return typed_findings(pd.DataFrame(rows, columns=FINDING_COLUMNS))
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ def plot_patient(report: Report, patient_id: str, analytes: Sequence[str] | None
 
 
 def plot_cohort(report: Report, bin_months: int = 3) -> Figure:
-    """Findings per condition over months since the first course, stacked by severity."""
+    """Findings per condition by onset, in months since the first course, stacked by severity."""
     if report.patients is None:
         raise ValueError("plot_cohort needs the patients table (course dates): score with patients")
     first = {
@@ -99,7 +99,8 @@ def plot_cohort(report: Report, bin_months: int = 3) -> Figure:
     rows: list[dict[str, Any]] = []
     for finding in report.finding_list:
         if finding.patient_id in first:
-            months = (pd.Timestamp(finding.date) - first[finding.patient_id]).days / 30.44
+            onset = finding.episode_start or finding.date
+            months = (pd.Timestamp(onset) - first[finding.patient_id]).days / 30.44
             rows.append(
                 {
                     "condition": str(finding.condition),

@@ -5,10 +5,13 @@ Each row: the result(s) → the expected ``(code, severity, CTCAE grade)`` findi
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import pytest
-from rules_helpers import findings, summary
+from rules_helpers import START, findings, summary
+
+from lemlabs.models import Finding
 
 NONE: set[tuple[str, str, int | None]] = set()
 
@@ -59,6 +62,19 @@ def test_censored_platelet_counts_count_only_when_certain(raw: str, expected: se
 def test_platelet_fall_from_baseline(later: float, expected: set[object]) -> None:
     rows = [(-10, "PLT", "300", "10^9/L"), (200, "PLT", f"{later:g}", "10^9/L")]
     assert summary(findings(rows)) == expected
+
+
+def test_a_result_before_the_baseline_is_no_change_from_it() -> None:
+    # baseline: the last count on or before the first course day (day 0), 400; the count two
+    # months before it is not a fall from a baseline that did not exist yet
+    rows = [
+        (-61, "PLT", "180", "10^9/L"),
+        (0, "PLT", "400", "10^9/L"),
+        (150, "PLT", "390", "10^9/L"),
+    ]
+    assert findings(rows) == []
+    creatinine = [(-31, "Creat", "100", "umol/L"), (0, "Creat", "60", "umol/L")]
+    assert findings(creatinine, sex="M") == []
 
 
 def test_infusion_note_in_the_first_61_days_keeps_the_severity() -> None:
@@ -139,6 +155,24 @@ def test_tsh_swing_within_6_months(gap: int, swing: bool) -> None:
     assert ("thyroid.fluctuation" in {f.code for f in found}) is swing
 
 
+def _on(date: str) -> int:
+    return (dt.date.fromisoformat(date) - START).days
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "swing"),
+    [
+        ("2020-03-01", "2020-09-01", True),  # 6 calendar months, inclusive: 184 days
+        ("2020-03-01", "2020-09-02", False),
+        ("2020-08-31", "2021-02-28", True),  # 6 months from 31 August end on 28 February
+        ("2020-08-31", "2021-03-01", False),
+    ],
+)
+def test_tsh_swing_counts_calendar_months(first: str, second: str, swing: bool) -> None:
+    found = findings([(_on(first), "TSH", "0.05", "mIU/L"), (_on(second), "TSH", "8", "mIU/L")])
+    assert ("thyroid.fluctuation" in {f.code for f in found}) is swing
+
+
 def test_tsh_swing_back_from_raised_to_suppressed() -> None:
     found = findings([(100, "TSH", "8", "mIU/L"), (160, "TSH", "0.05", "mIU/L")])
     (swing,) = [f for f in found if f.code == "thyroid.fluctuation"]
@@ -165,6 +199,10 @@ CREATININE = [
     (60, "179.9", {(*RISE_A, 2)}),
     (60, "180", {(*RISE_U, 2)}),  # exactly 3 × baseline: urgent; CTCAE grade 3 needs > 3
     (60, "180.1", {(*RISE_U, 3)}),
+    # ≥ 3 × a low baseline is urgent only above the ULN (domain.md: 30 → 90 stays action)
+    (30, "89", {(*RISE_A, 2)}),
+    (30, "90", {(*RISE_A, 2)}),  # 3 × baseline, at the ULN: action; CTCAE G3 needs > 3
+    (30, "90.1", {(*RISE_U, 3)}),  # above the ULN
     (None, "90", NONE),  # at ULN
     (None, "90.1", {(*HIGH_W, 1)}),
     (None, "135", {(*HIGH_W, 1)}),  # 1.5 × ULN exactly: still grade 1
@@ -208,6 +246,44 @@ def test_creatinine_48_hour_rise(days_later: int, value: str, expected: set[obje
     assert summary(findings(rows, sex="M")) == expected
 
 
+def _rise(rows: list[tuple[int, str, str, str]]) -> Finding:
+    (rise,) = [f for f in findings(rows) if f.code == "anti_gbm.creatinine_rise"]
+    return rise
+
+
+def test_a_rise_against_an_old_baseline_is_sustained_not_acute_kidney_injury() -> None:
+    rise = _rise([(-5, "Creat", "50", "umol/L"), (400, "Creat", "80", "umol/L")])
+    assert str(rise.severity) == "action"
+    assert "sustained rise" in rise.message
+    assert "acute kidney injury" not in rise.message.replace("not acute kidney injury", "")
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        # baseline 6 days before the rise
+        [(-5, "Creat", "50", "umol/L"), (1, "Creat", "80", "umol/L")],
+        # an old baseline, but up by 27 µmol/L within 48 h
+        [
+            (-5, "Creat", "70", "umol/L"),
+            (200, "Creat", "70", "umol/L"),
+            (201, "Creat", "97", "umol/L"),
+        ],
+    ],
+    ids=["baseline-within-7-days", "48-hour-rise"],
+)
+def test_an_acute_rise_is_called_acute_kidney_injury(rows: list[tuple[int, str, str, str]]) -> None:
+    rise = _rise(rows)
+    assert "consistent with acute kidney injury (KDIGO)" in rise.message
+    assert "sustained" not in rise.message
+
+
+def test_three_times_a_low_baseline_within_the_interval_says_why_it_is_not_urgent() -> None:
+    rise = _rise([(-5, "Creat", "30", "umol/L"), (200, "Creat", "90", "umol/L")])
+    assert str(rise.severity) == "action"
+    assert "within the reference interval" in rise.message
+
+
 # --- Haematuria (no CTCAE grade) ---
 HAEM = {("anti_gbm.haematuria", "watch", None)}
 HAEMATURIA = [
@@ -244,6 +320,44 @@ def test_haematuria_on_two_samples(gap: int, persistent: bool) -> None:
     assert bool(hits) is persistent
     if hits:
         assert str(hits[0].severity) == "action" and hits[0].ctcae_grade is None
+
+
+NEGATIVE_MICROSCOPY = "microscopy negative on the same day"
+
+
+@pytest.mark.parametrize(
+    ("microscopy", "counts"),
+    [
+        ("1", False),  # < 3 RBC/HPF for certain: does not count toward persistence
+        ("0-2", False),
+        ("<3", False),
+        ("<5", True),  # not certainly below 3
+        ("4", True),  # microscopy positive itself
+    ],
+)
+def test_a_dipstick_with_negative_same_day_microscopy(microscopy: str, counts: bool) -> None:
+    rows = [
+        (200, "U-Blood", "2+", ""),
+        (200, "Urine RBC", microscopy, "/HPF"),
+        (214, "U-Blood", "1+", ""),
+        (214, "Urine RBC", microscopy, "/HPF"),
+    ]
+    found = findings(rows, sex="M")
+    assert ("anti_gbm.haematuria_persistent" in {f.code for f in found}) is counts
+    haematuria = [f for f in found if f.code == "anti_gbm.haematuria"]
+    assert haematuria and all(str(f.severity) == "watch" for f in haematuria)
+    assert any(NEGATIVE_MICROSCOPY in f.message for f in haematuria) is not counts
+
+
+def test_a_dipstick_with_negative_microscopy_still_counts_toward_the_anti_gbm_pattern() -> None:
+    rows = [
+        (-5, "Creat", "60", "umol/L"),
+        (200, "U-Blood", "2+", ""),
+        (200, "Urine RBC", "1", "/HPF"),
+        (210, "Creat", "100", "umol/L"),
+    ]
+    found = findings(rows, sex="M")
+    assert "anti_gbm.pattern" in {f.code for f in found}
 
 
 # --- Proteinuria (dipstick, mg/dL, UPCR) and albuminuria (UACR) ---
@@ -306,7 +420,7 @@ def test_normal_results_give_no_findings() -> None:
 def test_episodes_join_repeated_hits_and_split_on_a_normal_result_or_a_long_gap() -> None:
     low = [(200 + 30 * i, "PLT", "120", "10^9/L") for i in range(12)]
     (one,) = findings(low)
-    assert one.results_in_episode == 12 and "Seen 12 times" in one.message
+    assert one.results_in_episode == 12 and "12 results, from" in one.message
     with_normal = [*low[:3], (290, "PLT", "250", "10^9/L"), *low[4:]]
     assert len(findings(with_normal)) == 2
     gap = [(200, "PLT", "120", "10^9/L"), (200 + 93, "PLT", "120", "10^9/L")]

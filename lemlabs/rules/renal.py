@@ -53,19 +53,64 @@ def proteinuria_grade(fact: Fact, t: Thresholds) -> int | None:
     return None
 
 
-def menstruation_note(fact: Fact, t: Thresholds) -> list[str]:
-    """Haematuria in a woman may come from menstruation: say so, suppress nothing."""
+def haematuria_notes(fact: Fact, t: Thresholds) -> list[str]:
+    """Haematuria in a woman may come from menstruation; a dipstick whose same-day microscopy is
+    negative may not be red cells. Both are said; neither suppresses the finding."""
+    notes = []
+    if fact["micro_neg"]:
+        notes.append(
+            "microscopy negative on the same day: possible myoglobin or free haemoglobin, or "
+            "contamination; repeat with microscopy (not counted toward persistent haematuria)"
+        )
     if fact["sex"] == "F":
-        return ["menstruation can cause blood in the urine: repeat the sample outside menstruation"]
-    return []
+        notes.append(
+            "menstruation can cause blood in the urine: repeat the sample outside menstruation"
+        )
+    return notes
+
+
+def creatinine_notes(fact: Fact, t: Thresholds) -> list[str]:
+    """KDIGO's words only for an acute rise; a low baseline's threefold rise within the interval
+    says why it is not urgent (domain.md)."""
+    notes = []
+    acute_48h = fact["rise_48h"] >= t["renal.aki_rise_umol"]
+    acute_baseline = (
+        fact["rise_ratio"] >= t["renal.rise_ratio_action"]
+        and fact["baseline_days"] <= t["renal.aki_baseline_days"]
+    )
+    if acute_48h or acute_baseline:
+        notes.append(
+            f"an acute rise (within {t['renal.aki_window_hours']:g} h, or against a baseline "
+            f"from the {t['renal.aki_baseline_days']:g} days before): consistent with acute "
+            "kidney injury (KDIGO)"
+        )
+    elif fact["rise_ratio"] >= t["renal.rise_ratio_action"]:
+        notes.append(
+            "a sustained rise from a baseline more than "
+            f"{t['renal.aki_baseline_days']:g} days earlier, not acute kidney injury by "
+            "KDIGO's definition"
+        )
+    if fact["rise_ratio"] >= t["renal.rise_ratio_urgent"] and fact["flag"] != "H":
+        notes.append(
+            f"at least {t['renal.rise_ratio_urgent']:g}× a low baseline while still within "
+            "the reference interval: not urgent on its own"
+        )
+    return notes
 
 
 def _rise(t: Thresholds) -> Any:
     return (m.rise_ratio >= t["renal.rise_ratio_action"]) | (m.rise_48h >= t["renal.aki_rise_umol"])
 
 
+def _urgent(t: Thresholds) -> Any:
+    """≥ 3× baseline and above the ULN, or any value ≥ 353.6 µmol/L (domain.md)."""
+    return ((m.rise_ratio >= t["renal.rise_ratio_urgent"]) & (m.flag == "H")) | (
+        m.lower >= t["renal.creatinine_urgent_umol"]
+    )
+
+
 def _not_urgent(t: Thresholds) -> Any:
-    return (m.rise_ratio < t["renal.rise_ratio_urgent"]) & (
+    return ((m.rise_ratio < t["renal.rise_ratio_urgent"]) | (m.flag != "H")) & (
         m.lower < t["renal.creatinine_urgent_umol"]
     )
 
@@ -84,6 +129,12 @@ _PROTEIN_GRADES = (
     "ctcae.proteinuria_g2_grade",
     "ctcae.proteinuria_g3_grade",
 )
+_TIMING = (
+    "renal.rise_ratio_action",
+    "renal.aki_rise_umol",
+    "renal.aki_window_hours",
+    "renal.aki_baseline_days",
+)
 _HAEMATURIA = (
     "renal.blood_dipstick_grade",
     "renal.rbc_haematuria_hpf",
@@ -96,18 +147,18 @@ RULES = [
         worst="highest",
         condition=Condition.ANTI_GBM,
         severity=Severity.URGENT,
-        when=lambda t: (
-            _CREAT
-            & (
-                (m.rise_ratio >= t["renal.rise_ratio_urgent"])
-                | (m.lower >= t["renal.creatinine_urgent_umol"])
-            ),
-        ),
-        message="Creatinine at least {renal.rise_ratio_urgent}× baseline or at least "
-        "{renal.creatinine_urgent_umol} µmol/L: severe kidney injury (KDIGO stage 3).",
+        when=lambda t: (_CREAT & _urgent(t),),
+        message="Creatinine at least {renal.rise_ratio_urgent}× baseline and above the reference "
+        "interval, or at least {renal.creatinine_urgent_umol} µmol/L: a severe rise in creatinine.",
         action="Same-day medical attention: urinalysis with microscopy, anti-GBM antibodies and "
         f"urgent {_NEPHRO} referral.",
-        thresholds=("renal.rise_ratio_urgent", "renal.creatinine_urgent_umol", *_CREATININE_GRADES),
+        thresholds=(
+            "renal.rise_ratio_urgent",
+            "renal.creatinine_urgent_umol",
+            *_TIMING,
+            *_CREATININE_GRADES,
+        ),
+        notes=creatinine_notes,
         grade=creatinine_grade,
         sources=(_SOURCE,),
     ),
@@ -119,16 +170,11 @@ RULES = [
         severity=Severity.ACTION,
         when=lambda t: (_CREAT & _rise(t) & _not_urgent(t),),
         message="Creatinine at least {renal.rise_ratio_action}× baseline, or up by at least "
-        "{renal.aki_rise_umol} µmol/L within 48 h: consistent with acute kidney injury "
-        "(KDIGO).",
+        "{renal.aki_rise_umol} µmol/L within {renal.aki_window_hours} h: a rise in creatinine.",
         action="Repeat creatinine and urinalysis with microscopy promptly; evaluate for "
         f"nephropathy including anti-GBM disease ({_NEPHRO}).",
-        thresholds=(
-            "renal.rise_ratio_action",
-            "renal.aki_rise_umol",
-            "renal.aki_window_hours",
-            *_CREATININE_GRADES,
-        ),
+        thresholds=("renal.rise_ratio_urgent", *_TIMING, *_CREATININE_GRADES),
+        notes=creatinine_notes,
         grade=creatinine_grade,
         sources=(_SOURCE,),
     ),
@@ -164,7 +210,7 @@ RULES = [
         message="Blood in the urine (dipstick ≥ 1+ or ≥ {renal.rbc_haematuria_hpf} RBC/HPF).",
         action="Repeat urinalysis with microscopy; check creatinine and urine protein.",
         thresholds=_HAEMATURIA,
-        notes=menstruation_note,
+        notes=haematuria_notes,
         sources=(_SOURCE,),
     ),
     Rule(
@@ -283,10 +329,11 @@ COMPOSITES = [
         phase="finding",
         aliases=("first", "second"),
         when=lambda t: (
-            c.first << _is_haematuria(),
+            c.first << (_is_haematuria() & (m.micro_neg == 0)),
             c.second
             << (
                 _is_haematuria()
+                & (m.micro_neg == 0)
                 & (m.day >= c.first.day + t["renal.haematuria_repeat_min_days"])
                 & (m.day <= c.first.day + t["renal.haematuria_repeat_max_days"])
             ),

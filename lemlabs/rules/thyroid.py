@@ -141,13 +141,13 @@ def _tsh(flag: str) -> Any:
 
 
 def _swing(first: str, second: str) -> Callable[[Thresholds], tuple[Any, ...]]:
-    """TSH flagged ``first``, then flagged ``second`` within the fluctuation window."""
+    """TSH flagged ``first``, then flagged ``second`` within the fluctuation window (calendar
+    months: each TSH fact carries the last day of its window as ``swing_until``)."""
 
     def when(t: Thresholds) -> tuple[Any, ...]:
-        window = t["thyroid.fluctuation_window_days"]
         return (
             c.first << _tsh(first),
-            c.second << (_tsh(second) & (m.day > c.first.day) & (m.day <= c.first.day + window)),
+            c.second << (_tsh(second) & (m.day > c.first.day) & (m.day <= c.first.swing_until)),
         )
 
     return when
@@ -162,11 +162,11 @@ COMPOSITES = [
         phase="finding",
         aliases=("first", "second"),
         when=_swing(first, second),
-        message=f"TSH {text} within {{thyroid.fluctuation_window_days}} days: a swing "
+        message=f"TSH {text} within {{thyroid.fluctuation_window_months}} months: a swing "
         "consistent with fluctuating thyroiditis or Graves' disease with blocking antibodies.",
         action=f"Refer to {_ENDO}; measure TSH-receptor antibodies and repeat thyroid tests "
         "monthly until stable.",
-        thresholds=("thyroid.fluctuation_window_days",),
+        thresholds=("thyroid.fluctuation_window_months",),
         sources=(_SOURCE,),
     )
     for name, first, second, text in (
