@@ -27,7 +27,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 from lemlabs.export import findings_table
 from lemlabs.ingest import LAB_COLUMNS, Source, prepare_patients
-from lemlabs.models import FINDING_COLUMNS, Finding
+from lemlabs.models import Finding, typed_findings
 from lemlabs.normalise import ISSUE_COLUMNS
 from lemlabs.rules.thresholds import Thresholds, load_thresholds
 from lemlabs.scoring import ThresholdInput, score_frame
@@ -101,9 +101,9 @@ def _finding_rows(findings: list[Finding], rows: np.ndarray) -> pd.DataFrame:
 
 
 def _typed_findings(frame: pd.DataFrame) -> pd.DataFrame:
-    """Fixed dtypes, so that every partition matches the meta (pandas infers str only for data)."""
-    text = {c: "str" for c in FINDING_COLUMNS if c not in ("ctcae_grade", "results_in_episode")}
-    return frame.astype({**text, "ctcae_grade": "Int64", "results_in_episode": "int64"})
+    """The dtypes of ``score_frame``'s findings (evidence and notes as JSON text), fixed so that
+    every partition matches the meta."""
+    return typed_findings(frame.astype({"evidence": "str", "notes": "str"}))
 
 
 def _findings_with_rows(findings: pd.DataFrame, lengths: Sequence[int]) -> pd.DataFrame:

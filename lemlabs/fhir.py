@@ -13,6 +13,7 @@ Out: ``detected_issue(finding)`` (a DetectedIssue), ``cds_card(finding)`` (a CDS
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import uuid
@@ -22,8 +23,11 @@ from typing import Any
 
 import pandas as pd
 
+from lemlabs.analytes import catalogue
 from lemlabs.errors import LabInputError
-from lemlabs.models import Finding, Severity
+from lemlabs.findings import format_value
+from lemlabs.models import Evidence, Finding, Severity
+from lemlabs.rules import TITLES
 
 try:
     from fhir.resources.R4B.bundle import Bundle
@@ -39,6 +43,9 @@ LOINC = "http://loinc.org"
 ATC = "http://www.whocc.no/atc"
 LEMLABS_CODES = "urn:lemlabs:finding-code"
 LEMLABS_RULES = "urn:lemlabs:rule"
+LEMLABS_ANALYTES = "urn:lemlabs:analyte"
+LEMLABS_DAYS_FROM_COURSE = "urn:lemlabs:days-from-course"
+UCUM = "http://unitsofmeasure.org"
 # ATC codes of alemtuzumab: L04AG06 (multiple sclerosis, since 2022), L04AA34 (before),
 # L01XC04 (oncology, MabCampath); any coding or text that names alemtuzumab or Lemtrada counts too.
 ALEMTUZUMAB_ATC = {"L04AG06", "L04AA34", "L01XC04"}
@@ -65,6 +72,9 @@ LAB_COLUMNS = [
     "loinc",
     "ref_low",
     "ref_high",
+    "ref_unit",
+    "ref_note",
+    "specimen",
     "source_id",
     "problem",
 ]
@@ -139,6 +149,24 @@ def _number(value: Any) -> str:
     return "" if value is None else format(value, "f") if hasattr(value, "as_tuple") else str(value)
 
 
+def _reference_range(row: dict[str, str], interval: Any) -> None:
+    """The lab's range into ``row``; its unit, when the range names one other than the value's,
+    into ``ref_unit`` (normalising converts it with pint, or notes why it cannot)."""
+    bounds = [bound for bound in (interval.low, interval.high) if bound is not None]
+    units = {str(bound.code or bound.unit) for bound in bounds if bound.code or bound.unit}
+    if len(units) > 1:
+        row["ref_note"] = (
+            f"the lab's reference range has bounds in different units ({', '.join(sorted(units))}):"
+            " the default interval applies"
+        )
+        return
+    row["ref_low"] = _number(interval.low.value) if interval.low else ""
+    row["ref_high"] = _number(interval.high.value) if interval.high else ""
+    unit = units.pop() if units else ""
+    if unit and unit != row["unit"]:
+        row["ref_unit"] = unit
+
+
 def _observation_row(resource: Mapping[str, Any]) -> dict[str, str]:
     kind = str(resource.get("resourceType", ""))
     source_id = f"{kind or 'resource'}/{resource.get('id', '')}"
@@ -168,13 +196,9 @@ def _observation_row(resource: Mapping[str, Any]) -> dict[str, str]:
     else:
         row["value"] = str(observation.valueString or "") or _text(observation.valueCodeableConcept)
     for interval in (observation.referenceRange or [])[:1]:
-        same_unit = all(
-            bound is None or (bound.code or bound.unit) in (None, row["unit"])
-            for bound in (interval.low, interval.high)
-        )
-        if same_unit:
-            row["ref_low"] = _number(interval.low.value) if interval.low else ""
-            row["ref_high"] = _number(interval.high.value) if interval.high else ""
+        _reference_range(row, interval)
+    if observation.specimen is not None:
+        row["specimen"] = str(observation.specimen.display or "")
     if observation.status in ("entered-in-error", "cancelled"):
         row["problem"] = f"Observation status is {observation.status}"
     elif categories and "laboratory" not in categories:
@@ -262,9 +286,56 @@ def read_patients(source: FhirSource) -> pd.DataFrame:
     )
 
 
+def _contained_observation(finding: Finding, number: int, evidence: Evidence) -> dict[str, Any]:
+    """A result without a FHIR source as a contained Observation, so that its value travels."""
+    entry = catalogue().get(evidence.analyte)
+    observation: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": f"result{number}",
+        "status": "final",
+        "code": {
+            "coding": [{"system": LEMLABS_ANALYTES, "code": evidence.analyte}],
+            "text": entry.label if entry else evidence.analyte,
+        },
+        "subject": {"reference": f"Patient/{finding.patient_id}"},
+        # FHIR needs a time zone with a time; lemlabs keeps local wall time, so the date is
+        # given and the time of day goes into a note
+        "effectiveDateTime": evidence.collected_at.date().isoformat(),
+    }
+    notes = []
+    if evidence.collected_at.time() != dt.time(0):
+        notes.append(f"collected at {evidence.collected_at.time().isoformat()} local time")
+    if evidence.unit == "grade" or (entry is not None and entry.ucum is None):
+        observation["valueString"] = format_value(evidence.value, evidence.unit)
+    else:
+        quantity: dict[str, Any] = {"value": evidence.value, "unit": evidence.unit}
+        if entry is not None and entry.ucum:
+            quantity |= {"system": UCUM, "code": entry.ucum}
+        if evidence.censor:
+            quantity["comparator"] = evidence.censor
+        observation["valueQuantity"] = quantity
+    if evidence.value_high is not None:
+        notes.append(f"reported as a range: {evidence.raw_value}")
+    if notes:
+        observation["note"] = [{"text": text} for text in notes]
+    return observation
+
+
 def detected_issue(finding: Finding) -> DetectedIssue:
-    """A finding as a FHIR DetectedIssue, validated by the model library."""
-    references = [{"reference": e.source_id} for e in finding.evidence if e.source_id]
+    """A finding as a FHIR DetectedIssue, validated by the model library.
+
+    Each result behind it is ``implicated`` and listed as ``evidence``: by reference when it came
+    from a FHIR Observation, else as a contained Observation carrying the value. The period
+    runs from onset to the latest evidence; time to onset is an extension.
+    """
+    references, contained = [], []
+    for number, item in enumerate(finding.evidence, start=1):
+        if item.source_id:
+            references.append({"reference": item.source_id})
+        else:
+            contained.append(_contained_observation(finding, number, item))
+            references.append({"reference": f"#result{number}"})
+    onset = finding.episode_start or finding.date
     resource: dict[str, Any] = {
         "resourceType": "DetectedIssue",
         "id": str(
@@ -278,13 +349,22 @@ def detected_issue(finding: Finding) -> DetectedIssue:
             {"system": LEMLABS_RULES, "value": f"{finding.rule_id}@{finding.rules_version}"}
         ],
         "status": "final",
-        "code": {"coding": [{"system": LEMLABS_CODES, "code": finding.code}], "text": finding.code},
+        "code": {
+            "coding": [{"system": LEMLABS_CODES, "code": finding.code}],
+            "text": TITLES.get(finding.code, finding.code),
+        },
         "severity": SEVERITY[finding.severity],
         "patient": {"reference": f"Patient/{finding.patient_id}"},
-        "identifiedDateTime": finding.date.isoformat(),
+        "identifiedPeriod": {"start": onset.isoformat(), "end": finding.date.isoformat()},
         "detail": finding.message,
         "mitigation": [{"action": {"text": finding.action}}],
     }
+    if finding.days_from_course is not None:
+        resource["extension"] = [
+            {"url": LEMLABS_DAYS_FROM_COURSE, "valueInteger": finding.days_from_course}
+        ]
+    if contained:
+        resource["contained"] = contained
     if references:
         resource["implicated"] = references
         resource["evidence"] = [{"detail": references}]
@@ -292,8 +372,15 @@ def detected_issue(finding: Finding) -> DetectedIssue:
 
 
 def cds_card(finding: Finding) -> dict[str, Any]:
-    """A finding as a CDS Hooks card (summary under 140 characters, indicator, source)."""
-    summary = f"{finding.code} ({finding.severity}): " + finding.message.split(". ")[0]
+    """A finding as a CDS Hooks card: the summary (under 140 characters) opens with what was
+    found in words, then the severity and the onset; the detail holds the whole message."""
+    onset = finding.episode_start or finding.date
+    since = (
+        f", day {finding.days_from_course} after a course"
+        if finding.days_from_course is not None
+        else ""
+    )
+    summary = f"{TITLES.get(finding.code, finding.code)} ({finding.severity}; since {onset}{since})"
     if len(summary) > 140:
         summary = summary[:139].rstrip() + "…"
     return {
@@ -305,6 +392,7 @@ def cds_card(finding: Finding) -> dict[str, Any]:
         ),
         "summary": summary,
         "detail": f"{finding.message}\n\n**Suggested next step:** {finding.action}\n\n"
+        f"Finding code {finding.code}; onset {onset}, latest evidence {finding.date}. "
         f"Source: {finding.source}. Rule {finding.rule_id}, rules version {finding.rules_version}.",
         "indicator": INDICATOR[finding.severity],
         "source": {"label": f"lemlabs rule {finding.rule_id}: {finding.source.split('; ')[0]}"},

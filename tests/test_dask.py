@@ -138,3 +138,18 @@ def test_the_command_line_scores_a_glob_with_dask(tmp_path: Path) -> None:
     in_file_order = pd.concat([labs.iloc[0::2], labs.iloc[1::2]], ignore_index=True)
     expected = lemlabs.score_frame(in_file_order, examples.path("patients"))
     assert _distributed(pd.read_parquet(out)) == _single(expected)
+
+
+def test_findings_have_the_dtypes_of_score_frame(client: Client) -> None:
+    labs = pd.read_csv(examples.path("labs"), dtype=str, keep_default_na=False).head(8000)
+    findings, _, _ = score_dask(
+        dd.from_pandas(labs, npartitions=2), examples.path("patients")
+    ).compute()
+    single = lemlabs.score_frame(labs, examples.path("patients")).findings
+    assert not findings.empty
+    # evidence and notes are JSON text in the flat table, lists in score_frame: all else is equal
+    same = [c for c in single.columns if c not in ("evidence", "notes")]
+    assert findings[same].dtypes.to_dict() == single[same].dtypes.to_dict()
+    assert len(findings[findings["severity"] >= "urgent"]) == len(
+        single[single["severity"] >= "urgent"]
+    )

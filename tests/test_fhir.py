@@ -303,3 +303,71 @@ def test_the_command_line_reads_fhir_and_writes_a_bundle(tmp_path: Path) -> None
         [sys.executable, "-m", "lemlabs", "score", str(broken)], capture_output=True, text=True
     )
     assert done.returncode == 2 and "line 2" in done.stderr and "Traceback" not in done.stderr
+
+
+def _tsh_with_range(value: float, quantity: dict[str, str], range_unit: dict[str, str]) -> Any:
+    resource = observation(
+        0,
+        {
+            "patient_id": "P1",
+            "collected_at": "2021-03-01",
+            "test": "TSH",
+            "value": str(value),
+            "unit": "mIU/L",
+        },
+    )
+    resource["valueQuantity"] |= quantity
+    resource["referenceRange"] = [
+        {"low": {"value": 0.3, **range_unit}, "high": {"value": 5.0, **range_unit}}
+    ]
+    return lemlabs.score_frame(fhir.read_observations(resource))
+
+
+def test_a_reference_range_in_another_spelling_of_the_unit_is_converted() -> None:
+    # the value says UCUM m[IU]/L, the range says mIU/L: the same unit, so the lab's range holds
+    report = _tsh_with_range(4.5, {"code": "m[IU]/L"}, {"unit": "mIU/L"})
+    (result,) = report.results.to_dict("records")
+    assert (result["ref_low"], result["ref_high"], result["ref_source"]) == (0.3, 5.0, "lab")
+    assert report.findings.empty  # 4.5 is inside the lab's 0.3–5.0: no false watch
+
+
+def test_a_reference_range_in_a_convertible_unit_is_converted() -> None:
+    report = _tsh_with_range(4.5, {"code": "mIU/L"}, {"unit": "uIU/mL", "code": "u[IU]/mL"})
+    (result,) = report.results.to_dict("records")
+    assert (result["ref_low"], result["ref_high"]) == (0.3, 5.0)
+
+
+def test_a_reference_range_that_cannot_be_converted_is_a_note_not_a_silent_fallback() -> None:
+    report = _tsh_with_range(4.5, {"code": "mIU/L"}, {"unit": "mg/dL"})
+    (result,) = report.results.to_dict("records")
+    assert result["ref_source"] == "default" and result["ref_high"] == 4.0
+    assert "mg/dL" in result["ref_note"] and "default interval" in result["ref_note"]
+
+
+def test_findings_from_csv_input_carry_their_results_as_contained_observations() -> None:
+    report = lemlabs.score_frame(
+        labs([(-5, "Creat", "60", "umol/L"), (100, "Creat", ">400", "umol/L")]), patients()
+    )
+    (finding,) = report.finding_list
+    data = json.loads(finding.to_fhir().model_dump_json(exclude_none=True))
+    contained = {resource["id"]: resource for resource in data["contained"]}
+    assert [ref["reference"] for ref in data["implicated"]] == [f"#{key}" for key in contained]
+    assert data["evidence"][0]["detail"] == data["implicated"]
+    quantities = [resource["valueQuantity"] for resource in contained.values()]
+    assert {"value": 400.0, "comparator": ">", "code": "umol/L"}.items() <= quantities[-1].items()
+    assert data["identifiedPeriod"] == {
+        "start": finding.episode_start.isoformat(),  # type: ignore[union-attr]
+        "end": finding.date.isoformat(),
+    }
+    assert data["extension"][0]["valueInteger"] == finding.days_from_course
+
+
+def test_a_cds_card_opens_with_words_a_clinician_reads() -> None:
+    (finding,) = findings_for([(100, "PLT", "40", "10^9/L")])
+    card = finding.to_cds_card()
+    assert card["summary"].startswith("Platelets below 100: suspected ITP (urgent; since ")
+    assert "itp.suspected" not in card["summary"] and "itp.suspected" in card["detail"]
+
+
+def findings_for(rows: list[tuple[int, str, str, str]]) -> list[lemlabs.Finding]:
+    return list(lemlabs.score_frame(labs(rows), patients()).finding_list)
