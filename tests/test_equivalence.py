@@ -1,0 +1,93 @@
+"""Refactoring oracle: the findings of fixed cohorts, frozen as JSON, must not change.
+
+The cohorts: the bundled example (0.6 % abnormal) and a noisy copy of it, where a seeded share of
+the numeric results is scaled up or down and a share of the dipsticks regraded, so that every rule
+fires many times, episodes mix severities and composites join (about a fifth of the results
+abnormal, as in real exports). The oracle is rewritten only by a change that means to change
+findings (a clinical correction): ``python tests/test_equivalence.py --write``; never to make a
+refactoring pass.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lemlabs
+from lemlabs import examples
+
+ORACLE = Path(__file__).parent / "data" / "findings_oracle.json.gz"
+GRADES = ["neg", "trace", "1+", "2+", "3+"]
+
+
+def noisy(labs: pd.DataFrame, seed: int = 11, share: float = 0.25) -> pd.DataFrame:
+    """The example's labs with a ``share`` of results moved far from where they were, and urine
+    albumin/creatinine ratios (which the example lacks) on some visits."""
+    rng = np.random.default_rng(seed)
+    out = labs.copy()
+    numbers = pd.to_numeric(out["value"].str.replace(",", ".", regex=False), errors="coerce")
+    picked = rng.random(len(out)) < share
+    scale = np.exp(rng.normal(0, 0.9, len(out)))
+    moved = picked & numbers.notna().to_numpy()
+    out.loc[moved, "value"] = [f"{v:.4g}" for v in (numbers[moved] * scale[moved])]
+    quiet_dipstick = out["value"].str.lower().isin(["neg", "negative", "trace", "1+"])
+    dipsticks = picked & quiet_dipstick.to_numpy()
+    out.loc[dipsticks, "value"] = rng.choice(GRADES, int(dipsticks.sum()))
+    uacr = out[rng.random(len(out)) < 0.04].assign(test="UACR", unit="mg/mmol", loinc="")
+    uacr["value"] = [f"{v:.3g}" for v in np.exp(rng.normal(1.0, 1.3, len(uacr)))]
+    return pd.concat([out, uacr], ignore_index=True)
+
+
+def cohorts() -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    labs = pd.read_csv(examples.path("labs"), dtype=str, keep_default_na=False)
+    patients = lemlabs.read_patients(examples.path("patients"))
+    return {"example": (labs, patients), "noisy": (noisy(labs), patients)}
+
+
+def findings_of(labs: pd.DataFrame, patients: pd.DataFrame) -> list[dict[str, Any]]:
+    """Every finding as ``to_dict()`` gives it, without the rules version (a hash of the table,
+    which gains keys as the rules do)."""
+    report = lemlabs.score_frame(labs, patients)
+    return [
+        {key: item for key, item in finding.to_dict().items() if key != "rules_version"}
+        for finding in report.finding_list
+    ]
+
+
+@pytest.fixture(scope="module")
+def oracle() -> dict[str, list[dict[str, Any]]]:
+    with gzip.open(ORACLE, "rt", encoding="utf-8") as file:
+        frozen: dict[str, list[dict[str, Any]]] = json.load(file)
+    return frozen
+
+
+@pytest.mark.parametrize("name", ["example", "noisy"])
+def test_findings_equal_the_frozen_oracle(
+    name: str, oracle: dict[str, list[dict[str, Any]]]
+) -> None:
+    labs, patients = cohorts()[name]
+    now = findings_of(labs, patients)
+    frozen = oracle[name]
+    assert len(now) == len(frozen)
+    for current, expected in zip(now, frozen, strict=True):
+        assert current == expected
+
+
+def test_the_noisy_cohort_exercises_every_result_rule(oracle: dict[str, Any]) -> None:
+    fired = {finding["rule_id"] for finding in oracle["noisy"]}
+    result_rules = {rule.id for rule in lemlabs.rules.ALL_RULES if rule.phase == "result"}
+    assert result_rules <= fired, sorted(result_rules - fired)
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
+    frozen = {name: findings_of(*tables) for name, tables in cohorts().items()}
+    with gzip.open(ORACLE, "wt", encoding="utf-8") as file:
+        json.dump(frozen, file, ensure_ascii=False, sort_keys=True)
+    print({name: len(items) for name, items in frozen.items()})
