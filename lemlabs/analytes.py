@@ -42,8 +42,9 @@ class Analyte:
     mass_unit: str | None = None
     grade_cutoffs_mg_dl: tuple[tuple[float, float], ...] = ()
     plausible_mg_dl: tuple[float, float] | None = None
-    critical_low: float | None = None
-    critical_high: float | None = None
+    critical_low: str | None = None
+    """The threshold key below which a result is critically low (interpretation LL)."""
+    critical_high: str | None = None
     ucum: str | None = None
 
 

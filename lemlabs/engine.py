@@ -1,5 +1,8 @@
 """The rule engine: durable-rules behind one small class. Callers never see durable's types.
 
+Rule records (:mod:`lemlabs.rules.records`) are compiled here into durable-rules conditions: every
+finding is decided by durable-rules, and its syntax and traps live in this module alone.
+
 Each patient is one durable-rules session. Its result facts go to the ``result`` ruleset in one
 batch; the findings they produce go, as facts, to the ``finding`` ruleset where composite rules
 join them. The patient's state is deleted after each phase.
@@ -10,6 +13,10 @@ durable-rules' traps, and what this module does about them:
 * a fact no rule matches raises ``MessageNotHandledException`` and the batch's actions are lost →
   each ruleset ends with a catch-all rule;
 * an exception in an action is swallowed → actions record their own errors, raised as RuleError;
+* numbers in exponent notation (``1e+18``, ``1e-05``) in a fact crash the process → facts'
+  numbers pass through :func:`json_safe`;
+* a join whose first condition is an ``|`` ignores its other conditions → rule records refuse
+  ``or`` in joins (:mod:`lemlabs.rules.records`), one record per alternative;
 * ``durable.lang``'s module-level host and definition globals, and its background dispatch
   threads, are not thread-safe → a private host without those threads, and one process-wide lock
   around building rulesets and running a patient (engine calls are serialised; everything before
@@ -23,14 +30,17 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import reduce
 from typing import Any
 
 import durable.lang as durable_lang
+import numpy as np
 from durable import engine as durable_engine
-from durable.lang import m, ruleset, when_all
+from durable.lang import c, m, ruleset, when_all
 
 from lemlabs.errors import RuleError
-from lemlabs.rules.base import Rule
+from lemlabs.rules.conditions import OPERATORS, All, Any_, Comparison, Field, Node, value_of
+from lemlabs.rules.records import Phase, Rule
 from lemlabs.rules.thresholds import Thresholds
 
 # durable-rules calls datetime.utcfromtimestamp on every post, deprecated from Python 3.12 on.
@@ -43,6 +53,20 @@ warnings.filterwarnings(
 
 _LOCK = threading.RLock()
 _SERIAL = itertools.count()
+# durable-rules reads facts as JSON and crashes (segfault) on exponent notation such as 1e+18 or
+# 1e-05; numbers are kept within [-ABSENT, ABSENT] and tiny ones moved to +-TINY (thresholds are
+# validated to be 0 or at least 0.001, so no comparison changes). NaN means "absent": it can pass
+# no threshold that a value must exceed.
+_ABSENT = 1e15
+_TINY = 1e-4
+
+
+def json_safe(values: np.ndarray) -> np.ndarray:
+    """Numbers durable-rules can read: no NaN or infinity, no exponent notation."""
+    values = np.nan_to_num(values.astype(float), nan=-_ABSENT, posinf=_ABSENT, neginf=-_ABSENT)
+    values = np.clip(values, -_ABSENT, _ABSENT)
+    tiny = (values != 0) & (np.abs(values) < _TINY)
+    return np.where(tiny, np.sign(values) * _TINY, values)
 
 
 class _PrivateHost(durable_engine.Host):  # type: ignore[misc]
@@ -54,10 +78,40 @@ class _PrivateHost(durable_engine.Host):  # type: ignore[misc]
 
 @dataclass(frozen=True)
 class Hit:
-    """A rule that matched: its id and the ids of the facts it matched, in alias order."""
+    """A rule that matched: its id and the ``key`` of each fact it matched, in alias order."""
 
     rule_id: str
-    facts: tuple[str, ...]
+    keys: tuple[int, ...]
+
+
+def _operand(node: Comparison, thresholds: Thresholds) -> Any:
+    operand = node.operand
+    if not isinstance(operand, Field):
+        return value_of(operand, thresholds)
+    other = getattr(getattr(c, operand.alias), operand.name)
+    if operand.offset is None:
+        return other
+    offset = value_of(operand.offset, thresholds)
+    return other + offset if operand.sign > 0 else other - offset
+
+
+def durable_condition(node: Node, thresholds: Thresholds) -> Any:
+    """A condition tree as a durable-rules expression over the current fact (``m``)."""
+    if isinstance(node, Comparison):
+        return OPERATORS[node.op](getattr(m, node.field), _operand(node, thresholds))
+    parts = [durable_condition(part, thresholds) for part in node.parts]
+    if isinstance(node, Any_):
+        return reduce(lambda a, b: a | b, parts)
+    assert isinstance(node, All)
+    return reduce(lambda a, b: a & b, parts)
+
+
+def _conditions(rule: Rule, thresholds: Thresholds) -> tuple[Any, ...]:
+    if rule.phase != "finding":
+        return tuple(durable_condition(node, thresholds) for _, node in rule.when)
+    return tuple(
+        getattr(c, alias) << durable_condition(node, thresholds) for alias, node in rule.when
+    )
 
 
 class RuleEngine:
@@ -68,7 +122,7 @@ class RuleEngine:
         self._hits: list[Hit] = []
         self._errors: list[str] = []
         serial = next(_SERIAL)
-        phases = ("result", "finding", "schedule")
+        phases: tuple[Phase, ...] = ("result", "finding", "schedule")
         self._names = {phase: f"lemlabs_{phase}_{serial}" for phase in phases}
         definitions = {}
         with _LOCK:
@@ -77,7 +131,7 @@ class RuleEngine:
                 with definition:
                     for rule in self.rules:
                         if rule.phase == phase:
-                            when_all(*rule.when(thresholds))(self._action(rule))
+                            when_all(*_conditions(rule, thresholds))(self._action(rule))
                     when_all(+m.kind)(self._ignore)
                 durable_lang._rulesets.pop(name, None)
                 key, body = definition.define()
@@ -87,8 +141,8 @@ class RuleEngine:
     def _action(self, rule: Rule) -> Callable[[Any], None]:
         def record(context: Any) -> None:
             try:
-                ids = tuple(str(getattr(context, alias)["id"]) for alias in rule.aliases)
-                self._hits.append(Hit(rule.id, ids))
+                keys = tuple(int(getattr(context, alias)["key"]) for alias in rule.aliases)
+                self._hits.append(Hit(rule.id, keys))
             except Exception as error:  # durable-rules would swallow it: keep it for run()
                 self._errors.append(f"{rule.id}: {error!r}")
 
@@ -98,16 +152,17 @@ class RuleEngine:
     def _ignore(context: Any) -> None:
         """Catch-all: a fact that no clinical rule matches is fine, not an engine error."""
 
-    def run(self, phase: str, session: str, facts: list[dict[str, Any]]) -> list[Hit]:
-        """Post one patient's facts (each with a unique ``id`` and a ``kind``); return the hits.
-
-        ``session`` is a plain token (not the patient id: durable's JSON reader is fragile).
-        """
+    def run(self, phase: Phase, session: int, facts: list[dict[str, Any]]) -> list[Hit]:
+        """Post one patient's facts (each with a unique integer ``key``) to ``phase``'s rules;
+        return the hits. ``session`` numbers the patient (durable's JSON reader is fragile, so
+        neither the patient id nor free text goes into its ids)."""
         if not facts:
             return []
         name = self._names[phase]
-        sid = session
-        batch = [{**fact, "sid": sid} for fact in facts]
+        sid = f"s{session}"
+        batch = [
+            {**fact, "id": f"{phase[0]}{fact['key']}", "kind": phase, "sid": sid} for fact in facts
+        ]
         with _LOCK:
             self._hits, self._errors = [], []
             try:

@@ -25,3 +25,7 @@ class ThresholdError(LemlabsError, ValueError):
 
 class RuleError(LemlabsError, RuntimeError):
     """A rule action failed inside the engine (durable-rules would otherwise swallow it)."""
+
+
+class RuleDefinitionError(LemlabsError, ValueError):
+    """A rule record is malformed: an unknown field, threshold, function or placeholder."""

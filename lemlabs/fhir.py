@@ -28,6 +28,7 @@ from lemlabs.errors import LabInputError
 from lemlabs.findings import format_value
 from lemlabs.models import Evidence, Finding, Severity
 from lemlabs.rules import TITLES
+from lemlabs.rules.thresholds import Thresholds, default_thresholds
 
 try:
     from fhir.resources.R4B.bundle import Bundle
@@ -50,7 +51,6 @@ UCUM = "http://unitsofmeasure.org"
 # L01XC04 (oncology, MabCampath); any coding or text that names alemtuzumab or Lemtrada counts too.
 ALEMTUZUMAB_ATC = {"L04AG06", "L04AA34", "L01XC04"}
 ALEMTUZUMAB_WORDS = ("alemtuzumab", "lemtrada", "campath")
-COURSE_GAP_DAYS = 30  # infusion days closer than this belong to one course
 SEVERITY = {
     Severity.URGENT: "high",
     Severity.ACTION: "moderate",
@@ -253,10 +253,11 @@ def _administrations(resources: Iterable[Mapping[str, Any]]) -> list[tuple[str, 
     return days
 
 
-def read_patients(source: FhirSource) -> pd.DataFrame:
+def read_patients(source: FhirSource, thresholds: Thresholds | None = None) -> pd.DataFrame:
     """The patients table from Patient resources (gender, birthDate) and alemtuzumab
-    MedicationAdministration/MedicationStatement resources: infusion days less than 30 days apart
-    form one course, whose first day becomes a course date."""
+    MedicationAdministration/MedicationStatement resources: infusion days less than
+    ``fhir.course_gap_days`` (30) apart form one course, whose first day becomes a course date."""
+    gap = (thresholds or default_thresholds())["fhir.course_gap_days"]
     resources = load_resources(source)
     people: dict[str, dict[str, str]] = {}
     for resource in resources:
@@ -274,7 +275,7 @@ def read_patients(source: FhirSource) -> pd.DataFrame:
     for patient_id, days in by_patient.items():
         starts, previous = [], None
         for day in sorted(set(days)):
-            if previous is None or (day - previous).days >= COURSE_GAP_DAYS:
+            if previous is None or (day - previous).days >= gap:
                 starts.append(day)
             previous = day
         entry = people.setdefault(

@@ -22,7 +22,7 @@ import pandas as pd
 from lemlabs.analytes import catalogue
 from lemlabs.engine import Hit
 from lemlabs.models import Evidence, Finding, Severity
-from lemlabs.rules.base import Rule
+from lemlabs.rules.records import Rule
 from lemlabs.rules.thresholds import Thresholds
 
 _BASELINE_ANALYTES = {"platelets", "creatinine"}
@@ -203,36 +203,37 @@ def assemble(
     rules: Mapping[str, Rule],
     thresholds: Thresholds,
     rules_version: str,
-    finding_rows: Mapping[str, tuple[int, ...]],
+    finding_rows: Mapping[int, tuple[int, ...]],
 ) -> list[Finding]:
-    """Findings from hits. ``finding_rows`` maps a finding fact id to the result rows behind it."""
+    """Findings from hits. A result rule's hit holds the result's row; a composite's hit holds
+    finding fact keys, which ``finding_rows`` maps to the result rows behind them."""
     by_row = context.set_index("row", drop=False)
     rows_needed = {row for rows in finding_rows.values() for row in rows}
-    rows_needed |= {int(fact[1:]) for _, hit in hits for fact in hit.facts if fact.startswith("r")}
+    rows_needed |= {hit.keys[0] for _, hit in hits if rules[hit.rule_id].phase == "result"}
     paired = by_row.loc[sorted(rows_needed), "pair_row"].dropna().astype(int)
     records = cast(
         dict[int, dict[str, Any]], by_row.loc[sorted(rows_needed | set(paired))].to_dict("index")
     )
     superseding = {
-        (patient, hit.facts[0], rules[hit.rule_id].code)
+        (patient, hit.keys[0], rules[hit.rule_id].code)
         for patient, hit in hits
         if rules[hit.rule_id].phase == "finding"
     }
     occurrences = []
     for patient, hit in hits:
         rule = rules[hit.rule_id]
-        if rule.superseded_by and (patient, hit.facts[0], rule.superseded_by) in superseding:
+        if rule.superseded_by and (patient, hit.keys[0], rule.superseded_by) in superseding:
             continue
         if rule.phase == "result":
-            anchor = int(hit.facts[0][1:])
+            anchor = hit.keys[0]
             rows: tuple[int, ...] = (anchor,)
             if rule.condition == "thyroid" and anchor in paired.index:
                 rows += (int(paired[anchor]),)
             record = records[anchor]
-            grade = rule.grade(record, thresholds) if rule.grade else None
-            notes = tuple(rule.notes(record, thresholds)) if rule.notes else ()
+            grade = rule.grade_of(record, thresholds)
+            notes = tuple(rule.notes_of(record, thresholds))
         else:
-            rows = tuple(row for fact in hit.facts for row in finding_rows[fact])
+            rows = tuple(row for key in hit.keys for row in finding_rows[key])
             anchor, grade, notes = rows[-1], None, ()
         date = max(records[row]["collected_at"] for row in rows)
         occurrences.append(Occurrence(rule, patient, rows, anchor, date, grade, notes))

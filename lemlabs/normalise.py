@@ -15,6 +15,7 @@ import pandas as pd
 from lemlabs.analytes import catalogue, identify
 from lemlabs.ingest import Source, prepare_labs, prepare_patients
 from lemlabs.reference import reference_intervals
+from lemlabs.rules.thresholds import Thresholds, default_thresholds
 from lemlabs.units import Conversion, conversion
 from lemlabs.values import parse_value
 
@@ -52,6 +53,19 @@ def _per_unique(values: Any, func: Callable[[Any], Any], dtype: Any = object) ->
     return np.asarray([func(value) for value in uniques], dtype=dtype)[codes]
 
 
+def _per_unique_rows(
+    columns: list[np.ndarray], func: Callable[..., Any], *attributes: str
+) -> list[np.ndarray]:
+    """``func(*row)`` once per unique combination of ``columns``; each named attribute of its
+    results spread over the rows."""
+    codes, uniques = pd.MultiIndex.from_arrays(columns).factorize()
+    found = [func(*combination) for combination in uniques]
+    return [
+        np.array([getattr(item, name) for item in found], dtype=object)[codes]
+        for name in attributes
+    ]
+
+
 def _identified(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row: the analyte key ('' when not scored), why it is not scored, and a data issue
     when its name and LOINC contradict each other (:func:`lemlabs.analytes.identify`)."""
@@ -60,25 +74,10 @@ def _identified(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray
         frame[name].to_numpy(dtype=object) if name in frame.columns else empty
         for name in ("test", "loinc", "specimen")
     ]
-    key = np.zeros(len(frame), dtype="int64")
-    uniques = []
-    for column in columns:
-        codes, values = pd.factorize(column, use_na_sentinel=False)
-        key = key * len(values) + codes
-        uniques.append(values)
-    codes, keys = pd.factorize(key, use_na_sentinel=False)
-    found = []
-    for number in keys:
-        rest, specimen = divmod(int(number), len(uniques[2]))
-        test, loinc = divmod(rest, len(uniques[1]))
-        found.append(
-            identify(str(uniques[0][test]), str(uniques[1][loinc]), str(uniques[2][specimen]))
-        )
-
-    def spread(name: str) -> np.ndarray:
-        return np.array([getattr(identity, name) for identity in found], dtype=object)[codes]
-
-    return spread("analyte"), spread("reason"), spread("issue")
+    analyte, reason, issue = _per_unique_rows(
+        columns, lambda *row: identify(*map(str, row)), "analyte", "reason", "issue"
+    )
+    return analyte, reason, issue
 
 
 def _grade_from_mass(mg_dl: np.ndarray, cutoffs: tuple[tuple[float, float], ...]) -> np.ndarray:
@@ -97,30 +96,13 @@ def _bounds(value: np.ndarray, censor: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return lower, upper
 
 
-def _pair_key(
-    pair: int, analytes: np.ndarray, units: np.ndarray, book: dict[str, Any]
-) -> tuple[str, str, str]:
-    """Decode ``(analyte code × units + unit code) × 2 + mass flag`` (-1: no unit needed)."""
-    if pair < 0:
-        return "", "", ""
-    rest, mass = divmod(pair, 2)
-    analyte_code, unit_code = divmod(rest, len(units))
-    analyte = str(analytes[analyte_code])
-    return analyte, str(units[unit_code]), (book[analyte].mass_unit or "") if mass else ""
-
-
-def _conversion(key: tuple[str, str, str]) -> Conversion:
-    analyte, unit, target = key
-    if not analyte:
-        return Conversion(1.0)
-    return conversion(analyte, unit, target or None)
-
-
 def _expected(what: str, labels: np.ndarray, raws: np.ndarray) -> Callable[[int], str]:
     return lambda i: f"expected {what} for {labels[i]}, got {_clip(str(raws[i]))!r}"
 
 
-def normalise(labs: Source, patients: Source | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def normalise(
+    labs: Source, patients: Source | None = None, thresholds: Thresholds | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Normalise a lab table: ``(results, issues)``.
 
     ``results`` holds every accepted row (``status`` ``scored`` or ``not_scored`` for analytes
@@ -129,18 +111,43 @@ def normalise(labs: Source, patients: Source | None = None) -> tuple[pd.DataFram
     rejected row (``row`` is its 0-based position) and per unusable patient record.
     """
     people = prepare_patients(patients) if patients is not None else None
-    return normalise_prepared(prepare_labs(labs), people)
+    return normalise_prepared(prepare_labs(labs), people, thresholds)
 
 
-def normalise_prepared(
-    frame: pd.DataFrame, people: pd.DataFrame | None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`normalise` for tables already through ``prepare_labs``/``prepare_patients``."""
-    size = len(frame)
-    problems = _Problems(size)
-    book = catalogue()
+class _Rows:
+    """The columns of one lab table as normalising builds them, step by step."""
 
-    patient_ids = frame["patient_id"].to_numpy(dtype=object)
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self.problems = _Problems(len(frame))
+        self.book = catalogue()
+        self.patient_ids = frame["patient_id"].to_numpy(dtype=object)
+        self.raw_values = frame["value"].to_numpy(dtype=object)
+        self.unit_text = _per_unique(frame["unit"], lambda u: str(u).strip())
+        self.analyte, self.reason, self.conflict = _identified(frame)
+        self.codes, self.analytes = pd.factorize(self.analyte, use_na_sentinel=False)
+        self.scored = self.analyte != ""
+        self.kind = self.attribute("kind", "")
+        self.labels = self.attribute("label", "")
+        self.quantitative = self.kind == "quantitative"
+        self.counts = self.kind == "count_per_hpf"
+        self.ordinal = self.kind == "ordinal"
+
+    def attribute(self, name: str, default: Any = None, dtype: Any = object) -> np.ndarray:
+        """A catalogue attribute per row (``default`` where unset or not scored)."""
+        table = [getattr(self.book[key], name) if key else None for key in self.analytes]
+        return np.asarray([default if v is None else v for v in table], dtype=dtype)[self.codes]
+
+    def bounds(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        table = [getattr(self.book[key], name) if key else None for key in self.analytes]
+        pairs = np.array([v or (-np.inf, np.inf) for v in table], dtype=float).reshape(-1, 2)
+        return pairs[self.codes, 0], pairs[self.codes, 1]
+
+
+def _check_rows(rows: _Rows) -> None:
+    """What a reader already found, an empty patient id, a date that is not ISO, a name and a
+    LOINC code that disagree."""
+    frame, problems = rows.frame, rows.problems
     if "problem" in frame.columns:  # a reader (FHIR) already found the row unusable
         reported = frame["problem"].to_numpy(dtype=object)
         problems.add(
@@ -149,7 +156,7 @@ def normalise_prepared(
             lambda i: str(reported[i]),
         )
     problems.add(
-        _per_unique(patient_ids, lambda p: not str(p).strip(), bool),
+        _per_unique(rows.patient_ids, lambda p: not str(p).strip(), bool),
         "patient_id",
         "patient_id is empty",
     )
@@ -159,27 +166,14 @@ def normalise_prepared(
         "collected_at",
         lambda i: f"not an ISO date: {_clip(raw_dates[i])!r}",
     )
-
-    analyte, not_scored_reason, conflict = _identified(frame)
+    conflict = rows.conflict
     problems.add(conflict != "", "loinc", lambda i: str(conflict[i]))
-    analyte_codes, analytes = pd.factorize(analyte, use_na_sentinel=False)
 
-    def attribute(name: str, default: Any = None, dtype: Any = object) -> np.ndarray:
-        """A catalogue attribute per row (``default`` where unset or not scored)."""
-        table = [getattr(book[key], name) if key else None for key in analytes]
-        return np.asarray([default if v is None else v for v in table], dtype=dtype)[analyte_codes]
 
-    def bounds(name: str) -> tuple[np.ndarray, np.ndarray]:
-        table = [getattr(book[key], name) if key else None for key in analytes]
-        pairs = np.array([v or (-np.inf, np.inf) for v in table], dtype=float).reshape(-1, 2)
-        return pairs[analyte_codes, 0], pairs[analyte_codes, 1]
-
-    scored = analyte != ""
-    kind = attribute("kind", "")
-    labels = attribute("label", "")
-
-    raw_values = frame["value"].to_numpy(dtype=object)
-    value_codes, unique_values = pd.factorize(raw_values, use_na_sentinel=False)
+def _parse_values(rows: _Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(shape, value, high, censor)`` per row, parsed once per unique raw value; a value of the
+    wrong shape for its analyte is a data issue."""
+    value_codes, unique_values = pd.factorize(rows.raw_values, use_na_sentinel=False)
     parsed = [parse_value(str(raw)) for raw in unique_values]
 
     def field(name: str, dtype: Any = object) -> np.ndarray:
@@ -191,58 +185,64 @@ def normalise_prepared(
         field("high", float),
         field("censor"),
     )
+    problems, labels, raw = rows.problems, rows.labels, rows.raw_values
     problems.add(
-        scored & (shape == "invalid"), "value", lambda i: str(parsed[value_codes[i]].problem)
+        rows.scored & (shape == "invalid"), "value", lambda i: str(parsed[value_codes[i]].problem)
     )
-
-    unit_text = _per_unique(frame["unit"], lambda u: str(u).strip())
-    has_unit = unit_text != ""
-    quantitative, counts, ordinal = (
-        kind == "quantitative",
-        kind == "count_per_hpf",
-        kind == "ordinal",
+    problems.add(
+        rows.quantitative & (shape != "number"), "value", _expected("a number", labels, raw)
     )
     grade_zero = (shape == "grade") & (value == 0)
-    mass_protein = ordinal & (shape == "number") & has_unit
     problems.add(
-        quantitative & (shape != "number"), "value", _expected("a number", labels, raw_values)
-    )
-    problems.add(
-        counts & ~np.isin(shape, ["number", "range", "tntc"]) & ~grade_zero,
+        rows.counts & ~np.isin(shape, ["number", "range", "tntc"]) & ~grade_zero,
         "value",
-        _expected("a count per HPF", labels, raw_values),
+        _expected("a count per HPF", labels, raw),
     )
     problems.add(
-        ordinal & (shape != "grade") & ~mass_protein,
+        rows.ordinal & (shape != "grade") & ~_mass_protein(rows, shape),
         "value",
-        _expected("a dipstick grade", labels, raw_values),
+        _expected("a dipstick grade", labels, raw),
     )
+    return shape, value, high, censor
 
-    needs_unit = quantitative | mass_protein | (counts & has_unit)
-    target = np.where(mass_protein, attribute("mass_unit", ""), "")
-    unit_codes, units_seen = pd.factorize(unit_text, use_na_sentinel=False)
-    pair = np.where(
-        needs_unit, (analyte_codes * len(units_seen) + unit_codes) * 2 + mass_protein, -1
-    )
-    codes, unique_pairs = pd.factorize(pair, use_na_sentinel=False)
-    converted = [_conversion(_pair_key(int(p), analytes, units_seen, book)) for p in unique_pairs]
-    problem = np.array([c.problem or "" for c in converted], dtype=object)[codes]
-    problems.add(needs_unit & (problem != ""), "unit", lambda i: str(problem[i]))
-    factor = np.array([c.factor or 1.0 for c in converted], dtype=float)[codes]
 
-    value = np.where(shape == "tntc", attribute("tntc", np.nan, float), value) * factor
-    high = high * factor
-    low_ok, high_ok = bounds("plausible")
-    low_mass, high_mass = bounds("plausible_mg_dl")
-    low_ok, high_ok = (
-        np.where(mass_protein, low_mass, low_ok),
-        np.where(mass_protein, high_mass, high_ok),
+def _mass_protein(rows: _Rows, shape: np.ndarray) -> np.ndarray:
+    """Urine protein reported in mg/dL (or g/L) instead of a dipstick grade."""
+    return np.asarray(rows.ordinal & (shape == "number") & (rows.unit_text != ""), dtype=bool)
+
+
+def _convert(rows: _Rows, shape: np.ndarray) -> np.ndarray:
+    """The factor to the canonical unit (or to mg/dL for protein by mass), once per unique
+    (analyte, unit, target); a unit that cannot be converted is a data issue."""
+    mass_protein = _mass_protein(rows, shape)
+    needs_unit = rows.quantitative | mass_protein | (rows.counts & (rows.unit_text != ""))
+    target = np.where(mass_protein, rows.attribute("mass_unit", ""), "")
+    analyte = np.where(needs_unit, rows.analyte, "")
+
+    def convert(key: str, unit: str, goal: str) -> Conversion:
+        """A factor for every row (1 where the unit is unusable: that row is an issue)."""
+        found = conversion(key, unit, goal or None) if key else Conversion(1.0)
+        return Conversion(found.factor or 1.0, found.problem or "")
+
+    factor, problem = _per_unique_rows(
+        [analyte, rows.unit_text, target], convert, "factor", "problem"
     )
-    implausible = (quantitative | counts | mass_protein) & np.isfinite(value)
+    rows.problems.add(needs_unit & (problem != ""), "unit", lambda i: str(problem[i]))
+    return factor.astype(float)
+
+
+def _check_plausible(rows: _Rows, value: np.ndarray, shape: np.ndarray) -> None:
+    """A converted value outside what a living patient can have, or a grade above the scale."""
+    mass_protein = _mass_protein(rows, shape)
+    low_ok, high_ok = rows.bounds("plausible")
+    low_mass, high_mass = rows.bounds("plausible_mg_dl")
+    low_ok = np.where(mass_protein, low_mass, low_ok)
+    high_ok = np.where(mass_protein, high_mass, high_ok)
+    implausible = (rows.quantitative | rows.counts | mass_protein) & np.isfinite(value)
     implausible &= (value < low_ok) | (value > high_ok)
-    units = attribute("unit", "")
-    shown_unit = np.where(mass_protein, target, units)
-    problems.add(
+    shown_unit = np.where(mass_protein, rows.attribute("mass_unit", ""), rows.attribute("unit", ""))
+    labels = rows.labels
+    rows.problems.add(
         implausible,
         "value",
         lambda i: (
@@ -250,75 +250,119 @@ def normalise_prepared(
             f"for {labels[i]} (plausible {low_ok[i]:g}–{high_ok[i]:g})"
         ),
     )
-    problems.add(
-        ordinal & (shape == "grade") & (value > attribute("max_grade", np.inf, float)),
+    rows.problems.add(
+        rows.ordinal & (shape == "grade") & (value > rows.attribute("max_grade", np.inf, float)),
         "value",
         "grade above the dipstick scale",
     )
 
-    for key in analytes:
-        if key and book[key].grade_cutoffs_mg_dl:
-            rows = mass_protein & (analyte == key)
-            value = np.where(rows, _grade_from_mass(value, book[key].grade_cutoffs_mg_dl), value)
-    censor = np.where(ordinal, "", censor)
+
+def _as_grades(rows: _Rows, value: np.ndarray, shape: np.ndarray) -> np.ndarray:
+    """Urine protein by mass read as the dipstick grade it stands for (30 mg/dL → 1+, ...)."""
+    mass_protein = _mass_protein(rows, shape)
+    for key in rows.analytes:
+        if key and rows.book[key].grade_cutoffs_mg_dl:
+            mine = mass_protein & (rows.analyte == key)
+            value = np.where(
+                mine, _grade_from_mass(value, rows.book[key].grade_cutoffs_mg_dl), value
+            )
+    return value
+
+
+def _interpretation(
+    rows: _Rows, flag: np.ndarray, lower: np.ndarray, upper: np.ndarray, table: Thresholds
+) -> np.ndarray:
+    """HL7 v3 ObservationInterpretation codes: LL/HH at the critical thresholds, A for an
+    abnormal dipstick, else the flag."""
+    critical_low, critical_high = (
+        np.array(
+            [table[key] if isinstance(key, str) else default for key in rows.attribute(side)],
+            dtype=float,
+        )
+        for side, default in (("critical_low", -np.inf), ("critical_high", np.inf))
+    )
+    return np.select(
+        [upper < critical_low, lower >= critical_high, rows.ordinal & (flag != "N")],
+        ["LL", "HH", "A"],
+        flag,
+    )
+
+
+def normalise_prepared(
+    frame: pd.DataFrame, people: pd.DataFrame | None, thresholds: Thresholds | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`normalise` for tables already through ``prepare_labs``/``prepare_patients``."""
+    table = thresholds if thresholds is not None else default_thresholds()
+    rows = _Rows(frame)
+    _check_rows(rows)
+    shape, value, high, censor = _parse_values(rows)
+    factor = _convert(rows, shape)
+    value = np.where(shape == "tntc", rows.attribute("tntc", np.nan, float), value) * factor
+    high = high * factor
+    _check_plausible(rows, value, shape)
+    value = _as_grades(rows, value, shape)
+    censor = np.where(rows.ordinal, "", censor)
     lower, upper = _bounds(value, censor)
 
     sex_of = {} if people is None else dict(zip(people["patient_id"], people["sex"], strict=True))
-    sex = _per_unique(patient_ids, lambda p: sex_of.get(str(p).strip(), ""))
-    empty = np.full(size, "", dtype=object)
-    ref_factor, ref_note = _reference_units(frame, analyte, unit_text, quantitative, factor)
+    sex = _per_unique(rows.patient_ids, lambda p: sex_of.get(str(p).strip(), ""))
+    empty = np.full(len(frame), "", dtype=object)
+    ref_factor, ref_note = _reference_units(
+        frame, rows.analyte, rows.unit_text, rows.quantitative, factor
+    )
     ref_low, ref_high, ref_source = reference_intervals(
-        analyte_codes,
-        analytes,
+        rows.codes,
+        rows.analytes,
         sex,
         ref_factor,
         frame["ref_low"].to_numpy(dtype=object) if "ref_low" in frame.columns else empty,
         frame["ref_high"].to_numpy(dtype=object) if "ref_high" in frame.columns else empty,
     )
     flag = np.where(upper < ref_low, "L", np.where(lower > ref_high, "H", "N"))
-    critical_low, critical_high = (
-        attribute("critical_low", -np.inf, float),
-        attribute("critical_high", np.inf, float),
-    )
-    interpretation = np.select(  # HL7 v3 ObservationInterpretation codes
-        [upper < critical_low, lower >= critical_high, ordinal & (flag != "N")],
-        ["LL", "HH", "A"],
-        flag,
-    )
-
-    accepted = problems.ok
+    scored = rows.scored
     columns = {
-        "analyte": analyte,
+        "analyte": rows.analyte,
         "status": np.where(scored, "scored", "not_scored"),
-        "status_reason": not_scored_reason,
-        "kind": kind,
-        "raw_value": raw_values,
+        "status_reason": rows.reason,
+        "kind": rows.kind,
+        "raw_value": rows.raw_values,
         "raw_unit": frame["unit"].to_numpy(dtype=object),
         "value": np.where(scored, value, np.nan),
         "value_high": np.where(scored, high, np.nan),
         "censor": np.where(scored, censor, ""),
         "lower": np.where(scored, lower, np.nan),
         "upper": np.where(scored, upper, np.nan),
-        "unit": np.where(scored, units, frame["unit"].to_numpy(dtype=object)),
+        "unit": np.where(scored, rows.attribute("unit", ""), frame["unit"].to_numpy(dtype=object)),
         "ref_low": np.where(scored, ref_low, np.nan),
         "ref_high": np.where(scored, ref_high, np.nan),
         "ref_source": np.where(scored, ref_source, ""),
         "ref_note": np.where(scored, ref_note, ""),
         "flag": np.where(scored, flag, ""),
-        "interpretation": np.where(scored, interpretation, ""),
+        "interpretation": np.where(scored, _interpretation(rows, flag, lower, upper, table), ""),
         "sex": sex,
     }
+    return _tables(frame, rows, columns, people)
+
+
+def _tables(
+    frame: pd.DataFrame,
+    rows: _Rows,
+    columns: dict[str, np.ndarray],
+    people: pd.DataFrame | None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The accepted rows with their new columns, and one issue per rejected row."""
+    accepted = rows.problems.ok
     results = frame.copy()
-    results.insert(0, "row", np.arange(size))
+    results.insert(0, "row", np.arange(len(frame)))
     for name, column in columns.items():
         results[name] = pd.Series(column, index=results.index, dtype=column.dtype)
     issues = pd.DataFrame(
         {
-            "row": np.arange(size)[~accepted],
-            "patient_id": patient_ids[~accepted],
-            "field": problems.field[~accepted],
-            "raw_value": _raw_for(frame, problems, ~accepted),
-            "reason": problems.reason[~accepted],
+            "row": np.arange(len(frame))[~accepted],
+            "patient_id": rows.patient_ids[~accepted],
+            "field": rows.problems.field[~accepted],
+            "raw_value": _raw_for(frame, rows.problems, ~accepted),
+            "reason": rows.problems.reason[~accepted],
             "source": "labs",
         },
         columns=ISSUE_COLUMNS,

@@ -23,7 +23,7 @@ from lemlabs.findings import evidence_of
 from lemlabs.ingest import Source, prepare_labs, prepare_patients
 from lemlabs.models import Evidence, Finding
 from lemlabs.normalise import normalise_prepared
-from lemlabs.rules.base import Rule
+from lemlabs.rules.records import Rule
 from lemlabs.rules.thresholds import Thresholds, load_thresholds
 
 GROUPS: dict[str, tuple[tuple[str, ...], str, str, str]] = {

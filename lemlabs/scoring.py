@@ -13,47 +13,22 @@ import pandas as pd
 
 import lemlabs
 from lemlabs.context import add_context
-from lemlabs.engine import Hit, engine_for
+from lemlabs.engine import Hit, engine_for, json_safe
 from lemlabs.findings import assemble, sort_key
 from lemlabs.ingest import Source, prepare_labs, prepare_patients, rows_as_frame
 from lemlabs.models import Finding, Report, findings_frame
 from lemlabs.normalise import normalise_prepared
-from lemlabs.rules import ALL_GATES, ALL_RULES, RULES_BY_ID, Gate, Rule
+from lemlabs.rules import ALL_RULES, RULES_BY_ID, Rule
+from lemlabs.rules.conditions import evaluate
+from lemlabs.rules.records import RESULT_FIELDS, rule_book
 from lemlabs.rules.thresholds import Thresholds, load_thresholds
 from lemlabs.schedule import monitoring_findings, schedule_table
 
 ThresholdInput = Thresholds | Mapping[str, Any] | str | os.PathLike[str] | None
 Progress = Callable[[str, int, int], None]
 
-_FACT_COLUMNS = [
-    "analyte",
-    "lower",
-    "upper",
-    "flag",
-    "pair_flag",
-    "rise_ratio",
-    "fall_fraction",
-    "rise_48h",
-    "day",
-    "swing_until",
-    "micro_neg",
-    "sex",
-]
 _NUMERIC = ["lower", "upper", "rise_ratio", "fall_fraction", "rise_48h"]
-# durable-rules reads facts as JSON and crashes (segfault) on exponent notation such as 1e+18 or
-# 1e-05; numbers are kept within [-ABSENT, ABSENT] and tiny ones moved to +-TINY (thresholds are
-# validated to be 0 or at least 0.001, so no comparison changes). NaN means "absent": it can pass
-# no threshold.
-_ABSENT = 1e15
-_TINY = 1e-4
-
-
-def json_safe(values: np.ndarray) -> np.ndarray:
-    """Numbers durable-rules can read: no NaN or infinity, no exponent notation."""
-    values = np.nan_to_num(values.astype(float), nan=-_ABSENT, posinf=_ABSENT, neginf=-_ABSENT)
-    values = np.clip(values, -_ABSENT, _ABSENT)
-    tiny = (values != 0) & (np.abs(values) < _TINY)
-    return np.where(tiny, np.sign(values) * _TINY, values)
+_INTEGER = ["day", "swing_until", "micro_neg"]
 
 
 def rules_version(thresholds: Thresholds) -> str:
@@ -61,75 +36,63 @@ def rules_version(thresholds: Thresholds) -> str:
     return f"{lemlabs.__version__}+{thresholds.fingerprint()}"
 
 
-def gate_mask(context: pd.DataFrame, gates: Iterable[Gate], thresholds: Thresholds) -> pd.Series:
-    """Results that pass at least one gate of their analyte: the only ones posted to the engine."""
-    mask = pd.Series(False, index=context.index)
-    for gate in gates:
-        column = context[gate.column]
-        bound: Any = gate.literal if gate.key is None else thresholds[gate.key]
-        test = {
-            "<": column.lt,
-            ">": column.gt,
-            ">=": column.ge,
-            "!=": column.ne,
-        }[gate.op](bound)
-        mask |= context["analyte"].eq(gate.analyte) & test.fillna(False).astype(bool)
-    return mask
-
-
-def _result_facts(context: pd.DataFrame) -> pd.DataFrame:
-    facts = context[_FACT_COLUMNS].copy()
+def result_facts(context: pd.DataFrame, thresholds: Thresholds) -> pd.DataFrame:
+    """Result facts as the engine reads them, one row per result: the fields rules name, numbers
+    made safe for durable-rules, the packs' derived fields, and ``key`` (the input row)."""
+    facts = context[list(RESULT_FIELDS)].copy()
     for column in _NUMERIC:
         facts[column] = json_safe(facts[column].to_numpy(dtype=float))
+    for column in _INTEGER:
+        facts[column] = facts[column].astype("int64")
     facts["pair_flag"] = context["pair_flag"].fillna("-").astype(str)
-    for column in ("day", "swing_until", "micro_neg"):
-        facts[column] = facts[column].astype(int)
-    facts["id"] = "r" + context["row"].astype(str)
-    facts["kind"] = "result"
+    for name, node in rule_book().fields:
+        facts[name] = evaluate(node, facts, thresholds).astype("int64")
+    facts["key"] = context["row"].astype("int64")
     facts["patient_id"] = context["patient_id"]
     return facts
 
 
+def matchable(facts: pd.DataFrame, thresholds: Thresholds) -> np.ndarray:
+    """Results that some result rule's condition holds for: the only ones posted to the engine.
+
+    The same condition trees the engine compiles, evaluated with pandas on the same numbers, so
+    the pre-filter cannot drift from the rules (a test scores with and without it).
+    """
+    mask = np.zeros(len(facts), dtype=bool)
+    for rule in rule_book().phase("result"):
+        for _, node in rule.when:
+            mask |= evaluate(node, facts, thresholds)
+    return mask
+
+
 def _run_engine(
     context: pd.DataFrame, thresholds: Thresholds, post_all: bool, progress: Progress
-) -> tuple[list[tuple[str, Hit]], dict[str, tuple[int, ...]]]:
+) -> tuple[list[tuple[str, Hit]], dict[int, tuple[int, ...]]]:
+    """Every patient's result facts through the result rules, then the findings they produce
+    through the composite rules. Returns the hits and, per finding fact, its result rows."""
     engine = engine_for(ALL_RULES, thresholds)
-    selected = context if post_all else context[gate_mask(context, ALL_GATES, thresholds)]
-    facts = _result_facts(selected)
+    facts = result_facts(context, thresholds)
+    if not post_all:
+        facts = facts[matchable(facts, thresholds)]
     hits: list[tuple[str, Hit]] = []
-    finding_rows: dict[str, tuple[int, ...]] = {}
+    finding_rows: dict[int, tuple[int, ...]] = {}
     groups = facts.groupby("patient_id", sort=True)
     step = max(1, groups.ngroups // 100)
     for session, (patient, group) in enumerate(groups):
         if session % step == 0:
             progress("engine", session, groups.ngroups)
         records = cast(list[dict[str, Any]], group.drop(columns="patient_id").to_dict("records"))
-        singles = engine.run("result", f"s{session}", records)
+        singles = engine.run("result", session, records)
         hits += [(str(patient), hit) for hit in singles]
-        by_id = {record["id"]: record for record in records}
+        by_key = {record["key"]: record for record in records}
         finding_facts = []
         for hit in singles:
-            rule, fact = RULES_BY_ID[hit.rule_id], by_id[hit.facts[0]]
-            fact_id = f"f{len(finding_rows)}"
-            finding_rows[fact_id] = (int(hit.facts[0][1:]),)
-            finding_facts.append(
-                {
-                    "id": fact_id,
-                    "kind": "finding",
-                    "code": rule.code,
-                    "analyte": fact["analyte"],
-                    "flag": fact["flag"],
-                    "day": fact["day"],
-                    "swing_until": fact["swing_until"],
-                    "micro_neg": fact["micro_neg"],
-                    # the anti-GBM pattern counts a rise (ratio or 48 h), not a high value alone
-                    "rise": int(
-                        fact["rise_ratio"] >= thresholds["renal.rise_ratio_action"]
-                        or fact["rise_48h"] >= thresholds["renal.aki_rise_umol"]
-                    ),
-                }
-            )
-        composites = engine.run("finding", f"s{session}", finding_facts)
+            row = hit.keys[0]
+            number = len(finding_rows)
+            finding_rows[number] = (row,)
+            code = RULES_BY_ID[hit.rule_id].code
+            finding_facts.append({**by_key[row], "key": number, "code": code})
+        composites = engine.run("finding", session, finding_facts)
         hits += [(str(patient), hit) for hit in composites]
     progress("engine", groups.ngroups, groups.ngroups)
     return hits, finding_rows
@@ -149,11 +112,11 @@ def _monitoring(
     hits: list[tuple[int, Rule]] = []
     for session, (_, group) in enumerate(late.groupby("patient_id", sort=True)):
         facts = [
-            {"id": f"g{index}", "kind": "schedule", "missed": int(missed)}
+            {"key": int(index), "missed": int(missed)}
             for index, missed in zip(group.index, group["missed_intervals"], strict=True)
         ]
-        for hit in engine.run("schedule", f"m{session}", facts):
-            hits.append((int(hit.facts[0][1:]), RULES_BY_ID[hit.rule_id]))
+        for hit in engine.run("schedule", session, facts):
+            hits.append((hit.keys[0], RULES_BY_ID[hit.rule_id]))
     return monitoring_findings(table, hits, context, as_of, thresholds, rules_version(thresholds))
 
 
@@ -192,26 +155,42 @@ def score_frame(
     patients: Source | None = None,
     thresholds: ThresholdInput = None,
     *,
-    post_all: bool = False,
     progress: Progress | None = None,
     as_of: dt.date | str | None = None,
 ) -> Report:
     """Score a lab table (DataFrame, CSV path or buffer) and return a :class:`Report`.
 
-    ``thresholds`` replaces the default table (a complete table: mapping, ``.toml``/``.json``
-    path or :class:`Thresholds`). ``post_all`` posts every result to the engine instead of only
-    those that pass a gate; the findings are the same, only slower (used by the tests).
+    ``thresholds`` is a site table (mapping, ``.toml``/``.json`` path or :class:`Thresholds`)
+    layered on the defaults: it names only the keys it changes.
     ``progress(stage, done, total)`` is called as the stages advance (the CLI draws a bar).
     With ``as_of`` (a date) the report also holds ``monitoring.overdue`` findings for tests the
     label's schedule asks for and that were not done (see :func:`lemlabs.schedule`).
     """
+    return _score(labs, patients, thresholds, progress=progress, as_of=as_of)
+
+
+def score_unfiltered(labs: Source, patients: Source | None = None) -> Report:
+    """:func:`score_frame` posting every result to the engine, not only those some rule's
+    condition holds for: the same findings, only slower (the tests prove the pre-filter)."""
+    return _score(labs, patients, None, post_all=True)
+
+
+def _score(
+    labs: Source,
+    patients: Source | None,
+    thresholds: ThresholdInput,
+    *,
+    post_all: bool = False,
+    progress: Progress | None = None,
+    as_of: dt.date | str | None = None,
+) -> Report:
     report = progress or (lambda stage, done, total: None)
     table = load_thresholds(thresholds)
     report("read", 0, 1)
     frame = prepare_labs(labs)
     people = prepare_patients(patients) if patients is not None else None
     report("normalise", 0, 1)
-    results, issues = normalise_prepared(frame, people)
+    results, issues = normalise_prepared(frame, people, table)
     report("context", 0, 1)
     context = add_context(results[results["status"] == "scored"], people, table)
     hits, finding_rows = _run_engine(context, table, post_all, report)

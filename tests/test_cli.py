@@ -85,9 +85,9 @@ def test_empty_file_exits_2(tmp_path: Path) -> None:
 
 def test_bad_threshold_file_exits_2(inputs: tuple[Path, Path], tmp_path: Path) -> None:
     table = tmp_path / "site.toml"
-    table.write_text('[itp.suspected_below]\nvalue = 120\nsource = "site"\n')
+    table.write_text('[itp.suspected_belo]\nvalue = 120\nsource = "site"\n')
     done = run("score", inputs[0], "--thresholds", table)
-    assert done.returncode == 2 and "lacks" in done.stderr
+    assert done.returncode == 2 and "unknown keys itp.suspected_belo" in done.stderr
 
 
 def test_unknown_output_format_exits_2(inputs: tuple[Path, Path], tmp_path: Path) -> None:

@@ -5,16 +5,15 @@ from __future__ import annotations
 import threading
 
 import pytest
-from durable.lang import m
 from rules_helpers import labs, patients
 
 import lemlabs
 from lemlabs import examples
 from lemlabs.engine import RuleEngine
 from lemlabs.errors import RuleError
-from lemlabs.models import Condition, Severity
-from lemlabs.rules.base import Rule
+from lemlabs.rules.records import read_packs
 from lemlabs.rules.thresholds import default_thresholds
+from lemlabs.scoring import score_unfiltered
 
 ROWS = [
     (-5, "PLT", "250", "10^9/L"),
@@ -59,40 +58,40 @@ def test_scoring_from_threads_at_once_gives_identical_findings() -> None:
     assert len(results) == 4 and all(found == expected for found in results)
 
 
+def _engine(when: str) -> RuleEngine:
+    pack = f"""
+condition = "itp"
+source = "a test"
+[titles]
+"itp.suspected" = "a test"
+[[rule]]
+id = "plt.low"
+code = "itp.suspected"
+severity = "action"
+when = ["{when}"]
+message = "test"
+action = "test"
+"""
+    book = read_packs([pack], set(default_thresholds().keys()))
+    return RuleEngine(book.rules, default_thresholds())
+
+
 def test_the_same_facts_can_be_posted_again_after_the_state_is_deleted() -> None:
-    engine = RuleEngine([_rule("plt.low", m.value < 100)], default_thresholds())
-    facts = [
-        {"id": "r1", "kind": "result", "value": 40},
-        {"id": "r2", "kind": "result", "value": 400},
-    ]
-    assert [h.facts for h in engine.run("result", "s1", facts)] == [("r1",)]
-    assert [h.facts for h in engine.run("result", "s1", facts)] == [("r1",)]
+    engine = _engine("lower < 100")
+    facts = [{"key": 1, "lower": 40}, {"key": 2, "lower": 400}]
+    assert [h.keys for h in engine.run("result", 1, facts)] == [(1,)]
+    assert [h.keys for h in engine.run("result", 1, facts)] == [(1,)]
 
 
 def test_a_failing_rule_action_is_raised_not_swallowed() -> None:
-    broken = _rule("broken", m.value < 100, aliases=("nonexistent",))
-    engine = RuleEngine([broken], default_thresholds())
-    with pytest.raises(RuleError, match="broken"):
-        engine.run("result", "s1", [{"id": "r1", "kind": "result", "value": 40}])
+    engine = _engine("lower < 100")  # the action reads an integer key: "one" is not
+    with pytest.raises(RuleError, match=r"plt\.low"):
+        engine.run("result", 1, [{"key": "one", "lower": 40}])
 
 
-def test_posting_only_gated_results_gives_the_same_findings_as_posting_all() -> None:
+def test_posting_only_matchable_results_gives_the_same_findings_as_posting_all() -> None:
     cohort = lemlabs.read_labs(examples.path("labs"))
     people = lemlabs.read_patients(examples.path("patients"))
-    gated = lemlabs.score_frame(cohort, people)
-    everything = lemlabs.score_frame(cohort, people, post_all=True)
-    assert _dicts(gated) == _dicts(everything)
-
-
-def _rule(rule_id: str, condition: object, aliases: tuple[str, ...] = ("m",)) -> Rule:
-    return Rule(
-        id=rule_id,
-        code="itp.suspected",
-        condition=Condition.ITP,
-        severity=Severity.ACTION,
-        when=lambda t: (condition,),
-        message="test",
-        action="test",
-        thresholds=(),
-        aliases=aliases,
-    )
+    filtered = lemlabs.score_frame(cohort, people)
+    everything = score_unfiltered(cohort, people)
+    assert _dicts(filtered) == _dicts(everything)

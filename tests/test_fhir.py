@@ -365,7 +365,7 @@ def test_findings_from_csv_input_carry_their_results_as_contained_observations()
 def test_a_cds_card_opens_with_words_a_clinician_reads() -> None:
     (finding,) = findings_for([(100, "PLT", "40", "10^9/L")])
     card = finding.to_cds_card()
-    assert card["summary"].startswith("Platelets below 100: suspected ITP (urgent; since ")
+    assert card["summary"].startswith("Suspected immune thrombocytopenia (ITP) (urgent; since ")
     assert "itp.suspected" not in card["summary"] and "itp.suspected" in card["detail"]
 
 

@@ -12,6 +12,7 @@ from rules_helpers import essence
 import lemlabs
 from lemlabs import strategies as ls
 from lemlabs.analytes import recognise
+from lemlabs.scoring import score_unfiltered
 from lemlabs.units import conversion
 
 
@@ -54,12 +55,12 @@ def test_idempotence(cohort: ls.Cohort) -> None:
 
 
 @given(ls.cohorts())
-def test_gates_never_hide_a_finding(cohort: ls.Cohort) -> None:
+def test_the_prefilter_never_hides_a_finding(cohort: ls.Cohort) -> None:
     labs = cohort.labs.assign(ref_low="", ref_high="")
     labs.loc[labs["test"] == "PLT", ["ref_low", "ref_high"]] = ["90", "450"]  # a lab's own interval
-    gated = lemlabs.score_frame(labs, cohort.patients)
-    everything = lemlabs.score_frame(labs, cohort.patients, post_all=True)
-    assert [f.to_dict() for f in gated.finding_list] == [
+    filtered = lemlabs.score_frame(labs, cohort.patients)
+    everything = score_unfiltered(labs, cohort.patients)
+    assert [f.to_dict() for f in filtered.finding_list] == [
         f.to_dict() for f in everything.finding_list
     ]
 

@@ -28,20 +28,18 @@ def test_every_threshold_a_rule_names_exists_and_every_entry_is_used() -> None:
     table = default_thresholds()
     named = {key for rule in ALL_RULES for key in rule.thresholds}
     assert named <= set(table.keys())
-    text = "\n".join(
+    code = "\n".join(
         resources.files("lemlabs").joinpath(path).read_text("utf-8")
         for path in (
-            "rules/thyroid.py",
-            "rules/platelets.py",
-            "rules/renal.py",
-            "rules/monitoring.py",
+            "rules/functions.py",
             "schedule.py",
             "context.py",
             "findings.py",
-            "scoring.py",
+            "fhir.py",
+            "data/analytes.toml",
         )
     )
-    unused = [key for key in table if f'"{key}"' not in text]
+    unused = [key for key in table if key not in named and f'"{key}"' not in code]
     assert unused == []
 
 
@@ -79,13 +77,16 @@ def test_the_shipped_toml_loads_as_an_override(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda t: t.pop("itp.suspected_below"), "lacks itp.suspected_below"),
         (lambda t: t.__setitem__("itp.extra", {"value": 1, "source": "x"}), "unknown keys"),
         (lambda t: t["itp.urgent_below"].__setitem__("value", "fifty"), "not a number"),
         (lambda t: t["itp.urgent_below"].__setitem__("value", True), "not a number"),
         (lambda t: t["ctcae.version"].__setitem__("value", 5), "not text"),
         (lambda t: t["itp.urgent_below"].__setitem__("source", ""), "source"),
         (lambda t: t["itp.urgent_below"].__setitem__("value", 1e-7), "outside"),
+        (lambda t: t["schedule.monthly_days"].__setitem__("value", 0), "outside 1–3650"),
+        (lambda t: t["thyroid.pair_window_days"].__setitem__("value", -1), "outside"),
+        (lambda t: t["episode.gap_days"].__setitem__("value", 1e12), "outside 1–3650"),
+        (lambda t: t["episode.gap_days"].__setitem__("value", 92.5), "not a whole number"),
     ],
 )
 def test_bad_overrides_are_rejected_clearly(change: object, message: str) -> None:
@@ -93,6 +94,40 @@ def test_bad_overrides_are_rejected_clearly(change: object, message: str) -> Non
     change(table)  # type: ignore[operator]
     with pytest.raises(ThresholdError, match=message):
         load_thresholds(table)
+
+
+def test_a_site_table_names_only_the_keys_it_changes(tmp_path: Path) -> None:
+    path = tmp_path / "site.toml"
+    path.write_text('[itp.suspected_below]\nvalue = 120.0\nsource = "Site protocol 7"\n')
+    site = load_thresholds(path)
+    assert site["itp.suspected_below"] == 120.0
+    assert site.entry("itp.suspected_below").source == "Site protocol 7"
+    assert site.entry("itp.suspected_below").unit == "10^9/L"  # the default's unit stays
+    others = [key for key in site if key != "itp.suspected_below"]
+    assert all(site.entry(key) == default_thresholds().entry(key) for key in others)
+    assert lemlabs.rules_version(site) != lemlabs.rules_version(default_thresholds())
+
+
+def test_a_new_default_threshold_never_breaks_a_site_file(tmp_path: Path) -> None:
+    # a site file written before a key existed still loads: the default fills the new key
+    path = tmp_path / "old-site.toml"
+    path.write_text('[itp]\nurgent_below = { value = 45.0, source = "Site protocol 3" }\n')
+    site = load_thresholds(path)
+    assert site["itp.urgent_below"] == 45.0
+    assert site["fhir.course_gap_days"] == default_thresholds()["fhir.course_gap_days"]
+
+
+@pytest.mark.parametrize("table", [[1, 2, 3], {"a": {"b": {"c": {"d": {"e": {}}}}}}])
+def test_a_threshold_table_of_the_wrong_shape_is_refused(table: object) -> None:
+    with pytest.raises(ThresholdError):
+        load_thresholds(table)  # type: ignore[arg-type]
+
+
+def test_a_deeply_nested_json_table_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ThresholdError, match="cannot read"):
+        load_thresholds(path)
 
 
 def test_an_unreadable_threshold_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -27,6 +27,8 @@ class Threshold:
     source: str
     unit: str = ""
     compare: str = ""
+    range: tuple[Number, Number] | None = None
+    """The values a site may choose (windows in days, counts): outside it a table is refused."""
 
 
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
@@ -36,7 +38,7 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, dict[str, 
         key = f"{prefix}{name}"
         if isinstance(item, Mapping) and "value" in item:
             flat[key] = dict(item)
-        elif isinstance(item, Mapping):
+        elif isinstance(item, Mapping) and key.count(".") < 3:
             flat.update(_flatten(item, f"{key}."))
         else:
             raise ThresholdError(f"threshold {key!r}: expected a table with 'value' and 'source'")
@@ -49,7 +51,7 @@ def _same_type(default: Number | str, given: Any) -> bool:
     return isinstance(given, int | float) and not isinstance(given, bool)
 
 
-class Thresholds:
+class Thresholds(Mapping[str, Any]):
     """A complete, validated threshold table. Index it by key: ``t["itp.suspected_below"]``."""
 
     def __init__(self, entries: Mapping[str, Threshold]) -> None:
@@ -62,12 +64,12 @@ class Thresholds:
         """The whole record for ``key``: value, unit, comparison, source."""
         return self._entries[key]
 
-    def keys(self) -> list[str]:
-        """Every key, sorted."""
-        return sorted(self._entries)
-
     def __iter__(self) -> Iterator[str]:
-        return iter(self.keys())
+        """Every key, sorted."""
+        return iter(sorted(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def fingerprint(self) -> str:
         """Short hash of the values (and sources): part of every finding's ``rules_version``."""
@@ -76,7 +78,7 @@ class Thresholds:
         return hashlib.sha256(text.encode()).hexdigest()[:10]
 
     def as_table(self) -> dict[str, dict[str, Any]]:
-        """Flat ``{key: {value, unit, compare, source}}``: a starting point for a site override."""
+        """Flat ``{key: {value, unit, compare, source}}``: a starting point for a site table."""
         return {
             key: {"value": e.value, "unit": e.unit, "compare": e.compare, "source": e.source}
             for key, e in sorted(self._entries.items())
@@ -88,33 +90,63 @@ class Thresholds:
     ) -> Thresholds:
         """Validate ``table`` (nested as in the TOML file, or flat by dotted key).
 
-        With ``reference`` (the defaults), every key must be present, no other key may appear and
-        each value must have the reference's type; each entry needs a ``source``.
+        With ``reference`` (the defaults) the table is a site's layer: it names only the keys it
+        changes, each with a value of the reference's type (within the reference's ``range``) and
+        a source of its own; the reference fills every other key. An unknown key is refused.
         """
+        if not isinstance(table, Mapping):
+            raise ThresholdError("a threshold table is a table of keys, not a list or a value")
         flat = _flatten(table)
         if reference is not None:
-            missing = sorted(set(reference.keys()) - set(flat))
             unknown = sorted(set(flat) - set(reference.keys()))
-            if missing:
-                raise ThresholdError(f"threshold table lacks {', '.join(missing)}")
             if unknown:
                 raise ThresholdError(f"threshold table has unknown keys {', '.join(unknown)}")
-        entries = {}
+        entries = dict(reference._entries) if reference is not None else {}
         for key, item in flat.items():
-            value: Any = item.get("value")
-            source = item.get("source")
-            expected = reference[key] if reference is not None else value
-            if not _same_type(expected, value):
-                kind = "text" if isinstance(expected, str) else "a number"
-                raise ThresholdError(f"threshold {key!r}: value {value!r} is not {kind}")
-            if not isinstance(value, str) and value != 0 and not 1e-3 <= abs(value) <= 1e12:
-                raise ThresholdError(f"threshold {key!r}: {value!r} is outside 0.001–1e12")
-            if not isinstance(source, str) or not source.strip():
-                raise ThresholdError(f"threshold {key!r}: a source (text) is required")
-            entries[key] = Threshold(
-                key, value, source, str(item.get("unit", "")), str(item.get("compare", ""))
-            )
+            base = reference.entry(key) if reference is not None else None
+            entries[key] = _entry(key, item, base)
         return cls(entries)
+
+
+def _entry(key: str, item: Mapping[str, Any], base: Threshold | None) -> Threshold:
+    """One validated entry; ``base`` is the default it replaces (its type, unit and range)."""
+    value: Any = item.get("value")
+    source = item.get("source")
+    expected = base.value if base is not None else value
+    if not _same_type(expected, value):
+        kind = "text" if isinstance(expected, str) else "a number"
+        raise ThresholdError(f"threshold {key!r}: value {value!r} is not {kind}")
+    if not isinstance(value, str):
+        if value != 0 and not 1e-3 <= abs(value) <= 1e12:
+            raise ThresholdError(f"threshold {key!r}: {value!r} is outside 0.001–1e12")
+        if isinstance(expected, int) and not float(value).is_integer():
+            raise ThresholdError(f"threshold {key!r}: {value!r} is not a whole number")
+        bounds = base.range if base is not None else _range(key, item)
+        if bounds is not None and not bounds[0] <= value <= bounds[1]:
+            raise ThresholdError(
+                f"threshold {key!r}: {value!r} is outside {bounds[0]:g}–{bounds[1]:g}"
+            )
+        if isinstance(expected, int):
+            value = int(value)
+    if not isinstance(source, str) or not source.strip():
+        raise ThresholdError(f"threshold {key!r}: a source (text) is required")
+    return Threshold(
+        key,
+        value,
+        source,
+        str(item.get("unit", base.unit if base else "")),
+        str(item.get("compare", base.compare if base else "")),
+        base.range if base is not None else _range(key, item),
+    )
+
+
+def _range(key: str, item: Mapping[str, Any]) -> tuple[Number, Number] | None:
+    bounds = item.get("range")
+    if bounds is None:
+        return None
+    if not isinstance(bounds, list) or len(bounds) != 2:
+        raise ThresholdError(f"threshold {key!r}: range is [lowest, highest]")
+    return bounds[0], bounds[1]
 
 
 @cache
@@ -125,19 +157,37 @@ def default_thresholds() -> Thresholds:
 
 
 def load_thresholds(
-    override: Thresholds | Mapping[str, Any] | str | os.PathLike[str] | None,
+    site: Thresholds | Mapping[str, Any] | str | os.PathLike[str] | None,
 ) -> Thresholds:
-    """The defaults, or a site's complete table from a mapping or a ``.toml``/``.json`` file."""
-    if override is None:
+    """The defaults, with a site's table (a mapping or a ``.toml``/``.json`` file naming only
+    the keys it changes) layered on them."""
+    if site is None:
         return default_thresholds()
-    if isinstance(override, Thresholds):
-        return Thresholds.from_table(override.as_table(), default_thresholds())
-    if isinstance(override, str | os.PathLike):
-        path = Path(override)
+    if isinstance(site, Thresholds):
+        return Thresholds.from_table(site.as_table(), default_thresholds())
+    if isinstance(site, str | os.PathLike):
+        path = Path(site)
         try:
             text = path.read_text("utf-8")
             table = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, RecursionError) as error:
             raise ThresholdError(f"{path}: cannot read the threshold table ({error})") from error
         return Thresholds.from_table(table, default_thresholds())
-    return Thresholds.from_table(override, default_thresholds())
+    return Thresholds.from_table(site, default_thresholds())
+
+
+def site_template(thresholds: Thresholds) -> str:
+    """The effective table as TOML: a site file to edit (``lemlabs thresholds --dump``)."""
+    lines = [
+        "# lemlabs threshold table: every key with its effective value and source. A site file",
+        "# needs only the keys it changes, each with its own source; remove the others.",
+    ]
+    for key in thresholds:
+        entry = thresholds.entry(key)
+        lines += ["", f"[{key}]", f"value = {json.dumps(entry.value)}"]
+        if entry.unit:
+            lines.append(f"unit = {json.dumps(entry.unit, ensure_ascii=False)}")
+        if entry.compare:
+            lines.append(f"compare = {json.dumps(entry.compare)}")
+        lines.append(f"source = {json.dumps(entry.source, ensure_ascii=False)}")
+    return "\n".join(lines) + "\n"
