@@ -25,11 +25,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import durable.lang as durable_lang
-from durable import engine as durable_engine
-from durable.lang import m, ruleset, when_all
+from lemlabs.errors import EngineUnavailableError, RuleError
 
-from lemlabs.errors import RuleError
+try:
+    import durable.lang as durable_lang
+    from durable import engine as durable_engine
+    from durable.lang import m, ruleset, when_all
+except ImportError as error:  # not installed, or its C extension built without the 3.13 fix
+    raise EngineUnavailableError(error) from None
 from lemlabs.rules.base import Rule
 from lemlabs.rules.thresholds import Thresholds
 
