@@ -73,8 +73,19 @@ def _epilog(command: str) -> str:
     return f"{EXAMPLES[command]}\n\n{EXIT_CODES}"
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written; "-o, --output FILE" on every Python (3.13's form, not 3.11's
+    "-o FILE, --output FILE"), so the help reads the same everywhere."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if not action.option_strings or action.nargs == 0:
+            return super()._format_action_invocation(action)
+        metavar = self._format_args(action, self._get_default_metavar_for_optional(action))
+        return f"{', '.join(action.option_strings)} {metavar}"
+
+
 def _parser() -> argparse.ArgumentParser:
-    raw = argparse.RawDescriptionHelpFormatter
+    raw = _HelpFormatter
     parser = argparse.ArgumentParser(
         prog="lemlabs",
         description=__doc__.splitlines()[0],
