@@ -12,6 +12,7 @@ from typing import IO, Any
 import pandas as pd
 
 from lemlabs.errors import LabInputError, MissingColumnError
+from lemlabs.models import stable_dtypes
 
 LAB_COLUMNS = ("patient_id", "collected_at", "test", "value", "unit")
 LAB_OPTIONAL = ("loinc", "ref_low", "ref_high", "specimen", "source_id", "problem")
@@ -197,7 +198,7 @@ def prepare_patients(source: Source, columns: Mapping[str, str] | None = None) -
         for parsed, raw in zip(courses, raw_courses, strict=True)
     ]
     frame["courses"] = [parsed or [] for parsed in courses]
-    return frame
+    return stable_dtypes(frame)
 
 
 def read_patients(path_or_buffer: Source, columns: Mapping[str, str] | None = None) -> pd.DataFrame:

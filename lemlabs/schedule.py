@@ -22,7 +22,7 @@ from lemlabs.context import course_table
 from lemlabs.errors import LabInputError
 from lemlabs.findings import evidence_of
 from lemlabs.ingest import Source, prepare_labs, prepare_patients
-from lemlabs.models import Evidence, Finding
+from lemlabs.models import Evidence, Finding, stable_dtypes
 from lemlabs.normalise import normalise_prepared
 from lemlabs.rules.base import Rule
 from lemlabs.rules.thresholds import Thresholds, load_thresholds
@@ -204,7 +204,7 @@ def schedule(
     people = prepare_patients(patients)
     results, _ = normalise_prepared(prepare_labs(labs), people)
     table = schedule_table(results, people, day, load_thresholds(thresholds))
-    return table.drop(columns="last_row")
+    return stable_dtypes(table.drop(columns="last_row"))
 
 
 def adherence(
