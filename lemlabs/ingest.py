@@ -37,7 +37,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         frame = pd.read_parquet(path)
     except ImportError as error:
         raise LabInputError(
-            f"{path}: reading Parquet needs pyarrow (pip install 'lemlabs[dask]')"
+            f"{path}: reading Parquet needs the 'parquet' extra (pip install 'lemlabs[parquet]')"
         ) from error
     except Exception as error:  # pyarrow raises many types for a file that is not Parquet
         raise LabInputError(f"{path}: not a readable Parquet file ({error})") from error
