@@ -45,9 +45,10 @@ class _Progress:
 
 
 EXIT_CODES = """exit status:
-  0  scoring ran (whatever was found)
+  0  the command ran (score and demo: whatever was found)
   2  unusable input: missing or empty file, missing column, bad threshold table, unknown
-     output format, a missing optional extra; one line on stderr names the problem
+     output format, --workers or --scheduler without --dask, a missing extra; one line on
+     stderr names the problem and, for an extra, the install command
   3  with --fail-on SEVERITY: a finding reached that severity"""
 
 EXAMPLES = {
@@ -85,12 +86,12 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def _parser() -> argparse.ArgumentParser:
-    raw = _HelpFormatter
+    formatter = _HelpFormatter
     parser = argparse.ArgumentParser(
         prog="lemlabs",
         description=__doc__.splitlines()[0],
         epilog=_epilog("main"),
-        formatter_class=raw,
+        formatter_class=formatter,
     )
     parser.add_argument("--version", action="version", version=f"lemlabs {lemlabs.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -99,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
         help="score lab results and write or print the findings",
         description="Score lab results (CSV, Parquet or FHIR) and write or print the findings.",
         epilog=_epilog("score"),
-        formatter_class=raw,
+        formatter_class=formatter,
     )
     score.add_argument(
         "labs",
@@ -145,14 +146,14 @@ def _parser() -> argparse.ArgumentParser:
         help="score the bundled synthetic example cohort",
         description="Score the bundled synthetic cohort (200 patients) and print a summary.",
         epilog=_epilog("demo"),
-        formatter_class=raw,
+        formatter_class=formatter,
     )
     plan = commands.add_parser(
         "schedule",
         help="tests due or overdue under the label's schedule",
         description="Tests due or overdue per patient under the label's monitoring schedule.",
         epilog=_epilog("schedule"),
-        formatter_class=raw,
+        formatter_class=formatter,
     )
     plan.add_argument(
         "labs", type=Path, metavar="LABS", help="lab results, long format (see README)"

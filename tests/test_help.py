@@ -44,5 +44,8 @@ def test_help_is_plain_text_with_examples_and_exit_codes(
     assert "`" not in text and "\x1b" not in text
     assert "examples:\n  lemlabs " in text
     assert (
-        "exit status:" in text and "  2  unusable input" in text and "  3  with --fail-on" in text
+        "exit status:" in text
+        and "  2  unusable input" in text
+        and "install command" in text
+        and "  3  with --fail-on" in text
     )
