@@ -5,11 +5,16 @@ The pipeline: ingest (read_labs) → normalise → context → engine → findin
 
 __version__ = "0.1.0"
 
+# engine first: when durable-rules cannot load, its guard raises one EngineUnavailableError (with
+# the reinstall command) before any rule module imports durable and fails with a bare ImportError
+from lemlabs import engine as _engine  # noqa: F401
 from lemlabs import frame as _frame  # noqa: F401  registers DataFrame.lemlabs
 from lemlabs.errors import (
+    EngineUnavailableError,
     LabInputError,
     LemlabsError,
     MissingColumnError,
+    MissingExtraError,
     RuleError,
     ThresholdError,
 )
@@ -23,11 +28,13 @@ from lemlabs.scoring import rules_version, score, score_frame
 __all__ = [
     "Condition",
     "DataIssue",
+    "EngineUnavailableError",
     "Evidence",
     "Finding",
     "LabInputError",
     "LemlabsError",
     "MissingColumnError",
+    "MissingExtraError",
     "Report",
     "RuleError",
     "Severity",

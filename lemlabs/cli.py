@@ -1,7 +1,7 @@
-"""The ``lemlabs`` command: score lab CSVs, or score the bundled example cohort (``demo``).
+"""The lemlabs command: score lab files, plan the monitoring schedule, or run the demo.
 
 Exit status: 0 when scoring ran, 2 for unusable input (one line on stderr, never a traceback),
-3 with ``--fail-on SEVERITY`` when a finding reaches that severity.
+3 with --fail-on SEVERITY when a finding reaches that severity.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ import pandas as pd
 
 import lemlabs
 from lemlabs import examples
-from lemlabs.errors import LemlabsError
+from lemlabs.errors import LemlabsError, require_extra
 from lemlabs.export import FORMATS, write_findings, write_findings_table, write_issues
 from lemlabs.models import Report, Severity
 
 EXIT_OK, EXIT_INPUT, EXIT_FAIL_ON = 0, 2, 3
+DASK_WORKERS = 2
 
 
 class _Progress:
@@ -43,32 +44,132 @@ class _Progress:
         self.stream.flush()
 
 
+EXIT_CODES = """exit status:
+  0  the command ran (score and demo: whatever was found)
+  2  unusable input: missing or empty file, missing column, bad threshold table, unknown
+     output format, --workers or --scheduler without --dask, a missing extra; one line on
+     stderr names the problem and, for an extra, the install command
+  3  with --fail-on SEVERITY: a finding reached that severity"""
+
+EXAMPLES = {
+    "main": """examples:
+  lemlabs demo
+  lemlabs score labs.csv --patients patients.csv -o findings.csv --issues issues.csv
+  lemlabs schedule labs.csv --patients patients.csv --as-of 2021-06-01""",
+    "score": """examples:
+  lemlabs score labs.csv --patients patients.csv -o findings.csv --issues issues.csv
+  lemlabs score labs.csv --patients patients.csv --as-of 2021-06-01 --fail-on urgent
+  lemlabs score observations.ndjson -o findings.fhir.json          # extra fhir
+  lemlabs score 'labs/*.parquet' --dask --workers 2 -o findings.parquet   # extra dask""",
+    "demo": """examples:
+  lemlabs demo
+  lemlabs demo --fail-on urgent -q""",
+    "schedule": """examples:
+  lemlabs schedule labs.csv --patients patients.csv --as-of 2021-06-01
+  lemlabs schedule labs.csv --patients patients.csv -o plan.csv""",
+}
+
+
+def _epilog(command: str) -> str:
+    return f"{EXAMPLES[command]}\n\n{EXIT_CODES}"
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written; "-o, --output FILE" on every Python (3.13's form, not 3.11's
+    "-o FILE, --output FILE"), so the help reads the same everywhere."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if not action.option_strings or action.nargs == 0:
+            return super()._format_action_invocation(action)
+        metavar = self._format_args(action, self._get_default_metavar_for_optional(action))
+        return f"{', '.join(action.option_strings)} {metavar}"
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lemlabs", description=__doc__.splitlines()[0])
+    formatter = _HelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="lemlabs",
+        description=__doc__.splitlines()[0],
+        epilog=_epilog("main"),
+        formatter_class=formatter,
+    )
     parser.add_argument("--version", action="version", version=f"lemlabs {lemlabs.__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    score = commands.add_parser("score", help="score a lab CSV")
-    score.add_argument("labs", type=Path, help="lab results: CSV, Parquet, FHIR (.json/.ndjson)")
-    score.add_argument("--patients", type=Path, help="patients CSV (sex, course_dates)")
-    score.add_argument("-o", "--output", type=Path, help=f"findings file ({', '.join(FORMATS)})")
-    score.add_argument("--issues", type=Path, help="write data issues to this CSV")
-    score.add_argument("--thresholds", type=Path, help="a complete site table (.toml/.json)")
-    score.add_argument("--as-of", type=_date, help="also report tests overdue on this date (ISO)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    score = commands.add_parser(
+        "score",
+        help="score lab results and write or print the findings",
+        description="Score lab results (CSV, Parquet or FHIR) and write or print the findings.",
+        epilog=_epilog("score"),
+        formatter_class=formatter,
+    )
+    score.add_argument(
+        "labs",
+        type=Path,
+        metavar="LABS",
+        help="lab results: CSV, Parquet (extra parquet), FHIR .json/.ndjson (extra fhir)",
+    )
+    score.add_argument(
+        "--patients", type=Path, metavar="CSV", help="patients CSV (sex, course_dates)"
+    )
+    score.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help=f"findings file, format by suffix: {', '.join(FORMATS)} (.parquet needs the extra "
+        "parquet, .fhir.json the extra fhir); default: print a summary",
+    )
+    score.add_argument("--issues", type=Path, metavar="CSV", help="write data issues to this CSV")
+    score.add_argument(
+        "--thresholds", type=Path, metavar="FILE", help="a complete site table (.toml/.json)"
+    )
+    score.add_argument(
+        "--as-of", type=_date, metavar="DATE", help="also report tests overdue on this date (ISO)"
+    )
     score.add_argument(
         "--dask",
         action="store_true",
-        help="score with Dask: LABS may be a glob of CSV or Parquet files",
+        help="score with Dask (extra dask): LABS may be a glob of CSV or Parquet files",
     )
     where = score.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", help="address of a running Dask scheduler (with --dask)")
-    where.add_argument("--workers", type=int, default=2, help="local Dask workers (default 2)")
-    demo = commands.add_parser("demo", help="score the bundled synthetic example cohort")
-    plan = commands.add_parser("schedule", help="tests due or overdue under the label's schedule")
-    plan.add_argument("labs", type=Path, help="lab results, long format (see README)")
-    plan.add_argument("--patients", type=Path, required=True, help="patients CSV with course_dates")
-    plan.add_argument("--as-of", type=_date, help="the date to judge by (default: today)")
-    plan.add_argument("-o", "--output", type=Path, help="write the table to this CSV")
-    plan.add_argument("--thresholds", type=Path, help="a complete site threshold table")
+    where.add_argument(
+        "--scheduler", metavar="ADDRESS", help="address of a running Dask scheduler (needs --dask)"
+    )
+    where.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help=f"local Dask workers (needs --dask; default {DASK_WORKERS})",
+    )
+    demo = commands.add_parser(
+        "demo",
+        help="score the bundled synthetic example cohort",
+        description="Score the bundled synthetic cohort (200 patients) and print a summary.",
+        epilog=_epilog("demo"),
+        formatter_class=formatter,
+    )
+    plan = commands.add_parser(
+        "schedule",
+        help="tests due or overdue under the label's schedule",
+        description="Tests due or overdue per patient under the label's monitoring schedule.",
+        epilog=_epilog("schedule"),
+        formatter_class=formatter,
+    )
+    plan.add_argument(
+        "labs", type=Path, metavar="LABS", help="lab results, long format (see README)"
+    )
+    plan.add_argument(
+        "--patients", type=Path, required=True, metavar="CSV", help="patients CSV with course_dates"
+    )
+    plan.add_argument(
+        "--as-of", type=_date, metavar="DATE", help="the date to judge by (default: today)"
+    )
+    plan.add_argument(
+        "-o", "--output", type=Path, metavar="CSV", help="write the table to this CSV"
+    )
+    plan.add_argument(
+        "--thresholds", type=Path, metavar="FILE", help="a complete site threshold table"
+    )
     for sub in (score, demo):
         sub.add_argument(
             "--fail-on",
@@ -159,12 +260,46 @@ def _fhir_inputs(labs: Path, patients: Path | None) -> tuple[Any, Any]:
     return table, patients
 
 
+def _output_format(path: Path) -> str:
+    name = path.name.lower()
+    return ".fhir.json" if name.endswith(".fhir.json") else path.suffix.lower()
+
+
+def _check_score_args(args: argparse.Namespace) -> None:
+    """Refuse unusable options and missing extras before any scoring work starts."""
+    if not args.dask and (args.workers is not None or args.scheduler is not None):
+        option = "--workers" if args.workers is not None else "--scheduler"
+        raise LemlabsError(f"{option} needs --dask")
+    if args.dask:
+        require_extra("dask", "--dask")
+    if args.output is not None:
+        suffix = _output_format(args.output)
+        if suffix not in FORMATS:
+            raise LemlabsError(
+                f"{args.output}: unknown output format {suffix or args.output.name!r} "
+                f"(use {', '.join(FORMATS)})"
+            )
+        if suffix == ".fhir.json":
+            if args.dask:
+                raise LemlabsError("--dask writes CSV, Parquet, JSON or JSON Lines, not FHIR")
+            require_extra("fhir", "writing FHIR (-o *.fhir.json)")
+        if suffix == ".parquet":
+            require_extra("parquet", "writing Parquet (-o *.parquet)")
+    if not args.dask:
+        suffix = args.labs.suffix.lower()
+        if suffix in FHIR_SUFFIXES:
+            require_extra("fhir", f"reading FHIR input ({suffix})")
+        if suffix == ".parquet":
+            require_extra("parquet", "reading Parquet input")
+
+
 def _score_dask(args: argparse.Namespace, out: TextIO) -> int:
-    """``lemlabs score --dask``: a local cluster (or --scheduler), findings and issues written."""
+    """lemlabs score --dask: a local cluster (or --scheduler), findings and issues written."""
     from lemlabs.dask import score_on_cluster
 
+    workers = args.workers if args.workers is not None else DASK_WORKERS
     findings, issues, summary = score_on_cluster(
-        str(args.labs), args.patients, args.thresholds, args.scheduler, args.workers
+        str(args.labs), args.patients, args.thresholds, args.scheduler, workers
     )
     if args.output is not None:
         write_findings_table(findings, args.output)
@@ -181,20 +316,19 @@ def _score_dask(args: argparse.Namespace, out: TextIO) -> int:
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
     if args.command == "schedule":
+        if args.labs.suffix.lower() == ".parquet":
+            require_extra("parquet", "reading Parquet input")
         return _schedule(args, out)
-    if args.command == "score" and args.dask:
-        if args.output is not None and args.output.name.lower().endswith(".fhir.json"):
-            raise LemlabsError("--dask writes CSV, Parquet, JSON or JSON Lines, not FHIR")
-        return _score_dask(args, out)
+    if args.command == "score":
+        _check_score_args(args)
+        if args.dask:
+            return _score_dask(args, out)
     progress = _Progress(not args.quiet)
     if args.command == "demo":
         labs, patients, thresholds = examples.path("labs"), examples.path("patients"), None
         as_of = None
     else:
         labs, patients, thresholds, as_of = args.labs, args.patients, args.thresholds, args.as_of
-        if args.output is not None and args.output.suffix.lower() not in FORMATS:
-            raise LemlabsError(f"{args.output}: unknown output format (use {', '.join(FORMATS)})")
-    if args.command == "score":
         labs, patients = _fhir_inputs(labs, patients)
     report = lemlabs.score_frame(labs, patients, thresholds, progress=progress, as_of=as_of)
     if args.command == "score" and args.output is not None:

@@ -33,12 +33,16 @@ from dataclasses import dataclass
 from functools import reduce
 from typing import Any
 
-import durable.lang as durable_lang
-import numpy as np
-from durable import engine as durable_engine
-from durable.lang import c, m, ruleset, when_all
+from lemlabs.errors import EngineUnavailableError, RuleError
 
-from lemlabs.errors import RuleError
+try:
+    import durable.lang as durable_lang
+    from durable import engine as durable_engine
+    from durable.lang import c, m, ruleset, when_all
+except ImportError as error:  # not installed, or its C extension built without the 3.13 fix
+    raise EngineUnavailableError(error) from None
+import numpy as np
+
 from lemlabs.rules.conditions import OPERATORS, All, Any_, Comparison, Field, Node, value_of
 from lemlabs.rules.records import Phase, Rule
 from lemlabs.rules.thresholds import Thresholds

@@ -29,3 +29,64 @@ class RuleError(LemlabsError, RuntimeError):
 
 class RuleDefinitionError(LemlabsError, ValueError):
     """A rule record is malformed: an unknown field, threshold, function or placeholder."""
+
+
+#: the compiler flag that lets durable-rules 2.0.28 build for Python 3.13 (harmless before it)
+DURABLE_CPPFLAGS = "CPPFLAGS=-DPyEval_CallObject=PyObject_CallObject"
+#: reinstalls durable-rules from source with that flag, never from a wheel cached without it
+DURABLE_REINSTALL = (
+    "pip cache remove durable_rules; "
+    f"{DURABLE_CPPFLAGS} pip install --no-cache-dir --force-reinstall --no-deps "
+    "durable-rules==2.0.28"
+)
+
+
+class EngineUnavailableError(LemlabsError, ImportError):
+    """durable-rules, the rule engine (a C extension built at install time), cannot be loaded."""
+
+    def __init__(self, cause: BaseException) -> None:
+        self.cause = cause
+        text = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+        if isinstance(cause, ModuleNotFoundError) and cause.name in ("durable", "durable.lang"):
+            why = "durable-rules (the rule engine) is not installed"
+        elif "PyEval_CallObject" in text:
+            why = f"durable-rules' C extension was built without the fix for Python 3.13+ ({text})"
+        else:
+            why = f"durable-rules' C extension cannot be loaded ({text})"
+        super().__init__(f"{why}; reinstall it with: {DURABLE_REINSTALL}")
+
+
+#: the modules each extra provides (any one of a tuple of alternatives will do)
+EXTRA_MODULES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "fhir": (("fhir.resources",),),
+    "parquet": (("pyarrow", "fastparquet"),),
+    "dask": (("dask.dataframe",), ("distributed",), ("pyarrow",)),
+    "plot": (("matplotlib",),),
+}
+
+
+class MissingExtraError(LemlabsError, ImportError):
+    """A feature needs an optional extra that is not installed; ``extra`` names it."""
+
+    def __init__(self, feature: str, extra: str, module: str) -> None:
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs the '{extra}' extra ({module} is not installed): "
+            f"pip install 'lemlabs[{extra}]' (in a lemlabs checkout: pip install '.[{extra}]')",
+            name=module,
+        )
+
+
+def require_extra(extra: str, feature: str) -> None:
+    """Raise :class:`MissingExtraError` unless the modules of ``extra`` import."""
+    import importlib
+
+    for alternatives in EXTRA_MODULES[extra]:
+        for module in alternatives:
+            try:
+                importlib.import_module(module)
+                break
+            except ImportError:
+                continue
+        else:
+            raise MissingExtraError(feature, extra, alternatives[0])

@@ -49,7 +49,9 @@ class _QuietResults:
 
     def __init__(self, context: pd.DataFrame, hit_rows: set[int], patients: set[str]) -> None:
         quiet = context[context["patient_id"].isin(patients) & ~context["row"].isin(hit_rows)]
-        codes, keys = pd.MultiIndex.from_arrays([quiet["patient_id"], quiet["analyte"]]).factorize()
+        pairs = pd.MultiIndex.from_arrays([quiet["patient_id"], quiet["analyte"]])
+        # pandas 2.2 cannot factorize an empty MultiIndex
+        codes, keys = pairs.factorize() if len(pairs) else (np.zeros(0, "int64"), pairs)
         self._code = {(str(p), str(a)): number for number, (p, a) in enumerate(keys)}
         self._keys = np.sort(
             codes.astype("int64") * self._STRIDE + self._seconds(quiet["collected_at"])

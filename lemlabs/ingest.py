@@ -12,6 +12,7 @@ from typing import IO, Any
 import pandas as pd
 
 from lemlabs.errors import LabInputError, MissingColumnError
+from lemlabs.models import stable_dtypes
 
 LAB_COLUMNS = ("patient_id", "collected_at", "test", "value", "unit")
 LAB_OPTIONAL = (
@@ -45,7 +46,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         frame = pd.read_parquet(path)
     except ImportError as error:
         raise LabInputError(
-            f"{path}: reading Parquet needs pyarrow (pip install 'lemlabs[dask]')"
+            f"{path}: reading Parquet needs the 'parquet' extra (pip install 'lemlabs[parquet]')"
         ) from error
     except Exception as error:  # pyarrow raises many types for a file that is not Parquet
         raise LabInputError(f"{path}: not a readable Parquet file ({error})") from error
@@ -206,7 +207,7 @@ def prepare_patients(source: Source, columns: Mapping[str, str] | None = None) -
         for parsed, raw in zip(courses, raw_courses, strict=True)
     ]
     frame["courses"] = [parsed or [] for parsed in courses]
-    return frame
+    return stable_dtypes(frame)
 
 
 def read_patients(path_or_buffer: Source, columns: Mapping[str, str] | None = None) -> pd.DataFrame:

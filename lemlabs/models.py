@@ -139,13 +139,46 @@ class DataIssue:
     source: str = "labs"
 
 
+ISSUE_TEXT = ("patient_id", "field", "raw_value", "reason", "source")  # object, even when empty
+
+
+def stable_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
+    """The same dtypes on pandas 2.2 and 3.x: text as object (plain Python str, never pandas 3's
+    inferred ``str`` dtype, which pandas 2.2 lacks), datetimes in nanoseconds, categoricals with
+    object categories."""
+    changes: dict[Any, Any] = {}
+    categoricals: dict[Any, pd.CategoricalDtype] = {}
+    for column, dtype in frame.dtypes.items():
+        if isinstance(dtype, pd.StringDtype):
+            changes[column] = object
+        elif isinstance(dtype, pd.CategoricalDtype) and isinstance(
+            dtype.categories.dtype, pd.StringDtype
+        ):
+            categories = pd.Index(list(dtype.categories), dtype=object)
+            categoricals[column] = pd.CategoricalDtype(categories, ordered=dtype.ordered)
+        elif (
+            dtype.kind == "M"
+            and not isinstance(dtype, pd.DatetimeTZDtype)
+            and (str(dtype) != "datetime64[ns]")
+        ):
+            changes[column] = "datetime64[ns]"
+    if not changes and not categoricals:
+        return frame
+    frame = frame.astype(changes)
+    for column, categorical in categoricals.items():  # astype keeps "equal" categories as they are
+        codes = frame[column].cat.codes.to_numpy()
+        frame[column] = pd.Categorical.from_codes(codes, dtype=categorical)
+    return frame
+
+
 def typed_findings(frame: pd.DataFrame) -> pd.DataFrame:
-    """The one set of dtypes of every findings table (``score_frame``, ``score_dask``): dates as
-    datetimes, severity an ordered categorical, grades and days as nullable integers."""
+    """The one set of dtypes of every findings table (``score_frame``, ``score_dask``): text as
+    object, dates as ``datetime64[ns]``, severity an ordered categorical, grades and days as
+    nullable integers — the same on pandas 2.2 and 3.x."""
     text = [c for c in FINDING_COLUMNS if c not in (*_TYPED_COLUMNS, "evidence", "notes")]
     frame = frame.astype(
         {
-            **dict.fromkeys(text, "str"),
+            **dict.fromkeys(text, object),
             "ctcae_grade": "Int64",
             "days_from_course": "Int64",
             "results_in_episode": "int64",
@@ -156,7 +189,7 @@ def typed_findings(frame: pd.DataFrame) -> pd.DataFrame:
     frame["severity"] = pd.Categorical(
         frame["severity"], categories=[str(s) for s in Severity], ordered=True
     )
-    return frame
+    return stable_dtypes(frame)
 
 
 _TYPED_COLUMNS = (
@@ -186,6 +219,15 @@ class Report:
     finding_list: tuple[Finding, ...] = ()
     patients: pd.DataFrame | None = None
     """The patients table as read (with ``courses`` as lists of dates), when one was given."""
+
+    def __post_init__(self) -> None:
+        """The tables' dtypes do not depend on the pandas version (see :func:`stable_dtypes`)."""
+        for name in ("findings", "issues", "results", "patients"):
+            table = getattr(self, name)
+            if table is not None:
+                object.__setattr__(self, name, stable_dtypes(table))
+        text = [column for column in ISSUE_TEXT if column in self.issues.columns]
+        object.__setattr__(self, "issues", self.issues.astype(dict.fromkeys(text, object)))
 
     def data_issues(self) -> list[DataIssue]:
         """The issues table as :class:`DataIssue` records."""

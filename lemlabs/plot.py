@@ -54,8 +54,8 @@ def plot_patient(report: Report, patient_id: str, analytes: Sequence[str] | None
         )
         ax.fill_between(
             series["collected_at"],
-            series["ref_low"].fillna(0),
-            series["ref_high"],
+            series["ref_low"].fillna(0).to_numpy(),  # arrays: matplotlib with numpy 1.24 fails
+            series["ref_high"].to_numpy(),  # on float Series here ("ufunc 'isfinite'")
             color="#a6cee3",
             alpha=0.35,
             step="mid",

@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 
 from lemlabs.context import course_table
+from lemlabs.errors import LabInputError
 from lemlabs.findings import evidence_of
 from lemlabs.ingest import Source, prepare_labs, prepare_patients
-from lemlabs.models import Evidence, Finding
+from lemlabs.models import Evidence, Finding, stable_dtypes
 from lemlabs.normalise import normalise_prepared
 from lemlabs.rules.records import Rule
 from lemlabs.rules.thresholds import Thresholds, load_thresholds
@@ -197,11 +198,13 @@ def schedule(
     next due, days overdue, missed intervals, the monitoring window's end and a status (ok, due,
     overdue, window_ended, no_courses).
     """
+    if patients is None:
+        raise LabInputError("schedule needs a patients table with course_dates, not None")
     day = pd.Timestamp(as_of).date() if as_of is not None else dt.date.today()
     people = prepare_patients(patients)
     results, _ = normalise_prepared(prepare_labs(labs), people)
     table = schedule_table(results, people, day, load_thresholds(thresholds))
-    return table.drop(columns="last_row")
+    return stable_dtypes(table.drop(columns="last_row"))
 
 
 def adherence(
