@@ -1,4 +1,4 @@
-"""The lemlabs command: score lab files, plan the monitoring schedule, or run the demo.
+"""The lemlabs command: score lab files, plan monitoring, list the rules, or run the demo.
 
 Exit status: 0 when scoring ran, 2 for unusable input (one line on stderr, never a traceback),
 3 with --fail-on SEVERITY when a finding reaches that severity.
@@ -21,6 +21,8 @@ from lemlabs import examples
 from lemlabs.errors import LemlabsError, require_extra
 from lemlabs.export import FORMATS, write_findings, write_findings_table, write_issues
 from lemlabs.models import Report, Severity
+from lemlabs.rules.listing import rules_text
+from lemlabs.rules.thresholds import load_thresholds, site_template
 
 EXIT_OK, EXIT_INPUT, EXIT_FAIL_ON = 0, 2, 3
 DASK_WORKERS = 2
@@ -55,7 +57,8 @@ EXAMPLES = {
     "main": """examples:
   lemlabs demo
   lemlabs score labs.csv --patients patients.csv -o findings.csv --issues issues.csv
-  lemlabs schedule labs.csv --patients patients.csv --as-of 2021-06-01""",
+  lemlabs schedule labs.csv --patients patients.csv --as-of 2021-06-01
+  lemlabs rules --thresholds site.toml""",
     "score": """examples:
   lemlabs score labs.csv --patients patients.csv -o findings.csv --issues issues.csv
   lemlabs score labs.csv --patients patients.csv --as-of 2021-06-01 --fail-on urgent
@@ -67,6 +70,13 @@ EXAMPLES = {
     "schedule": """examples:
   lemlabs schedule labs.csv --patients patients.csv --as-of 2021-06-01
   lemlabs schedule labs.csv --patients patients.csv -o plan.csv""",
+    "rules": """examples:
+  lemlabs rules
+  lemlabs rules --thresholds site.toml --markdown -o rules.md""",
+    "thresholds": """examples:
+  lemlabs thresholds
+  lemlabs thresholds --dump -o site.toml      # a site-file template to edit
+  lemlabs thresholds --thresholds site.toml   # the effective table with a site file""",
 }
 
 
@@ -121,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     score.add_argument("--issues", type=Path, metavar="CSV", help="write data issues to this CSV")
     score.add_argument(
-        "--thresholds", type=Path, metavar="FILE", help="a complete site table (.toml/.json)"
+        "--thresholds", type=Path, metavar="FILE", help="a site table (.toml/.json)"
     )
     score.add_argument(
         "--as-of", type=_date, metavar="DATE", help="also report tests overdue on this date (ISO)"
@@ -168,8 +178,33 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--output", type=Path, metavar="CSV", help="write the table to this CSV"
     )
     plan.add_argument(
-        "--thresholds", type=Path, metavar="FILE", help="a complete site threshold table"
+        "--thresholds", type=Path, metavar="FILE", help="a site threshold table"
     )
+    listing = commands.add_parser(
+        "rules",
+        help="every rule in words, with the effective thresholds and sources",
+        description="List every rule: id, finding, severity, its condition in words with the\n"
+        "effective thresholds (a site table applied), its message and its sources.",
+        epilog=_epilog("rules"),
+        formatter_class=formatter,
+    )
+    listing.add_argument("--markdown", action="store_true", help="a Markdown table")
+    table = commands.add_parser(
+        "thresholds",
+        help="the effective threshold table, or a site-file template",
+        description="Show the effective threshold table (the defaults, a site table layered on\n"
+        "them), or write it as a site-file template with --dump.",
+        epilog=_epilog("thresholds"),
+        formatter_class=formatter,
+    )
+    table.add_argument(
+        "--dump", action="store_true", help="the whole table as TOML, a site file to edit"
+    )
+    for sub in (listing, table):
+        sub.add_argument(
+            "--thresholds", type=Path, metavar="FILE", help="a site table (.toml/.json)"
+        )
+        sub.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to this file")
     for sub in (score, demo):
         sub.add_argument(
             "--fail-on",
@@ -314,7 +349,27 @@ def _score_dask(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _rules(args: argparse.Namespace, out: TextIO) -> int:
+    """``lemlabs rules`` and ``lemlabs thresholds``: the rule book and the table, as text."""
+    table = load_thresholds(args.thresholds)
+    if args.command == "rules":
+        text = rules_text(table, markdown=args.markdown)
+    elif args.dump:
+        text = site_template(table)
+    else:
+        text = "".join(
+            f"{key} = {table[key]!r} {table.entry(key).unit}".rstrip() + "\n" for key in table
+        )
+    if args.output is not None:
+        args.output.write_text(text, "utf-8")
+    else:
+        out.write(text)
+    return EXIT_OK
+
+
 def _run(args: argparse.Namespace, out: TextIO) -> int:
+    if args.command in ("rules", "thresholds"):
+        return _rules(args, out)
     if args.command == "schedule":
         if args.labs.suffix.lower() == ".parquet":
             require_extra("parquet", "reading Parquet input")

@@ -1,6 +1,6 @@
 """Per-patient context of each result, computed group-wise with pandas.
 
-Baseline (and its age), previous value, change from baseline, the 48-hour creatinine rise, days
+Baseline (and its age), the ratio to baseline (rise and fall), the 48-hour creatinine rise, days
 since the latest course, the label's monitoring window, the pairing of TSH with free T4, the last
 day of the TSH swing window, and whether a dipstick's same-day microscopy was negative.
 """
@@ -18,22 +18,16 @@ CONTEXT_COLUMNS = {
     "baseline_date": "datetime64[ns]",
     "baseline_kind": "object",
     "baseline_days": "int64",
-    "prev_value": "float64",
-    "prev_date": "datetime64[ns]",
-    "change_abs": "float64",
     "rise_ratio": "float64",
     "fall_fraction": "float64",
     "rise_48h": "float64",
     "day": "int64",
     "swing_until": "int64",
     "micro_neg": "int64",
-    "course": "Int64",
     "days_since_course": "float64",
     "window_end": "datetime64[ns]",
     "window": "object",
-    "pair_value": "float64",
     "pair_flag": "object",
-    "pair_collected_at": "datetime64[ns]",
     "pair_row": "float64",
 }
 # Sorting by value after time makes ties (same patient, analyte and time) independent of row order.
@@ -109,7 +103,7 @@ def _pair(results: pd.DataFrame, left: str, right: str, days: int) -> pd.DataFra
     b = results[results["analyte"] == right][["patient_id", *names]]
     b = b.sort_values(["collected_at", "value", "row"])
     if a.empty or b.empty:
-        return pd.DataFrame(columns=[f"pair_{n}" for n in names], index=results.index[:0])
+        return pd.DataFrame(columns=["pair_flag", "pair_row"], index=results.index[:0])
     b = b.assign(pair_at=b["collected_at"]).rename(columns={n: f"pair_{n}" for n in names})
     merged = pd.merge_asof(
         a.sort_values("collected_at"),
@@ -125,7 +119,7 @@ def _pair(results: pd.DataFrame, left: str, right: str, days: int) -> pd.DataFra
         merged["pair_collected_at"].dt.normalize() - merged["collected_at"].dt.normalize()
     ).abs()
     merged = merged[within <= pd.Timedelta(days=days)]
-    pairs: pd.DataFrame = merged.set_index("index")[[f"pair_{n}" for n in names]]
+    pairs: pd.DataFrame = merged.set_index("index")[["pair_flag", "pair_row"]]
     return pairs
 
 
@@ -164,10 +158,6 @@ def add_context(
     courses = course_table(patients, thresholds)
     first_course = courses.groupby("patient_id")["start"].min()
     out = out.join(_baselines(out, first_course))
-    grouped = out.groupby(["patient_id", "analyte"])
-    out["prev_value"] = grouped["value"].shift()
-    out["prev_date"] = grouped["collected_at"].shift()
-    out["change_abs"] = out["value"] - out["baseline"]
     # a result taken before its baseline is not a change from it (a pre-treatment value weeks
     # before the baseline visit neither rises nor falls from a later baseline)
     positive = out["baseline"].where(
@@ -191,18 +181,17 @@ def add_context(
 def _course_context(results: pd.DataFrame, courses: pd.DataFrame) -> pd.DataFrame:
     """Latest course started on or before each result, days since it, and the label's window."""
     day = results["collected_at"].dt.normalize()
-    columns = ["course", "days_since_course", "window_end", "window"]
+    columns = ["days_since_course", "window_end", "window"]
     if courses.empty:
         return pd.DataFrame(
             {
-                "course": pd.NA,
                 "days_since_course": np.nan,
                 "window_end": pd.NaT,
                 "window": "no_courses",
             },
             index=results.index,
             columns=columns,
-        ).astype({"course": "Int64", "window_end": "datetime64[ns]"})
+        ).astype({"window_end": "datetime64[ns]"})
     left = pd.DataFrame({"patient_id": results["patient_id"], "day": day}).reset_index()
     latest = (
         pd.merge_asof(
@@ -228,7 +217,6 @@ def _course_context(results: pd.DataFrame, courses: pd.DataFrame) -> pd.DataFram
     )
     return pd.DataFrame(
         {
-            "course": latest["course"].astype("Int64"),
             "days_since_course": (day - latest["start"]).dt.days,
             "window_end": latest["window_end"],
             "window": window,

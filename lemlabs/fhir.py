@@ -19,16 +19,18 @@ import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from lemlabs.analytes import catalogue
+from lemlabs.display import format_value
 from lemlabs.errors import LabInputError
-from lemlabs.findings import format_value
-from lemlabs.models import Evidence, Finding, Severity
 from lemlabs.rules import TITLES
 from lemlabs.rules.thresholds import Thresholds, default_thresholds
+
+if TYPE_CHECKING:  # lemlabs.models calls into this module: no import back at run time
+    from lemlabs.models import Evidence, Finding
 
 try:
     from fhir.resources.R4B.bundle import Bundle
@@ -52,16 +54,16 @@ UCUM = "http://unitsofmeasure.org"
 ALEMTUZUMAB_ATC = {"L04AG06", "L04AA34", "L01XC04"}
 ALEMTUZUMAB_WORDS = ("alemtuzumab", "lemtrada", "campath")
 SEVERITY = {
-    Severity.URGENT: "high",
-    Severity.ACTION: "moderate",
-    Severity.WATCH: "low",
-    Severity.INFO: "low",
+    "urgent": "high",
+    "action": "moderate",
+    "watch": "low",
+    "info": "low",
 }
 INDICATOR = {
-    Severity.URGENT: "critical",
-    Severity.ACTION: "warning",
-    Severity.WATCH: "info",
-    Severity.INFO: "info",
+    "urgent": "critical",
+    "action": "warning",
+    "watch": "info",
+    "info": "info",
 }
 LAB_COLUMNS = [
     "patient_id",
@@ -354,7 +356,7 @@ def detected_issue(finding: Finding) -> DetectedIssue:
             "coding": [{"system": LEMLABS_CODES, "code": finding.code}],
             "text": TITLES.get(finding.code, finding.code),
         },
-        "severity": SEVERITY[finding.severity],
+        "severity": SEVERITY[str(finding.severity)],
         "patient": {"reference": f"Patient/{finding.patient_id}"},
         "identifiedPeriod": {"start": onset.isoformat(), "end": finding.date.isoformat()},
         "detail": finding.message,
@@ -395,7 +397,7 @@ def cds_card(finding: Finding) -> dict[str, Any]:
         "detail": f"{finding.message}\n\n**Suggested next step:** {finding.action}\n\n"
         f"Finding code {finding.code}; onset {onset}, latest evidence {finding.date}. "
         f"Source: {finding.source}. Rule {finding.rule_id}, rules version {finding.rules_version}.",
-        "indicator": INDICATOR[finding.severity],
+        "indicator": INDICATOR[str(finding.severity)],
         "source": {"label": f"lemlabs rule {finding.rule_id}: {finding.source.split('; ')[0]}"},
     }
 

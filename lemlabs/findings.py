@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from lemlabs.analytes import catalogue
+from lemlabs.display import label_of, shown
 from lemlabs.engine import Hit
 from lemlabs.models import Evidence, Finding, Severity
 from lemlabs.rules.records import Rule
@@ -100,30 +101,6 @@ def _episodes(
     return episodes
 
 
-_DISPLAY_UNITS = {"10^9/L": "×10⁹/L", "umol/L": "µmol/L"}
-
-
-def format_value(value: float, unit: str, censor: str = "", high: float | None = None) -> str:
-    """A value as people read it: dipstick grades as negative/trace/1+, others with their unit,
-    a censored value with its sign (">1000 µmol/L") and a range with both ends ("5–10 /HPF")."""
-    if unit == "grade":
-        return {0.0: "negative", 0.5: "trace"}.get(value, f"{value:g}+")
-    number = f"{value:.4g}"
-    if high is not None and not np.isnan(high) and high != value:
-        number += f"–{high:.4g}"
-    return f"{censor}{number} {_DISPLAY_UNITS.get(unit, unit)}"
-
-
-def _shown(record: Mapping[str, Any]) -> str:
-    high = record["value_high"]
-    return format_value(
-        record["value"],
-        record["unit"],
-        str(record["censor"]),
-        float(high) if pd.notna(high) else None,
-    )
-
-
 def evidence_of(record: Mapping[str, Any]) -> Evidence:
     """One result (a context row) as evidence; baseline kept for platelets and creatinine."""
     baseline = record["analyte"] in _BASELINE_ANALYTES
@@ -142,12 +119,6 @@ def evidence_of(record: Mapping[str, Any]) -> Evidence:
         baseline_kind=str(record["baseline_kind"]) if baseline else None,
         source_id=str(record["source_id"]) if record.get("source_id") else None,
     )
-
-
-def label_of(analyte: str) -> str:
-    """The analyte's label for messages ("serum creatinine", "TSH")."""
-    entry = catalogue().get(analyte)
-    return entry.label if entry else analyte
 
 
 def _counted(evidence: Sequence[Mapping[str, Any]]) -> str:
@@ -175,7 +146,7 @@ def _worst(rule: Rule, anchors: Sequence[Mapping[str, Any]]) -> str:
     else:
         extremes = [max(rs, key=lambda r: (r["lower"], r["value"])) for rs in by_analyte.values()]
     return "; " + "; ".join(
-        f"{rule.worst} {_shown(r)} ({label_of(str(r['analyte']))}) on {r['collected_at'].date()}"
+        f"{rule.worst} {shown(r)} ({label_of(str(r['analyte']))}) on {r['collected_at'].date()}"
         for r in extremes
     )
 
@@ -191,10 +162,10 @@ def _highest_level(
     )
     if len(reached) == total or all(o.rule.severity == top for o in episode):
         return ""
-    shown = [f"{_shown(records[r])} on {records[r]['collected_at'].date()}" for r in reached[:3]]
+    listed = [f"{shown(records[r])} on {records[r]['collected_at'].date()}" for r in reached[:3]]
     more = f" and {len(reached) - 3} more" if len(reached) > 3 else ""
     return (
-        f"; {len(reached)} of them reached this level ({', '.join(shown)}{more}), "
+        f"; {len(reached)} of them reached this level ({', '.join(listed)}{more}), "
         "the others a lower one"
     )
 

@@ -4,42 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass, field
-from enum import IntEnum, StrEnum
 from typing import Any
 
 import pandas as pd
 
-
-class Severity(IntEnum):
-    """How soon a finding needs attention; ordered ``info < watch < action < urgent``."""
-
-    INFO = 0
-    WATCH = 1
-    ACTION = 2
-    URGENT = 3
-
-    def __str__(self) -> str:
-        return self.name.lower()
-
-    @classmethod
-    def parse(cls, text: str | Severity) -> Severity:
-        """``"watch"`` (any case) or a Severity → Severity; anything else raises ValueError."""
-        if isinstance(text, Severity):
-            return text
-        try:
-            return cls[str(text).strip().upper()]
-        except KeyError:
-            names = ", ".join(str(s) for s in cls)
-            raise ValueError(f"unknown severity {text!r} (one of {names})") from None
-
-
-class Condition(StrEnum):
-    """What a finding points toward."""
-
-    THYROID = "thyroid"
-    ITP = "itp"
-    ANTI_GBM = "anti_gbm"
-    MONITORING = "monitoring"
+from lemlabs.vocabulary import Condition, Severity
 
 
 @dataclass(frozen=True)
@@ -233,3 +202,17 @@ class Report:
         """The issues table as :class:`DataIssue` records."""
         records = self.issues.to_dict("records")
         return [DataIssue(**{str(k): v for k, v in record.items()}) for record in records]
+
+
+__all__ = [
+    "FINDING_COLUMNS",
+    "Condition",
+    "DataIssue",
+    "Evidence",
+    "Finding",
+    "Report",
+    "Severity",
+    "findings_frame",
+    "stable_dtypes",
+    "typed_findings",
+]

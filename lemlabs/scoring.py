@@ -18,7 +18,7 @@ from lemlabs.findings import assemble, sort_key
 from lemlabs.ingest import Source, prepare_labs, prepare_patients, rows_as_frame
 from lemlabs.models import Finding, Report, findings_frame
 from lemlabs.normalise import normalise_prepared
-from lemlabs.rules import ALL_RULES, RULES_BY_ID, Rule
+from lemlabs.rules import Rule
 from lemlabs.rules.conditions import evaluate
 from lemlabs.rules.records import RESULT_FIELDS, rule_book
 from lemlabs.rules.thresholds import Thresholds, load_thresholds
@@ -70,7 +70,8 @@ def _run_engine(
 ) -> tuple[list[tuple[str, Hit]], dict[int, tuple[int, ...]]]:
     """Every patient's result facts through the result rules, then the findings they produce
     through the composite rules. Returns the hits and, per finding fact, its result rows."""
-    engine = engine_for(ALL_RULES, thresholds)
+    book = rule_book()
+    engine = engine_for(book.rules, thresholds)
     facts = result_facts(context, thresholds)
     if not post_all:
         facts = facts[matchable(facts, thresholds)]
@@ -90,7 +91,7 @@ def _run_engine(
             row = hit.keys[0]
             number = len(finding_rows)
             finding_rows[number] = (row,)
-            code = RULES_BY_ID[hit.rule_id].code
+            code = book.by_id[hit.rule_id].code
             finding_facts.append({**by_key[row], "key": number, "code": code})
         composites = engine.run("finding", session, finding_facts)
         hits += [(str(patient), hit) for hit in composites]
@@ -106,7 +107,8 @@ def _monitoring(
     thresholds: Thresholds,
 ) -> list[Finding]:
     """Monitoring findings: schedule rows with a missed interval, through the engine."""
-    engine = engine_for(ALL_RULES, thresholds)
+    book = rule_book()
+    engine = engine_for(book.rules, thresholds)
     table = schedule_table(results, people, as_of, thresholds)
     late = table[table["missed_intervals"] >= thresholds["schedule.watch_after_missed"]]
     hits: list[tuple[int, Rule]] = []
@@ -116,7 +118,7 @@ def _monitoring(
             for index, missed in zip(group.index, group["missed_intervals"], strict=True)
         ]
         for hit in engine.run("schedule", session, facts):
-            hits.append((hit.keys[0], RULES_BY_ID[hit.rule_id]))
+            hits.append((hit.keys[0], book.by_id[hit.rule_id]))
     return monitoring_findings(table, hits, context, as_of, thresholds, rules_version(thresholds))
 
 
@@ -196,7 +198,7 @@ def _score(
     hits, finding_rows = _run_engine(context, table, post_all, report)
     report("findings", 0, 1)
     findings = sorted(
-        assemble(hits, context, RULES_BY_ID, table, rules_version(table), finding_rows),
+        assemble(hits, context, rule_book().by_id, table, rules_version(table), finding_rows),
         key=sort_key,
     )
     if as_of is not None:

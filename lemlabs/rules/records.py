@@ -15,15 +15,16 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from lemlabs.display import format_value
 from lemlabs.errors import RuleDefinitionError
-from lemlabs.models import Condition, Severity
 from lemlabs.rules.conditions import All, Any_, Field, Node, parse, threshold_keys, walk
 from lemlabs.rules.functions import FUNCTIONS
+from lemlabs.vocabulary import Condition, Severity
 
 Phase = Literal["result", "finding", "schedule"]
 PACKS = ("thyroid", "platelets", "renal", "monitoring")
@@ -73,7 +74,7 @@ def _formatted(value: Any, style: str | None) -> str:
     (1 → 1+), ``{key:fraction}`` as a share (0.5 → half, else a percentage), ``{key:monthly}``
     an interval in days as the label says it (91 → 3-monthly)."""
     if style == "grade":
-        return "trace" if value == 0.5 else f"{value:g}+"
+        return format_value(value, "grade")
     if style == "fraction":
         return "half" if value == 0.5 else f"{value * 100:g} %"
     if style == "monthly":  # an interval in days as the label says it: 91 → 3-monthly
@@ -147,7 +148,7 @@ class RuleBook:
     fields: tuple[tuple[str, Node], ...]
     titles: dict[str, str]
 
-    @property
+    @cached_property
     def by_id(self) -> dict[str, Rule]:
         return {rule.id: rule for rule in self.rules}
 

@@ -149,11 +149,15 @@ def _range(key: str, item: Mapping[str, Any]) -> tuple[Number, Number] | None:
     return bounds[0], bounds[1]
 
 
+def table_path() -> Path:
+    """Where the default table lives (``lemlabs/rules/thresholds.toml``)."""
+    return Path(str(resources.files("lemlabs.rules").joinpath("thresholds.toml")))
+
+
 @cache
 def default_thresholds() -> Thresholds:
-    """The table shipped with lemlabs (``lemlabs/rules/thresholds.toml``)."""
-    text = resources.files("lemlabs.rules").joinpath("thresholds.toml").read_text("utf-8")
-    return Thresholds.from_table(tomllib.loads(text))
+    """The table shipped with lemlabs (:func:`table_path`)."""
+    return Thresholds.from_table(tomllib.loads(table_path().read_text("utf-8")))
 
 
 def load_thresholds(

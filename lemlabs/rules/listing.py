@@ -1,0 +1,62 @@
+"""Every rule in words a clinician reads, with the effective thresholds (``lemlabs rules``)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from lemlabs.rules.conditions import words
+from lemlabs.rules.records import Rule, rule_book
+from lemlabs.rules.thresholds import Thresholds
+
+_MATCHES = {"result": "each result", "finding": "two findings", "schedule": "each schedule row"}
+
+
+def condition_words(rule: Rule, thresholds: Thresholds) -> str:
+    """``upper < 50 (itp.urgent_below) and ...``; a join names each fact it matches."""
+    if rule.phase != "finding":
+        return " and ".join(words(node, thresholds) for _, node in rule.when)
+    return "; ".join(f"{alias}: {words(node, thresholds)}" for alias, node in rule.when)
+
+
+def rules_table(thresholds: Thresholds) -> pd.DataFrame:
+    """One row per rule: id, code, title, condition, severity, what it matches, its condition
+    in words with the effective thresholds, the message and action as shown, the sources."""
+    book = rule_book()
+    rows = []
+    for rule in book.rules:
+        message, action = rule.text(thresholds)
+        rows.append(
+            {
+                "id": rule.id,
+                "code": rule.code,
+                "title": book.titles[rule.code],
+                "condition": str(rule.condition),
+                "severity": str(rule.severity),
+                "matches": _MATCHES[rule.phase],
+                "when": condition_words(rule, thresholds),
+                "message": message,
+                "action": action,
+                "sources": rule.source(thresholds),
+            }
+        )
+    return pd.DataFrame(rows, dtype=object)
+
+
+def rules_text(thresholds: Thresholds, markdown: bool = False) -> str:
+    """The rules table as plain text (one block per rule) or as a Markdown table."""
+    table = rules_table(thresholds)
+    if markdown:
+        lines = [
+            "| id | severity | matches | when | message | sources |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in table.itertuples():
+            cells = [row.id, row.severity, row.matches, row.when, row.message, row.sources]
+            lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+        return "\n".join(lines) + "\n"
+    blocks = [
+        f"{row.id}  ({row.title}; {row.severity}; matches {row.matches})\n"
+        f"  when:    {row.when}\n  says:    {row.message}\n  sources: {row.sources}"
+        for row in table.itertuples()
+    ]
+    return "\n\n".join(blocks) + "\n"
