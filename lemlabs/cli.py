@@ -130,9 +130,7 @@ def _parser() -> argparse.ArgumentParser:
         "parquet, .fhir.json the extra fhir); default: print a summary",
     )
     score.add_argument("--issues", type=Path, metavar="CSV", help="write data issues to this CSV")
-    score.add_argument(
-        "--thresholds", type=Path, metavar="FILE", help="a site table (.toml/.json)"
-    )
+    score.add_argument("--thresholds", type=Path, metavar="FILE", help="a site table (.toml/.json)")
     score.add_argument(
         "--as-of", type=_date, metavar="DATE", help="also report tests overdue on this date (ISO)"
     )
@@ -177,9 +175,7 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument(
         "-o", "--output", type=Path, metavar="CSV", help="write the table to this CSV"
     )
-    plan.add_argument(
-        "--thresholds", type=Path, metavar="FILE", help="a site threshold table"
-    )
+    plan.add_argument("--thresholds", type=Path, metavar="FILE", help="a site threshold table")
     listing = commands.add_parser(
         "rules",
         help="every rule in words, with the effective thresholds and sources",
