@@ -234,7 +234,8 @@ def _finding(
     ended = [r["window_end"] for r in evidence if r["window"] == "after_window"]
     if ended:
         notes.append(
-            f"the label's 48-month monitoring window ended on {min(ended).date()}; "
+            f"the label's {thresholds['label.monitoring_months']:g}-month monitoring window "
+            f"ended on {min(ended).date()}; "
             "results after it are still scored"
         )
     message, action = rule.text(thresholds)

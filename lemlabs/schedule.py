@@ -24,7 +24,7 @@ from lemlabs.findings import evidence_of
 from lemlabs.ingest import Source, prepare_labs, prepare_patients
 from lemlabs.models import Evidence, Finding, stable_dtypes
 from lemlabs.normalise import normalise_prepared
-from lemlabs.rules.records import Rule
+from lemlabs.rules.records import Rule, formatted
 from lemlabs.rules.thresholds import Thresholds, load_thresholds
 
 GROUPS: dict[str, tuple[tuple[str, ...], str, str, str]] = {
@@ -131,9 +131,9 @@ def schedule_table(
     return table[COLUMNS]
 
 
-def interval_words(group: str, missed: int) -> str:
-    """``"2 monthly tests"`` / ``"1 3-monthly test"`` for messages."""
-    every = "3-monthly" if GROUPS[group][1] == "schedule.thyroid_days" else "monthly"
+def interval_words(group: str, missed: int, thresholds: Thresholds) -> str:
+    """``"2 monthly tests"`` / ``"1 3-monthly test"`` for messages (the group's interval)."""
+    every = formatted(thresholds[GROUPS[group][1]], "monthly")
     return f"{missed} {every} test{'s' if missed != 1 else ''}"
 
 
@@ -172,7 +172,8 @@ def monitoring_findings(
                 date=as_of,
                 evidence=evidence,
                 message=f"{message} {what[0].upper()}{what[1:]}: {since}; "
-                f"{interval_words(group, missed)} missed, {int(entry['days_overdue'])} days past "
+                f"{interval_words(group, missed, thresholds)} missed, "
+                f"{int(entry['days_overdue'])} days past "
                 f"the due date ({entry['next_due'].date()}) as of {as_of}. The label asks for it "
                 f"until {entry['window_end'].date()}.",
                 action=action,

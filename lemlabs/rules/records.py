@@ -69,7 +69,7 @@ _RULE_KEYS = {
 }
 
 
-def _formatted(value: Any, style: str | None) -> str:
+def formatted(value: Any, style: str | None = None) -> str:
     """A threshold as a message shows it: ``{key}`` plain, ``{key:grade}`` as a dipstick grade
     (1 → 1+), ``{key:fraction}`` as a share (0.5 → half, else a percentage), ``{key:monthly}``
     an interval in days as the label says it (91 → 3-monthly)."""
@@ -122,7 +122,7 @@ class Rule:
         """The message and the action with the effective thresholds filled in."""
 
         def fill(match: re.Match[str]) -> str:
-            return _formatted(thresholds[match.group(1)], match.group(2))
+            return formatted(thresholds[match.group(1)], match.group(2))
 
         return _PLACEHOLDER.sub(fill, self.message), _PLACEHOLDER.sub(fill, self.action)
 
