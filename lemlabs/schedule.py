@@ -222,7 +222,7 @@ def adherence(
     courses = course_table(people, thresholds)
     mine = courses[(courses["patient_id"] == patient_id) & (courses["start"] <= day)]
     if mine.empty:
-        raise ValueError(f"patient {patient_id!r} has no course on or before {as_of}")
+        raise LabInputError(f"patient {patient_id!r} has no course on or before {as_of}")
     start = mine["start"].min()
     end = min(day, mine.sort_values("start")["window_end"].iloc[-1])
     own = results[(results["patient_id"] == patient_id) & (results["status"] == "scored")]
