@@ -27,6 +27,35 @@ from lemlabs.rules.records import Rule
 from lemlabs.rules.thresholds import Thresholds
 
 _BASELINE_ANALYTES = {"platelets", "creatinine"}
+# what evidence, grades, notes and messages read of a result
+_RECORD_COLUMNS = [
+    "row",
+    "patient_id",
+    "analyte",
+    "value",
+    "value_high",
+    "unit",
+    "raw_value",
+    "raw_unit",
+    "censor",
+    "lower",
+    "upper",
+    "flag",
+    "ref_low",
+    "ref_high",
+    "collected_at",
+    "baseline",
+    "baseline_kind",
+    "baseline_days",
+    "rise_ratio",
+    "rise_48h",
+    "days_since_course",
+    "window",
+    "window_end",
+    "micro_neg",
+    "sex",
+    "pair_row",
+]
 
 
 @dataclass(frozen=True)
@@ -184,9 +213,11 @@ def assemble(
     rows_needed = {row for rows in finding_rows.values() for row in rows}
     rows_needed |= {hit.keys[0] for _, hit in hits if rules[hit.rule_id].phase == "result"}
     paired = by_row.loc[sorted(rows_needed), "pair_row"].dropna().astype(int)
-    records = cast(
-        dict[int, dict[str, Any]], by_row.loc[sorted(rows_needed | set(paired))].to_dict("index")
-    )
+    needed = by_row.loc[
+        sorted(rows_needed | set(paired)),
+        [*_RECORD_COLUMNS, *by_row.columns.intersection(["source_id"])],
+    ]
+    records = cast(dict[int, dict[str, Any]], needed.to_dict("index"))
     superseding = {
         (patient, hit.keys[0], rules[hit.rule_id].code)
         for patient, hit in hits

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -31,9 +31,12 @@ class Evidence:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict; optional keys appear only when set."""
-        out = asdict(self)
+        out = {name: getattr(self, name) for name in _EVIDENCE_FIELDS}
         out["collected_at"] = self.collected_at.isoformat()
         return {key: item for key, item in out.items() if item is not None and item != ""}
+
+
+_EVIDENCE_FIELDS = tuple(Evidence.__dataclass_fields__)
 
 
 @dataclass(frozen=True)

@@ -58,8 +58,17 @@ def _per_unique_rows(
 ) -> list[np.ndarray]:
     """``func(*row)`` once per unique combination of ``columns``; each named attribute of its
     results spread over the rows."""
-    codes, uniques = pd.MultiIndex.from_arrays(columns).factorize()
-    found = [func(*combination) for combination in uniques]
+    size = len(columns[0])
+    codes, count = np.zeros(size, dtype="int64"), 1
+    for column in columns:  # one code per combination so far (below the row count: no overflow)
+        column_codes, uniques = pd.factorize(column, use_na_sentinel=False)
+        codes, combinations = pd.factorize(
+            codes * max(len(uniques), 1) + column_codes, use_na_sentinel=False
+        )
+        count = len(combinations)
+    first = np.zeros(count, dtype="int64")  # a row that has each combination
+    first[codes[::-1]] = np.arange(size)[::-1]
+    found = [func(*(column[row] for column in columns)) for row in first]
     return [
         np.array([getattr(item, name) for item in found], dtype=object)[codes]
         for name in attributes

@@ -6,7 +6,7 @@ import datetime as dt
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -77,15 +77,25 @@ def _run_engine(
         facts = facts[matchable(facts, thresholds)]
     hits: list[tuple[str, Hit]] = []
     finding_rows: dict[int, tuple[int, ...]] = {}
-    groups = facts.groupby("patient_id", sort=True)
-    step = max(1, groups.ngroups // 100)
-    for session, (patient, group) in enumerate(groups):
+    patients = facts["patient_id"].to_numpy(dtype=object)
+    columns = [name for name in facts.columns if name != "patient_id"]
+    records = [
+        dict(zip(columns, values, strict=True))
+        for values in zip(*(facts[name].tolist() for name in columns), strict=True)
+    ]
+    # facts come sorted by patient (the context is): one slice of records per patient
+    starts = [0, *(np.flatnonzero(patients[1:] != patients[:-1]) + 1).tolist(), len(records)]
+    starts = starts if records else [0]
+    sessions = len(starts) - 1
+    step = max(1, sessions // 100)
+    for session in range(sessions):
         if session % step == 0:
-            progress("engine", session, groups.ngroups)
-        records = cast(list[dict[str, Any]], group.drop(columns="patient_id").to_dict("records"))
-        singles = engine.run("result", session, records)
-        hits += [(str(patient), hit) for hit in singles]
-        by_key = {record["key"]: record for record in records}
+            progress("engine", session, sessions)
+        mine = records[starts[session] : starts[session + 1]]
+        patient = str(patients[starts[session]])
+        singles = engine.run("result", session, mine)
+        hits += [(patient, hit) for hit in singles]
+        by_key = {record["key"]: record for record in mine}
         finding_facts = []
         for hit in singles:
             row = hit.keys[0]
@@ -94,8 +104,8 @@ def _run_engine(
             code = book.by_id[hit.rule_id].code
             finding_facts.append({**by_key[row], "key": number, "code": code})
         composites = engine.run("finding", session, finding_facts)
-        hits += [(str(patient), hit) for hit in composites]
-    progress("engine", groups.ngroups, groups.ngroups)
+        hits += [(patient, hit) for hit in composites]
+    progress("engine", sessions, sessions)
     return hits, finding_rows
 
 

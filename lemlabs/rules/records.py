@@ -109,7 +109,7 @@ class Rule:
     def aliases(self) -> tuple[str, ...]:
         return tuple(alias for alias, _ in self.when)
 
-    @property
+    @cached_property
     def thresholds(self) -> tuple[str, ...]:
         """Every threshold the rule reads: conditions, message, action, functions, ``cites``."""
         keys = [key for _, node in self.when for key in threshold_keys(node)]
