@@ -88,6 +88,12 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Examples kept as written; "-o, --output FILE" on every Python (3.13's form, not 3.11's
     "-o FILE, --output FILE"), so the help reads the same everywhere."""
 
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30)
+        # room for the longest command name ("    thresholds") beside its help: Python 3.13
+        # counts the command names when it aligns the help, 3.11 and 3.12 do not
+        self._action_max_length = len("    thresholds")
+
     def _format_action_invocation(self, action: argparse.Action) -> str:
         if not action.option_strings or action.nargs == 0:
             return super()._format_action_invocation(action)
