@@ -98,7 +98,8 @@ FINDING_COLUMNS = list(Finding.__dataclass_fields__)
 
 @dataclass(frozen=True)
 class DataIssue:
-    """A row lemlabs could not use: its 0-based ``row``, the ``field`` and the ``reason``."""
+    """A row lemlabs could not use: its 0-based ``row`` (and 1-based file ``line``), the ``field``
+    and the ``reason``."""
 
     row: int
     patient_id: str
@@ -106,6 +107,8 @@ class DataIssue:
     raw_value: str
     reason: str
     source: str = "labs"
+    line: int | None = None
+    """1-based line in the file, header counted (``row + 2`` for a CSV with one header line)."""
 
 
 ISSUE_TEXT = ("patient_id", "field", "raw_value", "reason", "source")  # object, even when empty
