@@ -127,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="FILE",
         help=f"findings file, format by suffix: {', '.join(FORMATS)} (.parquet needs the extra "
-        "parquet, .fhir.json the extra fhir); default: print a summary",
+        "parquet, .fhir.json the extra fhir, .xlsx the extra excel); default: print a summary",
     )
     score.add_argument("--issues", type=Path, metavar="CSV", help="write data issues to this CSV")
     score.add_argument("--thresholds", type=Path, metavar="FILE", help="a site table (.toml/.json)")
@@ -316,6 +316,10 @@ def _check_score_args(args: argparse.Namespace) -> None:
             require_extra("fhir", "writing FHIR (-o *.fhir.json)")
         if suffix == ".parquet":
             require_extra("parquet", "writing Parquet (-o *.parquet)")
+        if suffix == ".xlsx":
+            if args.dask:
+                raise LemlabsError("--dask writes CSV, Parquet, JSON or JSON Lines, not Excel")
+            require_extra("excel", "writing Excel (-o *.xlsx)")
     if not args.dask:
         suffix = args.labs.suffix.lower()
         if suffix in FHIR_SUFFIXES:
@@ -383,7 +387,10 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         labs, patients = _fhir_inputs(labs, patients)
     report = lemlabs.score_frame(labs, patients, thresholds, progress=progress, as_of=as_of)
     if args.command == "score" and args.output is not None:
-        write_findings(report.finding_list, args.output)
+        if _output_format(args.output) == ".xlsx":
+            report.to_excel(args.output, thresholds)
+        else:
+            write_findings(report.finding_list, args.output)
     if args.command == "score" and args.issues is not None:
         write_issues(report.issues, args.issues)
     if args.command == "demo" or args.output is None:

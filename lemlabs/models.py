@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -200,6 +201,19 @@ class Report:
                 object.__setattr__(self, name, stable_dtypes(table))
         text = [column for column in ISSUE_TEXT if column in self.issues.columns]
         object.__setattr__(self, "issues", self.issues.astype(dict.fromkeys(text, object)))
+
+    def to_html(self, path: str | Path, **options: Any) -> None:
+        """This report as one self-contained HTML file (the ``report`` extra); ``options`` go to
+        :func:`lemlabs.report.write_html` (``as_of``, ``thresholds``, ``inputs``)."""
+        from lemlabs.report import write_html
+
+        write_html(self, path, **options)
+
+    def to_excel(self, path: str | Path, thresholds: Any = None) -> None:
+        """Findings, evidence, issues, summary and rules as an Excel workbook (``excel`` extra)."""
+        from lemlabs.excel import write_workbook
+
+        write_workbook(path, self.finding_list, self.issues, self.summary, thresholds)
 
     def data_issues(self) -> list[DataIssue]:
         """The issues table as :class:`DataIssue` records."""
