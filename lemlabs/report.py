@@ -24,6 +24,7 @@ from lemlabs.excel import shown_value, sort_findings, worst_evidence
 from lemlabs.models import Finding, Report
 from lemlabs.rules import TITLES
 from lemlabs.rules.thresholds import Thresholds, load_thresholds
+from lemlabs.schedule import COLUMNS as SCHEDULE_COLUMNS
 from lemlabs.schedule import GROUPS, schedule_table
 from lemlabs.scoring import rules_version
 
@@ -125,7 +126,7 @@ def _finding(finding: Finding) -> dict[str, Any]:
 
 def _schedule(report: Report, day: dt.date, thresholds: Thresholds) -> pd.DataFrame:
     if report.patients is None:
-        return pd.DataFrame(columns=["patient_id", "test_group", "status"])
+        return pd.DataFrame(columns=SCHEDULE_COLUMNS)
     return schedule_table(report.results, report.patients, day, thresholds)
 
 
