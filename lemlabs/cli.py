@@ -58,12 +58,16 @@ EXAMPLES = {
   lemlabs demo
   lemlabs score labs.csv --patients patients.csv -o findings.csv --issues issues.csv
   lemlabs schedule labs.csv --patients patients.csv --as-of 2021-06-01
+  lemlabs report labs.csv --patients patients.csv -o report.html
   lemlabs rules --thresholds site.toml""",
     "score": """examples:
   lemlabs score labs.csv --patients patients.csv -o findings.csv --issues issues.csv
   lemlabs score labs.csv --patients patients.csv --as-of 2021-06-01 --fail-on urgent
   lemlabs score observations.ndjson -o findings.fhir.json          # extra fhir
   lemlabs score 'labs/*.parquet' --dask --workers 2 -o findings.parquet   # extra dask""",
+    "report": """examples:
+  lemlabs report labs.csv --patients patients.csv -o report.html
+  lemlabs report labs.csv --patients patients.csv --as-of 2021-06-01 -o report.html""",
     "demo": """examples:
   lemlabs demo
   lemlabs demo --fail-on urgent -q""",
@@ -133,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="FILE",
         help=f"findings file, format by suffix: {', '.join(FORMATS)} (.parquet needs the extra "
-        "parquet, .fhir.json the extra fhir); default: print a summary",
+        "parquet, .fhir.json the extra fhir, .xlsx the extra excel); default: print a summary",
     )
     score.add_argument("--issues", type=Path, metavar="CSV", help="write data issues to this CSV")
     score.add_argument("--thresholds", type=Path, metavar="FILE", help="a site table (.toml/.json)")
@@ -155,6 +159,30 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"local Dask workers (needs --dask; default {DASK_WORKERS})",
     )
+    html = commands.add_parser(
+        "report",
+        help="one self-contained HTML report: worklist, patients, schedule, issues",
+        description="Score lab results and write one self-contained HTML report (extra report):\n"
+        "a worklist by severity, a section per patient with timelines and evidence, schedule\n"
+        "adherence as of a date, data issues with file lines. Opens offline in any browser.",
+        epilog=_epilog("report"),
+        formatter_class=formatter,
+    )
+    html.add_argument("labs", type=Path, metavar="LABS", help="lab results, long format (CSV)")
+    html.add_argument(
+        "--patients", type=Path, metavar="CSV", help="patients CSV (sex, course_dates)"
+    )
+    html.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="HTML", help="the report file (.html)"
+    )
+    html.add_argument("--thresholds", type=Path, metavar="FILE", help="a site table (.toml/.json)")
+    html.add_argument(
+        "--as-of",
+        type=_date,
+        metavar="DATE",
+        help="judge the schedule on this date (default: the latest result's date)",
+    )
+    html.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     demo = commands.add_parser(
         "demo",
         help="score the bundled synthetic example cohort",
@@ -322,6 +350,10 @@ def _check_score_args(args: argparse.Namespace) -> None:
             require_extra("fhir", "writing FHIR (-o *.fhir.json)")
         if suffix == ".parquet":
             require_extra("parquet", "writing Parquet (-o *.parquet)")
+        if suffix == ".xlsx":
+            if args.dask:
+                raise LemlabsError("--dask writes CSV, Parquet, JSON or JSON Lines, not Excel")
+            require_extra("excel", "writing Excel (-o *.xlsx)")
     if not args.dask:
         suffix = args.labs.suffix.lower()
         if suffix in FHIR_SUFFIXES:
@@ -369,7 +401,31 @@ def _rules(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _report(args: argparse.Namespace, out: TextIO) -> int:
+    """``lemlabs report``: score, then write the HTML report."""
+    if args.output.suffix.lower() not in (".html", ".htm"):
+        raise LemlabsError(f"{args.output}: the report is HTML (use -o NAME.html)")
+    require_extra("report", "lemlabs report")
+    if args.labs.suffix.lower() == ".parquet":
+        require_extra("parquet", "reading Parquet input")
+    from lemlabs.report import inputs_of, write_html
+
+    report = lemlabs.score_frame(
+        args.labs, args.patients, args.thresholds, progress=_Progress(not args.quiet)
+    )
+    inputs = inputs_of(args.labs, args.patients, report)
+    seconds = write_html(
+        report, args.output, as_of=args.as_of, thresholds=args.thresholds, inputs=inputs
+    )
+    if not args.quiet:
+        size = args.output.stat().st_size / 1024
+        out.write(f"wrote {args.output} ({size:.0f} KB, {seconds:.1f} s)\n")
+    return EXIT_OK
+
+
 def _run(args: argparse.Namespace, out: TextIO) -> int:
+    if args.command == "report":
+        return _report(args, out)
     if args.command in ("rules", "thresholds"):
         return _rules(args, out)
     if args.command == "schedule":
@@ -389,7 +445,10 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         labs, patients = _fhir_inputs(labs, patients)
     report = lemlabs.score_frame(labs, patients, thresholds, progress=progress, as_of=as_of)
     if args.command == "score" and args.output is not None:
-        write_findings(report.finding_list, args.output)
+        if _output_format(args.output) == ".xlsx":
+            report.to_excel(args.output, thresholds)
+        else:
+            write_findings(report.finding_list, args.output)
     if args.command == "score" and args.issues is not None:
         write_issues(report.issues, args.issues)
     if args.command == "demo" or args.output is None:

@@ -28,7 +28,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 from lemlabs.export import findings_table
 from lemlabs.ingest import LAB_COLUMNS, Source, prepare_patients
 from lemlabs.models import Finding, typed_findings
-from lemlabs.normalise import ISSUE_COLUMNS
+from lemlabs.normalise import HEADER_LINES, ISSUE_COLUMNS
 from lemlabs.rules.thresholds import Thresholds, load_thresholds
 from lemlabs.scoring import ThresholdInput, score_frame
 
@@ -123,11 +123,13 @@ def _findings_with_rows(findings: pd.DataFrame, lengths: Sequence[int]) -> pd.Da
 
 def _issues_with_rows(issues: pd.DataFrame, lengths: Sequence[int]) -> pd.DataFrame:
     """Packed row ids of the issues → 0-based positions in the whole input."""
-    return _typed_issues(issues.assign(row=_global_rows(issues["row"].to_numpy(), lengths)))
+    rows = _global_rows(issues["row"].to_numpy(), lengths)
+    return _typed_issues(issues.assign(row=rows, line=rows + HEADER_LINES + 1))
 
 
 def _typed_issues(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.astype({**{c: "str" for c in ISSUE_COLUMNS if c != "row"}, "row": "int64"})
+    numbers = {"row": "int64", "line": "int64"}
+    return frame.astype({**{c: "str" for c in ISSUE_COLUMNS if c not in numbers}, **numbers})
 
 
 def _score_partition(

@@ -62,6 +62,8 @@ EXTRA_MODULES: dict[str, tuple[tuple[str, ...], ...]] = {
     "parquet": (("pyarrow", "fastparquet"),),
     "dask": (("dask.dataframe",), ("distributed",), ("pyarrow",)),
     "plot": (("matplotlib",),),
+    "excel": (("openpyxl",),),
+    "report": (("jinja2",), ("matplotlib",)),
 }
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from lemlabs.models import FINDING_COLUMNS, Finding
 
-FORMATS = (".csv", ".json", ".jsonl", ".parquet", ".fhir.json")
+FORMATS = (".csv", ".json", ".jsonl", ".parquet", ".fhir.json", ".xlsx")
 JSON_COLUMNS = ("evidence", "notes")
 
 
@@ -66,6 +66,8 @@ def write_findings_table(table: pd.DataFrame, path: str | Path) -> None:
     suffix = _format(path)
     if suffix == ".fhir.json":
         raise ValueError(f"{path}: FHIR output needs the findings, not the flat table")
+    if suffix == ".xlsx":
+        raise ValueError(f"{path}: Excel output needs the findings, not the flat table")
     if suffix == ".csv":
         table.to_csv(path, index=False)
     elif suffix == ".parquet":
@@ -88,6 +90,10 @@ def write_findings(findings: Sequence[Finding], path: str | Path) -> None:
 
         bundle = findings_bundle(findings)
         path.write_text(bundle.model_dump_json(indent=1, exclude_none=True), "utf-8")
+    elif _format(path) == ".xlsx":  # Report.to_excel adds the issues and the summary
+        from lemlabs.excel import write_workbook
+
+        write_workbook(path, findings)
     else:
         write_findings_table(findings_table(findings), path)
 
@@ -98,6 +104,8 @@ def read_findings(path: str | Path) -> list[dict[str, Any]]:
     suffix = _format(path)
     if suffix == ".fhir.json":
         raise ValueError(f"{path}: a FHIR Bundle of DetectedIssues cannot be read back as findings")
+    if suffix == ".xlsx":
+        raise ValueError(f"{path}: an Excel workbook cannot be read back as findings")
     if suffix == ".json":
         rows: list[dict[str, Any]] = json.loads(path.read_text("utf-8"))
         return rows

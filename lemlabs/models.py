@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -101,7 +102,8 @@ FINDING_COLUMNS = list(Finding.__dataclass_fields__)
 
 @dataclass(frozen=True)
 class DataIssue:
-    """A row lemlabs could not use: its 0-based ``row``, the ``field`` and the ``reason``."""
+    """A row lemlabs could not use: its 0-based ``row`` (and 1-based file ``line``), the ``field``
+    and the ``reason``."""
 
     row: int
     patient_id: str
@@ -109,6 +111,8 @@ class DataIssue:
     raw_value: str
     reason: str
     source: str = "labs"
+    line: int | None = None
+    """1-based line in the file, header counted (``row + 2`` for a CSV with one header line)."""
 
 
 ISSUE_TEXT = ("patient_id", "field", "raw_value", "reason", "source")  # object, even when empty
@@ -200,6 +204,19 @@ class Report:
                 object.__setattr__(self, name, stable_dtypes(table))
         text = [column for column in ISSUE_TEXT if column in self.issues.columns]
         object.__setattr__(self, "issues", self.issues.astype(dict.fromkeys(text, object)))
+
+    def to_html(self, path: str | Path, **options: Any) -> None:
+        """This report as one self-contained HTML file (the ``report`` extra); ``options`` go to
+        :func:`lemlabs.report.write_html` (``as_of``, ``thresholds``, ``inputs``)."""
+        from lemlabs.report import write_html
+
+        write_html(self, path, **options)
+
+    def to_excel(self, path: str | Path, thresholds: Any = None) -> None:
+        """Findings, evidence, issues, summary and rules as an Excel workbook (``excel`` extra)."""
+        from lemlabs.excel import write_workbook
+
+        write_workbook(path, self.finding_list, self.issues, self.summary, thresholds)
 
     def data_issues(self) -> list[DataIssue]:
         """The issues table as :class:`DataIssue` records."""

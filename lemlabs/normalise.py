@@ -19,7 +19,11 @@ from lemlabs.rules.thresholds import Thresholds, default_thresholds
 from lemlabs.units import Conversion, conversion
 from lemlabs.values import parse_value
 
-ISSUE_COLUMNS = ["row", "patient_id", "field", "raw_value", "reason", "source"]
+ISSUE_COLUMNS = ["row", "line", "patient_id", "field", "raw_value", "reason", "source"]
+"""``row`` is the 0-based position in the input table; ``line`` the 1-based line of the file with
+the header counted (``row + 2``: a CSV with one header line and no line breaks inside quoted
+fields; for a DataFrame, the line the row has in ``to_csv(index=False)``)."""
+HEADER_LINES = 1
 MAX_RAW_IN_ISSUE = 200
 
 
@@ -368,6 +372,7 @@ def _tables(
     issues = pd.DataFrame(
         {
             "row": np.arange(len(frame))[~accepted],
+            "line": np.arange(len(frame))[~accepted] + HEADER_LINES + 1,
             "patient_id": rows.patient_ids[~accepted],
             "field": rows.problems.field[~accepted],
             "raw_value": _raw_for(frame, rows.problems, ~accepted),
@@ -378,7 +383,8 @@ def _tables(
     )
     if people is not None:
         issues = pd.concat([issues, _patient_issues(people)], ignore_index=True)
-    return results.loc[accepted].reset_index(drop=True), issues.astype({"row": "int64"})
+    issues = issues.astype({"row": "int64", "line": "int64"})
+    return results.loc[accepted].reset_index(drop=True), issues
 
 
 def _reference_units(
@@ -438,6 +444,7 @@ def _patient_issues(people: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "row": bad.index.to_numpy(),
+            "line": bad.index.to_numpy() + HEADER_LINES + 1,
             "patient_id": bad["patient_id"].to_numpy(),
             "field": "course_dates",
             "raw_value": bad.get("course_dates", pd.Series("", index=bad.index))

@@ -12,19 +12,49 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lemlabs.models import Report, Severity
+from lemlabs.display import format_value, label_of
+from lemlabs.models import Finding, Report, Severity
+from lemlabs.rules import TITLES
 from lemlabs.rules.thresholds import default_thresholds
 from lemlabs.schedule import GROUPS, adherence
 
 try:
     import matplotlib.pyplot as plt
+    from matplotlib.axes import Axes
+    from matplotlib.dates import date2num
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
+    from matplotlib.ticker import (
+        FixedLocator,
+        FuncFormatter,
+        MaxNLocator,
+        MultipleLocator,
+        NullFormatter,
+    )
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError("lemlabs.plot needs matplotlib: pip install 'lemlabs[plot]'") from error
 
 SEVERITY_COLOURS = {"info": "#7f7f7f", "watch": "#e3a21a", "action": "#d95f02", "urgent": "#b2182b"}
 DEFAULT_ANALYTES = ("platelets", "creatinine", "tsh", "free_t4")
+CONDITION_NAMES = {
+    "thyroid": "Thyroid disease",
+    "itp": "Immune thrombocytopenia (ITP)",
+    "anti_gbm": "Anti-GBM disease and other nephropathies",
+    "monitoring": "Monitoring tests overdue",
+}
+"""What each condition is called where a clinician reads (plots, the HTML report)."""
+LOG_ANALYTES = ("tsh",)
+LOG_TICKS = (0.01, 0.03, 0.1, 0.4, 1.0, 4.0, 10.0, 30.0, 100.0)
+"""Analytes drawn on a log axis: a suppressed TSH (0.01) and a raised one (20) both read."""
+DIPSTICK_GRADES = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)
+DIPSTICK_LABELS = ("neg", "trace", "1+", "2+", "3+", "4+")
+_LINE = "#1f4e79"
+_SHADE = "#a6cee3"
+
+
+def _plain(text: str) -> str:
+    """Text from the input as matplotlib draws it literally (a ``$`` would start mathtext)."""
+    return text.replace("$", r"\$")
 
 
 def _courses(report: Report, patient_id: str) -> list[pd.Timestamp]:
@@ -34,59 +64,155 @@ def _courses(report: Report, patient_id: str) -> list[pd.Timestamp]:
     return [day for courses in rows["courses"] for day in courses]
 
 
+def _title(code: str) -> str:
+    return TITLES.get(code, code)
+
+
+def _draw_dipstick(ax: Axes, series: pd.DataFrame) -> None:
+    """Grades on a categorical axis: neg, trace, 1+, 2+, 3+ evenly spaced (4+ when present)."""
+    position = np.searchsorted(DIPSTICK_GRADES, series["value"].to_numpy(dtype=float))
+    top = max(4, int(position.max(initial=0)))
+    ax.axhspan(-0.5, 1.5, color=_SHADE, alpha=0.35, lw=0, label="negative or trace")
+    ax.plot(
+        series["collected_at"],
+        position,
+        marker="o",
+        markersize=3,
+        lw=0.8,
+        color=_LINE,
+        drawstyle="steps-post",
+    )
+    ax.set_yticks(range(top + 1), DIPSTICK_LABELS[: top + 1])
+    ax.set_ylim(-0.5, top + 0.5)
+
+
+def _draw_values(ax: Axes, series: pd.DataFrame, log: bool) -> None:
+    """Values with the reference interval shaded; censored values as triangles (< down, > up)."""
+    values = series["value"].to_numpy(dtype=float)
+    low = series["ref_low"].to_numpy(dtype=float)
+    high = series["ref_high"].to_numpy(dtype=float)
+    if log:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(FixedLocator(LOG_TICKS))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        floor = np.nanmin(np.concatenate([values[values > 0], low[low > 0]]), initial=1.0) / 2
+        low = np.where(np.isnan(low) | (low <= 0), floor, low)
+    else:
+        low = np.where(np.isnan(low), 0.0, low)
+    ax.fill_between(
+        series["collected_at"].to_numpy(),
+        low,
+        high,
+        color=_SHADE,
+        alpha=0.35,
+        step="mid",
+        lw=0,
+        label="reference interval",
+    )
+    ax.plot(series["collected_at"], values, lw=0.8, color=_LINE)
+    censor = series["censor"].astype(str).to_numpy()
+    for sign, marker in (("", "o"), ("<", "v"), (">", "^")):
+        mask = censor == sign
+        if mask.any():
+            ax.plot(
+                series["collected_at"].to_numpy()[mask],
+                values[mask],
+                ls="",
+                marker=marker,
+                markersize=3 if sign == "" else 5,
+                color=_LINE,
+            )
+
+
+def _draw_findings(ax: Axes, findings: Sequence[Finding], span: tuple[Any, Any]) -> None:
+    """One lane per finding, onset to latest evidence, labelled with its clinical title: labels
+    sit on their own lanes, so they never overprint."""
+    left, right = (pd.Timestamp(x) for x in span)
+    middle = left + (right - left) / 2
+    for lane, finding in enumerate(findings):
+        colour = SEVERITY_COLOURS[str(finding.severity)]
+        start = pd.Timestamp(finding.episode_start or finding.date)
+        end = max(pd.Timestamp(finding.date), start + pd.Timedelta(days=10))
+        x0, x1 = (float(date2num(day)) for day in (start, end))  # type: ignore[no-untyped-call]
+        ax.barh(lane, x1 - x0, left=x0, height=0.6, color=colour, alpha=0.85)
+        label = f"{_title(finding.code)} ({finding.severity}, onset {start.date()})"
+        if end <= middle:  # room on the right
+            ax.text(x1 + 15, lane, label, va="center", ha="left", fontsize=7)
+        elif start >= middle:  # room on the left
+            ax.text(x0 - 15, lane, label, va="center", ha="right", fontsize=7)
+        else:  # a long episode: on the bar itself
+            box = {"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 1}
+            ax.text(x0 + 15, lane, label, va="center", ha="left", fontsize=7, bbox=box)
+    ax.set_ylim(len(findings) - 0.4, -0.6)
+    ax.set_yticks([])
+    ax.set_label("findings")
+    ax.set_ylabel("findings", fontsize=8)
+
+
 def plot_patient(report: Report, patient_id: str, analytes: Sequence[str] | None = None) -> Figure:
-    """One panel per analyte over time: values (canonical units), the reference interval shaded,
-    course starts as dashed lines, and each finding's episode as a band in its severity's colour."""
+    """A lane per finding (onset to latest evidence, its clinical title, coloured by severity),
+    then a panel per analyte over time: values in canonical units with the reference interval
+    shaded, TSH on a log axis, dipsticks on a categorical axis (neg, trace, 1+, 2+, 3+),
+    censored values as triangles, course starts as dashed lines and each finding's episode as a
+    band in its severity's colour. All panels share the time axis."""
     results = report.results[
         (report.results["patient_id"] == patient_id) & (report.results["status"] == "scored")
     ]
     present = [a for a in (analytes or DEFAULT_ANALYTES) if (results["analyte"] == a).any()]
     if not present:
         raise ValueError(f"no scored results for patient {patient_id!r} and analytes {analytes!r}")
-    figure, axes = plt.subplots(
-        len(present), 1, sharex=True, figsize=(9, 2.2 * len(present)), squeeze=False
+    findings = sorted(
+        (f for f in report.finding_list if f.patient_id == patient_id),
+        key=lambda f: (f.episode_start or f.date, -int(f.severity), f.code),
     )
-    findings = [f for f in report.finding_list if f.patient_id == patient_id]
-    for ax, analyte in zip(axes[:, 0], present, strict=True):
+    heights = ([0.35 * len(findings) + 0.4] if findings else []) + [1.7] * len(present)
+    figure, axes = plt.subplots(
+        len(heights),
+        1,
+        sharex=True,
+        figsize=(9, sum(heights) + 0.8),
+        squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )
+    panels = list(axes[:, 0])
+    mine = results[results["analyte"].isin(present)]
+    span = (mine["collected_at"].min(), mine["collected_at"].max())
+    if findings:
+        _draw_findings(panels.pop(0), findings, span)
+    for ax, analyte in zip(panels, present, strict=True):
         series = results[results["analyte"] == analyte].sort_values("collected_at")
-        ax.plot(
-            series["collected_at"], series["value"], marker="o", markersize=3, lw=1, color="#1f4e79"
-        )
-        ax.fill_between(
-            series["collected_at"],
-            series["ref_low"].fillna(0).to_numpy(),  # arrays: matplotlib with numpy 1.24 fails
-            series["ref_high"].to_numpy(),  # on float Series here ("ufunc 'isfinite'")
-            color="#a6cee3",
-            alpha=0.35,
-            step="mid",
-            label="reference interval",
-        )
-        for start in _courses(report, patient_id):
-            ax.axvline(start, color="grey", ls="--", lw=0.8)
+        unit = str(series["unit"].iloc[0])
+        if unit == "grade":
+            _draw_dipstick(ax, series)
+            label = label_of(analyte)
+            ax.set_ylabel(label if "dipstick" in label else f"{label}\n(dipstick)", fontsize=8)
+        else:
+            _draw_values(ax, series, analyte in LOG_ANALYTES)
+            scale = ", log" if analyte in LOG_ANALYTES else ""
+            ax.set_ylabel(f"{label_of(analyte)}\n({format_value(1, unit)[2:]}{scale})", fontsize=8)
         for finding in findings:
             if any(e.analyte == analyte for e in finding.evidence):
-                colour = SEVERITY_COLOURS[str(finding.severity)]
                 start = pd.Timestamp(finding.episode_start or finding.date)
                 end = pd.Timestamp(finding.date) + pd.Timedelta(days=3)
-                ax.axvspan(start, end, color=colour, alpha=0.25, lw=0)
-                ax.annotate(
-                    finding.code.split(".", 1)[1],
-                    (start, 0.98),
-                    xycoords=("data", "axes fraction"),
-                    rotation=90,
-                    va="top",
-                    ha="right",
-                    fontsize=7,
-                    color=colour,
-                )
-        ax.set_ylabel(f"{analyte}\n({series['unit'].iloc[0]})", fontsize=8)
-    axes[0, 0].set_title(f"{patient_id}: results, reference intervals (shaded), courses (dashed)")
+                colour = SEVERITY_COLOURS[str(finding.severity)]
+                ax.axvspan(start, end, color=colour, alpha=0.2, lw=0)
+    for ax in axes[:, 0]:
+        for start in _courses(report, patient_id):
+            ax.axvline(start, color="grey", ls="--", lw=0.8)
+    axes[0, 0].set_title(
+        f"{_plain(patient_id)}: findings, results with reference intervals (shaded), "
+        "courses (dashed)",
+        fontsize=9,
+    )
     figure.tight_layout()
     return figure
 
 
-def plot_cohort(report: Report, bin_months: int = 3) -> Figure:
-    """Findings per condition by onset, in months since the first course, stacked by severity."""
+def cohort_onsets(report: Report, bin_months: int = 3) -> pd.DataFrame:
+    """One row per patient and condition: the earliest onset of the patient's findings of that
+    condition in months since the patient's first course, its bin and the most severe finding's
+    severity. Patients without courses and monitoring findings are left out."""
     if report.patients is None:
         raise ValueError("plot_cohort needs the patients table (course dates): score with patients")
     first = {
@@ -96,25 +222,49 @@ def plot_cohort(report: Report, bin_months: int = 3) -> Figure:
         )
         if courses
     }
-    rows: list[dict[str, Any]] = []
+    worst: dict[tuple[str, str], tuple[pd.Timestamp, Severity]] = {}
     for finding in report.finding_list:
-        if finding.patient_id in first:
-            onset = finding.episode_start or finding.date
-            months = (pd.Timestamp(onset) - first[finding.patient_id]).days / 30.44
-            rows.append(
-                {
-                    "condition": str(finding.condition),
-                    "severity": str(finding.severity),
-                    "bin": int(np.floor(months / bin_months)) * bin_months,
-                }
-            )
-    frame = pd.DataFrame(rows, columns=["condition", "severity", "bin"])
-    conditions = sorted(frame["condition"].unique()) or ["(no findings)"]
+        condition = str(finding.condition)
+        if finding.patient_id not in first or condition == "monitoring":
+            continue
+        onset = pd.Timestamp(finding.episode_start or finding.date)
+        key = (finding.patient_id, condition)
+        seen = worst.get(key, (onset, finding.severity))
+        worst[key] = (min(seen[0], onset), max(seen[1], finding.severity))
+    rows = []
+    for (patient_id, condition), (onset, severity) in sorted(worst.items()):
+        months = (onset - first[patient_id]).days / 30.44
+        rows.append(
+            {
+                "patient_id": patient_id,
+                "condition": condition,
+                "severity": str(severity),
+                "months": months,
+                "bin": int(np.floor(months / bin_months)) * bin_months,
+            }
+        )
+    return pd.DataFrame(rows, columns=["patient_id", "condition", "severity", "months", "bin"])
+
+
+def plot_cohort(report: Report, bin_months: int = 3) -> Figure:
+    """Patients (not findings) per condition by onset, in months since their first course: one
+    panel per condition, named as a clinician names it, all on one shared x-axis; each patient
+    counts once per condition, at the onset of their earliest finding of it, and is stacked by
+    their most severe finding of it (see :func:`cohort_onsets`)."""
+    frame = cohort_onsets(report, bin_months)
+    conditions = [c for c in CONDITION_NAMES if (frame["condition"] == c).any()]
     figure, axes = plt.subplots(
-        1, len(conditions), figsize=(4 * len(conditions), 3), sharey=True, squeeze=False
+        max(len(conditions), 1),
+        1,
+        figsize=(9, 1.9 * max(len(conditions), 1) + 0.9),
+        sharex=True,
+        squeeze=False,
     )
-    for ax, condition in zip(axes[0], conditions, strict=True):
+    if not conditions:
+        axes[0, 0].set_title("(no findings)")
+    for ax, condition in zip(axes[:, 0], conditions, strict=False):
         part = frame[frame["condition"] == condition]
+        count = part["patient_id"].nunique()
         table = part.pivot_table(index="bin", columns="severity", aggfunc="size", fill_value=0)
         bottom = np.zeros(len(table))
         for severity in (str(s) for s in Severity):
@@ -129,11 +279,31 @@ def plot_cohort(report: Report, bin_months: int = 3) -> Figure:
                     align="edge",
                 )
                 bottom += table[severity].to_numpy()
-        ax.set_title(condition)
-        ax.set_xlabel("months since the first course")
-    axes[0, 0].set_ylabel("findings")
+        ax.set_title(CONDITION_NAMES[condition], fontsize=9, loc="left")
+        ax.set_ylabel("patients", fontsize=8)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.text(
+            0.99,
+            0.9,
+            f"{count} patient{'s' if count != 1 else ''}",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=8,
+        )
+    axes[-1, 0].set_xlabel(f"months from the first course to onset ({bin_months}-month bins)")
+    axes[-1, 0].xaxis.set_major_locator(MultipleLocator(12 if bin_months < 12 else bin_months))
     handles = [Patch(color=colour, label=name) for name, colour in SEVERITY_COLOURS.items()]
-    axes[0, -1].legend(handles=handles, fontsize=7)
+    axes[0, 0].legend(
+        handles=handles,
+        fontsize=7,
+        ncol=4,
+        loc="lower right",
+        bbox_to_anchor=(1.0, 1.0),
+        title="most severe finding",
+        title_fontsize=7,
+        frameon=False,
+    )
     figure.tight_layout()
     return figure
 
@@ -164,7 +334,7 @@ def plot_adherence(report: Report, patient_id: str, as_of: dt.date | str | None 
         )
     ax.set_yticks(range(len(groups)), groups)
     ax.set_ylim(-0.6, len(groups) - 0.4)
-    ax.set_title(f"{patient_id}: tests done and due dates missed (as of {day})")
+    ax.set_title(f"{_plain(patient_id)}: tests done and due dates missed (as of {day})")
     ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.0, 1.35), ncol=2)
     figure.tight_layout()
     return figure

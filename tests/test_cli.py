@@ -91,7 +91,7 @@ def test_bad_threshold_file_exits_2(inputs: tuple[Path, Path], tmp_path: Path) -
 
 
 def test_unknown_output_format_exits_2(inputs: tuple[Path, Path], tmp_path: Path) -> None:
-    done = run("score", inputs[0], "-o", tmp_path / "findings.xlsx")
+    done = run("score", inputs[0], "-o", tmp_path / "findings.docx")
     assert done.returncode == 2 and "unknown output format" in done.stderr
 
 

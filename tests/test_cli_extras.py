@@ -128,7 +128,8 @@ def test_parquet_input_without_the_extra_exits_2(
     [
         (["--workers", "3"], "--workers needs --dask"),
         (["--scheduler", "tcp://127.0.0.1:8786"], "--scheduler needs --dask"),
-        (["-o", "{tmp}/findings.xlsx"], "unknown output format '.xlsx'"),
+        (["-o", "{tmp}/findings.docx"], "unknown output format '.docx'"),
+        (["--dask", "-o", "{tmp}/findings.xlsx"], "not Excel"),
         (["-o", "{tmp}/findings"], "unknown output format 'findings'"),
         (["--dask", "-o", "{tmp}/findings.fhir.json"], "not FHIR"),
     ],

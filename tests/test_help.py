@@ -25,7 +25,9 @@ def help_text(
     return capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", ["main", "score", "demo", "schedule", "rules", "thresholds"])
+@pytest.mark.parametrize(
+    "command", ["main", "score", "report", "demo", "schedule", "rules", "thresholds"]
+)
 def test_help_matches_the_snapshot(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
@@ -36,7 +38,9 @@ def test_help_matches_the_snapshot(
     assert text == snapshot.read_text("utf-8")
 
 
-@pytest.mark.parametrize("command", ["main", "score", "demo", "schedule", "rules", "thresholds"])
+@pytest.mark.parametrize(
+    "command", ["main", "score", "report", "demo", "schedule", "rules", "thresholds"]
+)
 def test_help_is_plain_text_with_examples_and_exit_codes(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import lab_frame, patient_frame
@@ -136,3 +138,19 @@ def test_row_accounting_on_the_example_cohort() -> None:
 def test_a_decimal_comma_after_a_lone_zero_converts() -> None:
     row = _one("Creatinine", "0,125", "mmol/L")  # 125 µmol/L, not a data issue
     assert row["value"] == pytest.approx(125.0)
+
+
+def test_an_issue_names_its_line_in_the_file(tmp_path: Path) -> None:
+    """``line`` is 1-based with the header counted: the line a text editor shows."""
+    path = tmp_path / "labs.csv"
+    path.write_text(
+        "patient_id,collected_at,test,value,unit\n"
+        "P1,2021-01-01,PLT,200,10^9/L\n"
+        "P1,2021-01-02,PLT,1,200,10^9/L\n".replace("1,200,10^9", '"1,200",10^9'),
+        "utf-8",
+    )
+    report = lemlabs.score_frame(path)
+    issue = report.issues.iloc[0]
+    assert (issue["row"], issue["line"]) == (1, 3)
+    assert path.read_text("utf-8").splitlines()[issue["line"] - 1].startswith("P1,2021-01-02")
+    assert report.data_issues()[0].line == 3

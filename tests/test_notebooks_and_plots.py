@@ -64,7 +64,11 @@ def test_patient_plot_of_an_unknown_patient_is_a_clear_error(report: lemlabs.Rep
 
 def test_cohort_plot_has_a_panel_per_condition(report: lemlabs.Report) -> None:
     figure = plot_cohort(report)
-    assert {ax.get_title() for ax in figure.axes} == {"anti_gbm", "itp", "thyroid"}
+    assert {ax.get_title(loc="left") for ax in figure.axes} == {
+        "Anti-GBM disease and other nephropathies",
+        "Immune thrombocytopenia (ITP)",
+        "Thyroid disease",
+    }
 
 
 def test_cohort_plot_needs_patients() -> None:

@@ -1,0 +1,272 @@
+"""One self-contained HTML report a safety physician opens (the ``report`` extra: Jinja2 and
+matplotlib): a worklist of patients by their most severe finding, a section per patient with the
+timelines, each finding's message, action, evidence and sources, schedule adherence as of a date,
+the data issues with their file lines, and what produced it (rules and CTCAE versions, inputs).
+
+No server, no network: CSS and plots (SVG) are inline, there is no script. Every text from the
+input (patient ids, raw values) is escaped by the template engine (autoescape).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+import lemlabs
+from lemlabs.display import format_value, label_of
+from lemlabs.excel import shown_value, sort_findings, worst_evidence
+from lemlabs.models import Finding, Report
+from lemlabs.rules import TITLES
+from lemlabs.rules.thresholds import Thresholds, load_thresholds
+from lemlabs.schedule import COLUMNS as SCHEDULE_COLUMNS
+from lemlabs.schedule import GROUPS, schedule_table
+from lemlabs.scoring import rules_version
+
+try:
+    import matplotlib
+
+    matplotlib.use("Agg")  # drawing to SVG text only: no window, whatever the environment
+    import matplotlib.pyplot as plt
+    from jinja2 import Environment, PackageLoader
+    from markupsafe import Markup
+    from matplotlib.figure import Figure
+
+    from lemlabs.plot import CONDITION_NAMES, SEVERITY_COLOURS, plot_cohort, plot_patient
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "lemlabs.report needs Jinja2 and matplotlib: pip install 'lemlabs[report]'"
+    ) from error
+
+PLOT_ORDER = (
+    "platelets",
+    "creatinine",
+    "urine_blood",
+    "urine_rbc",
+    "urine_protein",
+    "upcr",
+    "uacr",
+    "tsh",
+    "free_t4",
+)
+Inputs = Mapping[str, tuple[str, int]]
+"""What went in: a role (``labs``, ``patients``) → (file name, rows)."""
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("lemlabs", "templates"),
+        autoescape=True,  # every text from the input is untrusted
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["day"] = lambda d: "" if d is None or pd.isna(d) else pd.Timestamp(d).date()
+    return env
+
+
+def svg(figure: Figure, salt: str) -> Markup:
+    """A figure as inline SVG text (text kept as text: small, searchable, selectable)."""
+    buffer = io.StringIO()
+    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
+        figure.savefig(buffer, format="svg", bbox_inches="tight")
+    plt.close(figure)
+    text = buffer.getvalue()
+    return Markup(text[text.index("<svg") :])  # matplotlib escapes the texts it draws
+
+
+def _since(days: int | None) -> str:
+    if days is None:
+        return "before the first course"
+    return f"day {days} ({days / 30.44:.1f} months)"
+
+
+def _evidence_rows(finding: Finding) -> list[dict[str, Any]]:
+    return [
+        {
+            "date": e.collected_at.date(),
+            "test": label_of(e.analyte),
+            "value": format_value(e.value, e.unit, e.censor, e.value_high),
+            "sent": f"{e.raw_value} {e.raw_unit}".strip(),
+            "baseline": (
+                ""
+                if e.baseline is None
+                else f"{format_value(e.baseline, e.unit)} ({e.baseline_kind or 'baseline'})"
+            ),
+            "line": e.row + 2,
+            "source_id": e.source_id or "",
+        }
+        for e in sorted(finding.evidence, key=lambda e: (e.collected_at, e.row))
+    ]
+
+
+def _finding(finding: Finding) -> dict[str, Any]:
+    return {
+        "title": TITLES.get(finding.code, finding.code),
+        "code": finding.code,
+        "condition": CONDITION_NAMES.get(str(finding.condition), str(finding.condition)),
+        "severity": str(finding.severity),
+        "grade": finding.ctcae_grade,
+        "onset": finding.episode_start or finding.date,
+        "latest": finding.date,
+        "since": _since(finding.days_from_course),
+        "worst": shown_value(worst_evidence(finding)),
+        "message": finding.message,
+        "action": finding.action,
+        "notes": list(finding.notes),
+        "sources": [part.strip() for part in finding.source.split(";") if part.strip()],
+        "rule_id": finding.rule_id,
+        "evidence": _evidence_rows(finding),
+    }
+
+
+def _schedule(report: Report, day: dt.date, thresholds: Thresholds) -> pd.DataFrame:
+    if report.patients is None:
+        return pd.DataFrame(columns=SCHEDULE_COLUMNS)
+    return schedule_table(report.results, report.patients, day, thresholds)
+
+
+def _schedule_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
+    return [
+        {
+            "group": GROUPS[str(row["test_group"])][3],
+            "status": str(row["status"]).replace("_", " "),
+            "last_done": row["last_done"],
+            "next_due": row["next_due"],
+            "days_overdue": int(row["days_overdue"]),
+            "missed": int(row["missed_intervals"]),
+        }
+        for row in table.to_dict("records")
+    ]
+
+
+def context(
+    report: Report,
+    *,
+    as_of: dt.date | str | None = None,
+    thresholds: Thresholds | Mapping[str, Any] | str | None = None,
+    inputs: Inputs | None = None,
+) -> dict[str, Any]:
+    """What the template shows (plain data, plots as SVG text)."""
+    table = load_thresholds(thresholds)
+    scored = report.results[report.results["status"] == "scored"]
+    latest = scored["collected_at"].max() if len(scored) else pd.Timestamp.today()
+    day = pd.Timestamp(as_of).date() if as_of is not None else pd.Timestamp(latest).date()
+    by_patient: dict[str, list[Finding]] = {}
+    for finding in sort_findings(report.finding_list):
+        by_patient.setdefault(finding.patient_id, []).append(finding)
+    order = sorted(
+        by_patient,
+        key=lambda p: (-int(by_patient[p][0].severity), by_patient[p][0].episode_start, p),
+    )
+    plan = _schedule(report, day, table)
+    patients = []
+    for number, patient_id in enumerate(order, start=1):
+        findings = by_patient[patient_id]
+        analytes = {e.analyte for f in findings for e in f.evidence}
+        shown = [a for a in PLOT_ORDER if a in analytes] or list(PLOT_ORDER)
+        try:
+            plot = svg(plot_patient(report, patient_id, shown), f"patient-{number}")
+        except ValueError:  # no scored results to draw (a monitoring-only finding)
+            plot = Markup("")
+        patients.append(
+            {
+                "anchor": f"patient-{number}",
+                "patient_id": patient_id,
+                "worst": _finding(findings[0]),
+                "findings": [_finding(f) for f in findings],
+                "plot": plot,
+                "schedule": _schedule_rows(plan[plan["patient_id"] == patient_id]),
+            }
+        )
+    counts = (
+        plan.groupby(["test_group", "status"]).size().unstack(fill_value=0)
+        if len(plan)
+        else pd.DataFrame()
+    )
+    by_group: dict[Any, dict[Any, Any]] = counts.to_dict("index")
+    statuses = [s for s in ("ok", "due", "overdue", "window_ended", "no_courses") if s in counts]
+    overdue = plan[plan["status"] == "overdue"].sort_values(
+        ["days_overdue", "patient_id"], ascending=[False, True]
+    )
+    anchors = {p["patient_id"]: p["anchor"] for p in patients}
+    summary = report.summary
+    ins = dict(inputs or {"labs": ("(a table in memory)", int(summary["rows_in"]))})
+    cohort = Markup("")
+    if report.patients is not None:
+        cohort = svg(plot_cohort(report), "cohort")
+    return {
+        "title": "lemlabs report",
+        "generated": dt.datetime.now().replace(microsecond=0),
+        "version": lemlabs.__version__,
+        "rules_version": rules_version(table),
+        "ctcae_version": table["ctcae.version"],
+        "as_of": day,
+        "inputs": ins,
+        "summary": summary,
+        "severity_colours": SEVERITY_COLOURS,
+        "by_severity": summary.get("findings_by_severity", {}),
+        "patients": patients,
+        "cohort_plot": cohort,
+        "adherence": {
+            "statuses": [s.replace("_", " ") for s in statuses],
+            "rows": [
+                {"group": GROUPS[g][3], "counts": [int(by_group[g][s]) for s in statuses]}
+                for g in GROUPS
+                if g in by_group
+            ],
+            "overdue": [
+                {
+                    "patient_id": row["patient_id"],
+                    "anchor": anchors.get(row["patient_id"]),
+                    "group": GROUPS[str(row["test_group"])][3],
+                    "last_done": row["last_done"],
+                    "next_due": row["next_due"],
+                    "days_overdue": int(row["days_overdue"]),
+                    "missed": int(row["missed_intervals"]),
+                }
+                for row in overdue.to_dict("records")
+            ],
+        },
+        "issues": report.issues.to_dict("records"),
+        "has_patients": report.patients is not None,
+    }
+
+
+def render_html(report: Report, **options: Any) -> str:
+    """The report as HTML text (see :func:`context` for the options)."""
+    return _environment().get_template("report.html.j2").render(**context(report, **options))
+
+
+def write_html(
+    report: Report,
+    path: str | Path,
+    *,
+    as_of: dt.date | str | None = None,
+    thresholds: Thresholds | Mapping[str, Any] | str | None = None,
+    inputs: Inputs | None = None,
+) -> float:
+    """Write the report to ``path`` (UTF-8); returns the seconds it took."""
+    start = time.perf_counter()
+    text = render_html(report, as_of=as_of, thresholds=thresholds, inputs=inputs)
+    Path(path).write_text(text, "utf-8")
+    return time.perf_counter() - start
+
+
+def inputs_of(labs: Any, patients: Any, report: Report) -> dict[str, tuple[str, int]]:
+    """File names (or "a table in memory") and row counts of what went in."""
+
+    def name(source: Any) -> str:
+        return Path(source).name if isinstance(source, str | Path) else "(a table in memory)"
+
+    out = {"labs": (name(labs), int(report.summary["rows_in"]))}
+    if patients is not None and report.patients is not None:
+        out["patients"] = (name(patients), len(report.patients))
+    return out
+
+
+__all__: Sequence[str] = ("context", "inputs_of", "render_html", "svg", "write_html")
