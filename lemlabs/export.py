@@ -7,22 +7,61 @@ CSV and Parquet files hold and what :mod:`lemlabs.dask` returns.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from lemlabs.errors import OutputError
 from lemlabs.models import FINDING_COLUMNS, Finding
 
 FORMATS = (".csv", ".json", ".jsonl", ".parquet", ".fhir.json")
 JSON_COLUMNS = ("evidence", "notes")
+#: a spreadsheet reads a cell that begins with one of these as a formula (OWASP CSV injection)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+GUARD = "'"
+_PLAIN_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
+
+
+def guard_cell(text: str) -> str:
+    """A text cell made safe for a spreadsheet: one that begins with ``=``, ``+``, ``-``,
+    ``@``, a tab or a carriage return (a formula to Excel or LibreOffice) gets a leading ``'``;
+    so does one that already begins with ``'``, so that :func:`unguard_cell` gives the text back
+    exactly. A plain number (``-0.5``, ``+3``) is left as it is: it cannot hold a formula."""
+    if text.startswith(GUARD) or (
+        text.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.match(text)
+    ):
+        return GUARD + text
+    return text
+
+
+def unguard_cell(text: str) -> str:
+    """The text :func:`guard_cell` was given."""
+    return text[1:] if text.startswith(GUARD) else text
+
+
+def guard_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Every text cell of ``table`` through :func:`guard_cell` (numbers and dates untouched):
+    what lemlabs writes to any CSV file (findings, issues, schedule)."""
+    out = table.copy()
+    for column in out.columns:
+        values = out[column]
+        if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
+            out[column] = values.map(lambda v: guard_cell(v) if isinstance(v, str) else v)
+    return out
+
+
+def write_csv(table: pd.DataFrame, path: str | Path) -> None:
+    """A table as CSV with every text cell guarded against formula injection."""
+    guard_table(table).to_csv(Path(path), index=False)
 
 
 def _format(path: Path) -> str:
     suffix = ".fhir.json" if path.name.lower().endswith(".fhir.json") else path.suffix.lower()
     if suffix not in FORMATS:
-        raise ValueError(f"{path}: unknown output format {suffix!r} (use {', '.join(FORMATS)})")
+        raise OutputError(f"{path}: unknown output format {suffix!r} (use {', '.join(FORMATS)})")
     return suffix
 
 
@@ -65,9 +104,9 @@ def write_findings_table(table: pd.DataFrame, path: str | Path) -> None:
     path = Path(path)
     suffix = _format(path)
     if suffix == ".fhir.json":
-        raise ValueError(f"{path}: FHIR output needs the findings, not the flat table")
+        raise OutputError(f"{path}: FHIR output needs the findings, not the flat table")
     if suffix == ".csv":
-        table.to_csv(path, index=False)
+        write_csv(table, path)
     elif suffix == ".parquet":
         table.to_parquet(path, index=False)
     elif suffix == ".json":
@@ -97,7 +136,9 @@ def read_findings(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     suffix = _format(path)
     if suffix == ".fhir.json":
-        raise ValueError(f"{path}: a FHIR Bundle of DetectedIssues cannot be read back as findings")
+        raise OutputError(
+            f"{path}: a FHIR Bundle of DetectedIssues cannot be read back as findings"
+        )
     if suffix == ".json":
         rows: list[dict[str, Any]] = json.loads(path.read_text("utf-8"))
         return rows
@@ -105,9 +146,10 @@ def read_findings(path: str | Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
     if suffix == ".parquet":
         return table_records(pd.read_parquet(path))
-    return table_records(pd.read_csv(path, dtype=str, keep_default_na=False))
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return table_records(table.map(unguard_cell))
 
 
 def write_issues(issues: pd.DataFrame, path: str | Path) -> None:
-    """Write the data issues table as CSV."""
-    issues.to_csv(Path(path), index=False)
+    """Write the data issues table as CSV (text cells guarded: :func:`guard_cell`)."""
+    write_csv(issues, path)

@@ -267,9 +267,9 @@ def check_as_of(day: dt.date | str) -> dt.date:
     try:
         stamp = pd.Timestamp(day)
     except (ValueError, OverflowError, TypeError) as error:
-        raise LabInputError(f"as_of: not an ISO date: {day!r}") from error
+        raise LabInputError(f"as_of: not an ISO date: {str(day)!r}") from error
     if pd.isna(stamp) or not FIRST_YEAR <= stamp.year <= LAST_YEAR:
-        raise LabInputError(f"as_of: {day!r} is outside the years {FIRST_YEAR}–{LAST_YEAR}")
+        raise LabInputError(f"as_of: {str(day)!r} is outside the years {FIRST_YEAR}–{LAST_YEAR}")
     return stamp.date()
 
 
