@@ -133,10 +133,10 @@ def _read_csv(source: Source) -> pd.DataFrame:
     except (ValueError, OverflowError, MemoryError) as error:  # e.g. a NUL byte in a header
         raise LabInputError(f"{name}: not a readable CSV table ({error})") from error
     _check_mangled(frame, name)
-    return _unshift(frame, name)
+    return unshift(frame, name)
 
 
-def _unshift(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+def unshift(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     """A data row with more fields than the header makes pandas take the first fields as the
     index, shifting every field; a trailing delimiter (an empty last field) is undone here, any
     other extra field is an error."""
