@@ -337,6 +337,13 @@ def normalise_prepared(
     frame: pd.DataFrame, people: pd.DataFrame | None, thresholds: Thresholds | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`normalise` for tables already through ``prepare_labs``/``prepare_patients``."""
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is a data issue, below
+        return _normalise_rows(frame, people, thresholds)
+
+
+def _normalise_rows(
+    frame: pd.DataFrame, people: pd.DataFrame | None, thresholds: Thresholds | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     table = thresholds if thresholds is not None else default_thresholds()
     rows = _Rows(frame)
     _check_rows(rows)
@@ -542,7 +549,9 @@ def _raw_for(frame: pd.DataFrame, problems: _Problems, mask: np.ndarray) -> list
         "unit": "unit",
     }
     return [
-        _clip(str(frame.at[index, column_of[field]])) if column_of[field] in frame.columns else ""
+        _clip(str(frame.at[index, column_of.get(field, field)]))
+        if column_of.get(field, field) in frame.columns
+        else ""
         for index, field in zip(np.flatnonzero(mask), problems.field[mask], strict=True)
     ]
 
