@@ -46,16 +46,31 @@ def guard_table(table: pd.DataFrame) -> pd.DataFrame:
     """Every text cell of ``table`` through :func:`guard_cell` (numbers and dates untouched):
     what lemlabs writes to any CSV file (findings, issues, schedule)."""
     out = table.copy()
-    for column in out.columns:
-        values = out[column]
-        if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
-            out[column] = values.map(lambda v: guard_cell(v) if isinstance(v, str) else v)
+    for column in _text_columns(out):
+        out[column] = out[column].map(lambda v: guard_cell(v) if isinstance(v, str) else v)
     return out
 
 
+def _text_columns(table: pd.DataFrame) -> list[Any]:
+    return [
+        column
+        for column in table.columns
+        if table[column].dtype == object or pd.api.types.is_string_dtype(table[column].dtype)
+    ]
+
+
 def write_csv(table: pd.DataFrame, path: str | Path) -> None:
-    """A table as CSV with every text cell guarded against formula injection."""
-    guard_table(table).to_csv(Path(path), index=False)
+    """A table as CSV with every text cell guarded against formula injection.
+
+    Lines end in ``\\n``; when a cell holds a carriage return, in ``\\r\\n`` (RFC 4180), the
+    only way to have the CSV writer quote that cell, so that it reads back as one cell.
+    """
+    guarded = guard_table(table)
+    has_cr = any(
+        guarded[c].map(lambda v: isinstance(v, str) and "\r" in v).any()
+        for c in _text_columns(guarded)
+    )
+    guarded.to_csv(Path(path), index=False, lineterminator="\r\n" if has_cr else "\n")
 
 
 def _format(path: Path) -> str:
@@ -143,7 +158,8 @@ def read_findings(path: str | Path) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = json.loads(path.read_text("utf-8"))
         return rows
     if suffix == ".jsonl":
-        return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+        lines = path.read_text("utf-8").split("\n")  # not splitlines(): "\x85" may be in a text
+        return [json.loads(line) for line in lines if line.strip()]
     if suffix == ".parquet":
         return table_records(pd.read_parquet(path))
     table = pd.read_csv(path, dtype=str, keep_default_na=False)

@@ -132,7 +132,8 @@ def load_resources(source: FhirSource) -> list[Any]:
             raise LabInputError(
                 f"{name}: not valid JSON ({whole.msg}, line {whole.lineno})"
             ) from whole
-    lines = [line for line in text.splitlines() if line.strip()]
+    # lines end in "\n" (or "\r\n"); not splitlines(), which also splits at "\x85" or "\u2028"
+    lines = [line for line in text.split("\n") if line.strip()]
     resources = []
     for number, line in enumerate(lines, start=1):
         try:
