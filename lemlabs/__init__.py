@@ -15,6 +15,7 @@ from lemlabs.errors import (
     LemlabsError,
     MissingColumnError,
     MissingExtraError,
+    OutputError,
     RuleError,
     ThresholdError,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "LemlabsError",
     "MissingColumnError",
     "MissingExtraError",
+    "OutputError",
     "Report",
     "RuleError",
     "Severity",

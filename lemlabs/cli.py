@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,14 +19,53 @@ import pandas as pd
 
 import lemlabs
 from lemlabs import examples
-from lemlabs.errors import LemlabsError, require_extra
-from lemlabs.export import FORMATS, write_findings, write_findings_table, write_issues
+from lemlabs.errors import LabInputError, LemlabsError, require_extra
+from lemlabs.export import FORMATS, write_csv, write_findings, write_findings_table, write_issues
+from lemlabs.ingest import check_as_of
 from lemlabs.models import Report, Severity
 from lemlabs.rules.listing import rules_text
 from lemlabs.rules.thresholds import load_thresholds, site_template
 
 EXIT_OK, EXIT_INPUT, EXIT_FAIL_ON = 0, 2, 3
 DASK_WORKERS = 2
+# C0 and C1 controls, DEL, and the invisible or bidirectional formatting characters that can
+# disguise text on a terminal (zero-width, line/paragraph separators, embeddings, isolates)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+
+
+def printable(text: object) -> str:
+    """``text`` safe to print: every control character (ANSI escapes, newlines, carriage
+    returns, bidirectional overrides) shown as an escape (``\\x1b``) rather than obeyed."""
+
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    return _CONTROL.sub(escape, str(text))
+
+
+class _Printable:
+    """An output stream that escapes control characters in everything written but the line
+    breaks lemlabs writes itself (fields are escaped whole, newlines included, before that)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write("\n".join(printable(line) for line in text.split("\n")))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _printable_table(table: pd.DataFrame) -> pd.DataFrame:
+    """A table whose text cells and labels are printable (for ``to_string``)."""
+    out = table.copy()
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column].dtype):
+            out[column] = out[column].map(lambda v: printable(v) if isinstance(v, str) else v)
+    out.columns = [printable(c) if isinstance(c, str) else c for c in out.columns]
+    return out
 
 
 class _Progress:
@@ -248,9 +288,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _date(text: str) -> dt.date:
     try:
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO date: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not an ISO date: {printable(text)!r}") from None
+    try:
+        return check_as_of(day)
+    except LabInputError as error:
+        raise argparse.ArgumentTypeError(printable(str(error).removeprefix("as_of: "))) from None
 
 
 def _summary_table(report: Report) -> str:
@@ -260,7 +304,7 @@ def _summary_table(report: Report) -> str:
     table = pd.crosstab(
         findings["condition"], findings["severity"], margins=True, margins_name="total"
     )
-    return table.to_string()
+    return table.to_string()  # condition and severity names are lemlabs' own
 
 
 def _print_report(report: Report, out: TextIO, top: int = 10) -> None:
@@ -272,7 +316,9 @@ def _print_report(report: Report, out: TextIO, top: int = 10) -> None:
     )
     skipped = s.get("not_scored_by_test", {})
     if skipped:
-        names = ", ".join(f"{name} ({entry['rows']})" for name, entry in list(skipped.items())[:5])
+        names = ", ".join(
+            f"{printable(name)} ({entry['rows']})" for name, entry in list(skipped.items())[:5]
+        )
         more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
         out.write(f"not scored: {names}{more}\n\n")
     out.write("findings by condition and severity\n" + _summary_table(report) + "\n")
@@ -286,24 +332,26 @@ def _print_report(report: Report, out: TextIO, top: int = 10) -> None:
             since = "" if finding.days_from_course is None else f"day {finding.days_from_course}"
             out.write(
                 f"  {finding.severity!s:<7} {finding.episode_start or finding.date} {since:<9} "
-                f"{finding.patient_id:<10} {finding.code}\n"
+                f"{printable(finding.patient_id):<10} {finding.code}\n"
             )
     if not report.issues.empty:
         out.write(f"\ndata issues: {len(report.issues)} (first 5)\n")
         for issue in report.issues.head(5).itertuples():
-            out.write(f"  row {issue.row}: {issue.field}: {issue.reason}\n")
+            out.write(f"  row {issue.row}: {issue.field}: {printable(issue.reason)}\n")
 
 
 def _schedule(args: argparse.Namespace, out: TextIO) -> int:
     table = lemlabs.schedule(args.labs, args.patients, args.as_of, args.thresholds)
     if args.output is not None:
-        table.to_csv(args.output, index=False)
+        write_csv(table, args.output)
     else:
         counts = table["status"].value_counts().to_dict()
-        out.write(", ".join(f"{status} {count}" for status, count in counts.items()) + "\n")
+        out.write(
+            ", ".join(f"{printable(status)} {count}" for status, count in counts.items()) + "\n"
+        )
         late = table[table["status"] == "overdue"].sort_values("days_overdue", ascending=False)
         if not late.empty:
-            out.write(late.to_string(index=False) + "\n")
+            out.write(_printable_table(late).to_string(index=False) + "\n")
     return EXIT_OK
 
 
@@ -462,10 +510,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lemlabs`` console script."""
     args = _parser().parse_args(argv)
     try:
-        return _run(args, sys.stdout)
+        return _run(args, _Printable(sys.stdout))  # type: ignore[arg-type]
     except (LemlabsError, OSError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        sys.stderr.write(f"lemlabs: error: {message}\n")
+        lines = str(error).splitlines()
+        message = lines[0] if lines and lines[0].strip() else type(error).__name__
+        sys.stderr.write(f"lemlabs: error: {printable(message)}\n")
         return EXIT_INPUT
 
 

@@ -9,6 +9,7 @@ equals ``score_frame`` on the same data, order aside.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -25,10 +26,11 @@ try:
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError("lemlabs.dask needs Dask: pip install 'lemlabs[dask]'") from error
 
+from lemlabs.errors import LabInputError
 from lemlabs.export import findings_table
-from lemlabs.ingest import LAB_COLUMNS, Source, prepare_patients
+from lemlabs.ingest import LAB_COLUMNS, Source, prepare_patients, unshift
 from lemlabs.models import Finding, typed_findings
-from lemlabs.normalise import HEADER_LINES, ISSUE_COLUMNS
+from lemlabs.normalise import HEADER_LINES, ISSUE_COLUMNS, REFERENCE_SOURCE
 from lemlabs.rules.thresholds import Thresholds, load_thresholds
 from lemlabs.scoring import ThresholdInput, score_frame
 
@@ -62,10 +64,32 @@ class DaskReport:
 def read_labs_dask(path: str | os.PathLike[str], blocksize: str | None = "64MB") -> dd.DataFrame:
     """A lab table from CSV or Parquet files (a path or a glob), every column read as text."""
     text = os.fspath(path)
-    if text.endswith(".parquet") or os.path.isdir(text):
-        frame = dd.read_parquet(text)
-        return frame.astype({c: "object" for c in frame.columns}).fillna("").astype(str)
-    return dd.read_csv(text, dtype=str, keep_default_na=False, na_filter=False, blocksize=blocksize)
+    if "://" not in text and not glob.glob(text):
+        raise LabInputError(f"{text}: no such file (no file matches)")
+    try:
+        if text.endswith(".parquet") or os.path.isdir(text):
+            frame = dd.read_parquet(text)
+            return frame.astype({c: "object" for c in frame.columns}).fillna("").astype(str)
+        frame = dd.read_csv(
+            text, dtype=str, keep_default_na=False, na_filter=False, blocksize=blocksize
+        )
+    except Exception as error:  # dask wraps the reader's error in its own type
+        raise _input_error(text, error) from error
+    if not isinstance(frame._meta.index, pd.RangeIndex):  # a trailing delimiter on the rows
+        meta = unshift(frame._meta, text)
+        frame = frame.map_partitions(unshift, text, meta=meta)
+    return frame
+
+
+def _input_error(name: str, error: BaseException) -> LabInputError:
+    """A reader's error (dask keeps the original message on its last line) as one line."""
+    if isinstance(error, UnicodeDecodeError):
+        return LabInputError(f"{name}: not UTF-8 text; re-export the file as UTF-8")
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    original = lines[-1].removeprefix("Original Message: ") if lines else type(error).__name__
+    if isinstance(error, pd.errors.EmptyDataError):
+        return LabInputError(f"{name}: the file is empty (no header row)")
+    return LabInputError(f"{name}: not a readable table ({original})")
 
 
 def _numbered(frame: dd.DataFrame) -> dd.DataFrame:
@@ -139,7 +163,7 @@ def _score_partition(
     if patients is not None:  # only this partition's patients: no work for the others
         patients = patients[patients["patient_id"].isin(part["patient_id"].str.strip().unique())]
     report = score_frame(part.drop(columns=ROW).reset_index(drop=True), patients, thresholds)
-    issues = report.issues[report.issues["source"] == "labs"].copy()
+    issues = report.issues[report.issues["source"].isin(["labs", REFERENCE_SOURCE])].copy()
     issues["row"] = rows[issues["row"].to_numpy()] if len(issues) else issues["row"]
     counts: dict[str, Any] = {key: int(report.summary[key]) for key in COUNTS}
     counts["findings_by_condition"] = report.summary["findings_by_condition"]
@@ -183,6 +207,8 @@ def score_dask(
     table = load_thresholds(thresholds)
     people = prepare_patients(patients) if patients is not None else None
     patient_issues = 0 if people is None else int((people["problem"] != "").sum())
+    if "patient_id" in frame.columns:  # "P1 " is "P1": one patient, one partition
+        frame = frame.map_partitions(_stripped_ids, meta=frame._meta)
     numbered = _numbered(frame)
     by_patient = numbered.shuffle(
         on="patient_id", npartitions=npartitions or frame.npartitions, shuffle_method="tasks"
@@ -200,6 +226,18 @@ def score_dask(
     return DaskReport(findings, issues, summary, tuple(parts), lengths, patient_issues)
 
 
+def _stripped_ids(part: pd.DataFrame) -> pd.DataFrame:
+    return part.assign(patient_id=part["patient_id"].astype(str).str.strip().astype(object))
+
+
+def _computed(report: DaskReport, name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """``report.compute()``, a file found unreadable while reading it raising one line."""
+    try:
+        return report.compute()
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise _input_error(name, error) from error
+
+
 def score_on_cluster(
     labs: dd.DataFrame | str | os.PathLike[str],
     patients: Source | None = None,
@@ -211,9 +249,11 @@ def score_on_cluster(
     single-threaded processes, closed afterwards."""
     from distributed import Client, LocalCluster
 
+    name = "dask input" if isinstance(labs, dd.DataFrame) else os.fspath(labs)
+    report = score_dask(labs, patients, thresholds)  # reads the headers: errors before a cluster
     if scheduler:
         with Client(scheduler):
-            return score_dask(labs, patients, thresholds).compute()
+            return _computed(report, name)
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)
     with cluster, Client(cluster):
-        return score_dask(labs, patients, thresholds).compute()
+        return _computed(report, name)

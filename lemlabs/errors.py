@@ -19,6 +19,11 @@ class MissingColumnError(LabInputError):
         super().__init__(f"{source}: required column {column!r} is missing")
 
 
+class OutputError(LemlabsError, ValueError):
+    """An output cannot be written or read back: an unknown format, or findings in a form that
+    format cannot hold."""
+
+
 class ThresholdError(LemlabsError, ValueError):
     """A threshold override lacks a key, has a wrong type, or an unknown key."""
 

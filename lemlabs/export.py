@@ -7,22 +7,76 @@ CSV and Parquet files hold and what :mod:`lemlabs.dask` returns.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from lemlabs.errors import OutputError
 from lemlabs.models import FINDING_COLUMNS, Finding
 
 FORMATS = (".csv", ".json", ".jsonl", ".parquet", ".fhir.json", ".xlsx")
 JSON_COLUMNS = ("evidence", "notes")
+#: a spreadsheet reads a cell that begins with one of these as a formula (OWASP CSV injection)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+GUARD = "'"
+_PLAIN_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
+
+
+def guard_cell(text: str) -> str:
+    """A text cell made safe for a spreadsheet: one that begins with ``=``, ``+``, ``-``,
+    ``@``, a tab or a carriage return (a formula to Excel or LibreOffice) gets a leading ``'``;
+    so does one that already begins with ``'``, so that :func:`unguard_cell` gives the text back
+    exactly. A plain number (``-0.5``, ``+3``) is left as it is: it cannot hold a formula."""
+    if text.startswith(GUARD) or (
+        text.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.match(text)
+    ):
+        return GUARD + text
+    return text
+
+
+def unguard_cell(text: str) -> str:
+    """The text :func:`guard_cell` was given."""
+    return text[1:] if text.startswith(GUARD) else text
+
+
+def guard_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Every text cell of ``table`` through :func:`guard_cell` (numbers and dates untouched):
+    what lemlabs writes to any CSV file (findings, issues, schedule)."""
+    out = table.copy()
+    for column in _text_columns(out):
+        out[column] = out[column].map(lambda v: guard_cell(v) if isinstance(v, str) else v)
+    return out
+
+
+def _text_columns(table: pd.DataFrame) -> list[Any]:
+    return [
+        column
+        for column in table.columns
+        if table[column].dtype == object or pd.api.types.is_string_dtype(table[column].dtype)
+    ]
+
+
+def write_csv(table: pd.DataFrame, path: str | Path) -> None:
+    """A table as CSV with every text cell guarded against formula injection.
+
+    Lines end in ``\\n``; when a cell holds a carriage return, in ``\\r\\n`` (RFC 4180), the
+    only way to have the CSV writer quote that cell, so that it reads back as one cell.
+    """
+    guarded = guard_table(table)
+    has_cr = any(
+        guarded[c].map(lambda v: isinstance(v, str) and "\r" in v).any()
+        for c in _text_columns(guarded)
+    )
+    guarded.to_csv(Path(path), index=False, lineterminator="\r\n" if has_cr else "\n")
 
 
 def _format(path: Path) -> str:
     suffix = ".fhir.json" if path.name.lower().endswith(".fhir.json") else path.suffix.lower()
     if suffix not in FORMATS:
-        raise ValueError(f"{path}: unknown output format {suffix!r} (use {', '.join(FORMATS)})")
+        raise OutputError(f"{path}: unknown output format {suffix!r} (use {', '.join(FORMATS)})")
     return suffix
 
 
@@ -65,11 +119,11 @@ def write_findings_table(table: pd.DataFrame, path: str | Path) -> None:
     path = Path(path)
     suffix = _format(path)
     if suffix == ".fhir.json":
-        raise ValueError(f"{path}: FHIR output needs the findings, not the flat table")
+        raise OutputError(f"{path}: FHIR output needs the findings, not the flat table")
     if suffix == ".xlsx":
-        raise ValueError(f"{path}: Excel output needs the findings, not the flat table")
+        raise OutputError(f"{path}: Excel output needs the findings, not the flat table")
     if suffix == ".csv":
-        table.to_csv(path, index=False)
+        write_csv(table, path)
     elif suffix == ".parquet":
         table.to_parquet(path, index=False)
     elif suffix == ".json":
@@ -103,19 +157,23 @@ def read_findings(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     suffix = _format(path)
     if suffix == ".fhir.json":
-        raise ValueError(f"{path}: a FHIR Bundle of DetectedIssues cannot be read back as findings")
+        raise OutputError(
+            f"{path}: a FHIR Bundle of DetectedIssues cannot be read back as findings"
+        )
     if suffix == ".xlsx":
-        raise ValueError(f"{path}: an Excel workbook cannot be read back as findings")
+        raise OutputError(f"{path}: an Excel workbook cannot be read back as findings")
     if suffix == ".json":
         rows: list[dict[str, Any]] = json.loads(path.read_text("utf-8"))
         return rows
     if suffix == ".jsonl":
-        return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+        lines = path.read_text("utf-8").split("\n")  # not splitlines(): "\x85" may be in a text
+        return [json.loads(line) for line in lines if line.strip()]
     if suffix == ".parquet":
         return table_records(pd.read_parquet(path))
-    return table_records(pd.read_csv(path, dtype=str, keep_default_na=False))
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return table_records(table.map(unguard_cell))
 
 
 def write_issues(issues: pd.DataFrame, path: str | Path) -> None:
-    """Write the data issues table as CSV."""
-    issues.to_csv(Path(path), index=False)
+    """Write the data issues table as CSV (text cells guarded: :func:`guard_cell`)."""
+    write_csv(issues, path)

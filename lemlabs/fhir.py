@@ -26,6 +26,8 @@ import pandas as pd
 from lemlabs.analytes import catalogue
 from lemlabs.display import format_value
 from lemlabs.errors import LabInputError
+from lemlabs.ingest import FIRST_YEAR, LAST_YEAR
+from lemlabs.ingest import _parse_date as parse_date
 from lemlabs.rules import TITLES
 from lemlabs.rules.thresholds import Thresholds, default_thresholds
 
@@ -84,40 +86,86 @@ LAB_COLUMNS = [
 FhirSource = Mapping[str, Any] | Sequence[Mapping[str, Any]] | str | os.PathLike[str]
 
 
-def load_resources(source: FhirSource) -> list[dict[str, Any]]:
-    """Resources from a Bundle, a list, JSON or NDJSON text, or a ``.json``/``.ndjson`` file."""
-    if isinstance(source, str | os.PathLike) and not str(source).lstrip().startswith(("{", "[")):
+def _is_json_text(source: str) -> bool:
+    """JSON text rather than a file name: it begins with ``{`` or ``[`` and names no file (a
+    file may well be called ``[2021] export.json``)."""
+    if not source.lstrip().startswith(("{", "[")):
+        return False
+    try:
+        return len(source) > 4096 or "\n" in source or not os.path.isfile(source)
+    except (OSError, ValueError):
+        return True
+
+
+def _parse_json(text: str, name: str, where: str = "") -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError as error:
+        raise LabInputError(f"{name}: {where}JSON nested too deeply") from error
+
+
+def load_resources(source: FhirSource) -> list[Any]:
+    """Resources from a Bundle, a list, JSON or NDJSON text, or a ``.json``/``.ndjson`` file.
+
+    An item that is not a JSON object is kept (a reader turns it into a row with a ``problem``);
+    input that holds no resource at all (``42``, ``null``, a Bundle whose ``entry`` is not a
+    list) raises :class:`~lemlabs.errors.LabInputError`.
+    """
+    if isinstance(source, os.PathLike) or (isinstance(source, str) and not _is_json_text(source)):
         path = Path(source)
         if not path.is_file():
             raise LabInputError(f"{path}: no such file")
-        text, name = path.read_text("utf-8"), str(path)
+        name = str(path)
+        try:
+            text = path.read_text("utf-8-sig")
+        except UnicodeDecodeError as error:
+            raise LabInputError(
+                f"{name}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset"
+                f" {error.start}); FHIR JSON is UTF-8"
+            ) from error
     elif isinstance(source, str):
         text, name = source, "FHIR input"
     else:
-        return _unpack(source)
+        return _unpack(source, "FHIR input")
     try:
-        return _unpack(json.loads(text))
+        return _unpack(_parse_json(text, name), name)
     except json.JSONDecodeError as whole:
         if whole.msg != "Extra data":
             raise LabInputError(
                 f"{name}: not valid JSON ({whole.msg}, line {whole.lineno})"
             ) from whole
-    lines = [line for line in text.splitlines() if line.strip()]
+    # lines end in "\n" (or "\r\n"); not splitlines(), which also splits at "\x85" or "\u2028"
+    lines = [line for line in text.split("\n") if line.strip()]
     resources = []
     for number, line in enumerate(lines, start=1):
         try:
-            resources.append(json.loads(line))
+            resources.append(_parse_json(line, name, f"line {number}: "))
         except json.JSONDecodeError as error:
             raise LabInputError(f"{name}: line {number} is not valid JSON ({error.msg})") from error
     return resources
 
 
-def _unpack(data: Any) -> list[dict[str, Any]]:
+def _unpack(data: Any, name: str) -> list[Any]:
     if isinstance(data, Mapping) and data.get("resourceType") == "Bundle":
-        return [dict(entry.get("resource") or {}) for entry in data.get("entry") or []]
+        entries = data.get("entry") or []
+        if not isinstance(entries, list):
+            raise LabInputError(f"{name}: Bundle.entry is not a list")
+        return [
+            entry.get("resource") or {} if isinstance(entry, Mapping) else entry
+            for entry in entries
+        ]
     if isinstance(data, Mapping):
-        return [dict(data)]
-    return [dict(item) for item in data]
+        return [data]
+    if isinstance(data, list):
+        return list(data)
+    raise LabInputError(
+        f"{name}: not a FHIR resource, Bundle or list of resources (a JSON {_json_type(data)})"
+    )
+
+
+def _as_resource(item: Any) -> dict[str, Any] | None:
+    """A resource as a dict, or ``None`` for an item that is not a JSON object."""
+    return dict(item) if isinstance(item, Mapping) else None
 
 
 def _text(concept: Any) -> str:
@@ -143,7 +191,10 @@ def _iso(value: Any) -> str:
 
 
 def _reference_id(reference: Any) -> str:
+    """The id a reference names: ``Patient/P1``, ``Patient/P1/_history/3`` and
+    ``https://host/fhir/Patient/P1`` all name ``P1`` (a version is not an id)."""
     text = str(reference.reference or "") if reference is not None else ""
+    text = text.split("/_history/", 1)[0].rstrip("/")
     return text.rsplit("/", 1)[-1] if text else ""
 
 
@@ -169,7 +220,13 @@ def _reference_range(row: dict[str, str], interval: Any) -> None:
         row["ref_unit"] = unit
 
 
-def _observation_row(resource: Mapping[str, Any]) -> dict[str, str]:
+def _observation_row(item: Any) -> dict[str, str]:
+    resource = _as_resource(item)
+    if resource is None:
+        row = dict.fromkeys(LAB_COLUMNS, "")
+        row["source_id"] = "resource/"
+        row["problem"] = f"not a FHIR resource (a JSON {_json_type(item)})"
+        return row
     kind = str(resource.get("resourceType", ""))
     source_id = f"{kind or 'resource'}/{resource.get('id', '')}"
     row = dict.fromkeys(LAB_COLUMNS, "")
@@ -180,7 +237,7 @@ def _observation_row(resource: Mapping[str, Any]) -> dict[str, str]:
     try:
         observation = Observation.model_validate(resource)
     except Exception as error:  # the model library's validation error, any shape
-        row["problem"] = f"not a valid FHIR Observation ({str(error).splitlines()[0]})"
+        row["problem"] = f"not a valid FHIR Observation ({_first_line(error)})"
         return row
     categories = [c.code for concept in observation.category or [] for c in concept.coding or []]
     row["patient_id"] = _reference_id(observation.subject)
@@ -214,6 +271,31 @@ def _observation_row(resource: Mapping[str, Any]) -> dict[str, str]:
     return row
 
 
+def _first_line(error: BaseException) -> str:
+    """The gist of a validation error on one line (pydantic's first three lines: the count,
+    the field, the reason)."""
+    lines = [line.strip() for line in str(error).splitlines()[:3] if line.strip()]
+    text = "; ".join(lines) or type(error).__name__
+    return text if len(text) <= 300 else text[:300] + "…"
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "boolean", int: "number", float: "number", str: "string", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _validated(model: Any, resource: Mapping[str, Any]) -> Any:
+    """``model.model_validate(resource)``, a resource that is not valid raising
+    :class:`~lemlabs.errors.LabInputError` naming it."""
+    try:
+        return model.model_validate(resource)
+    except RecursionError as error:
+        raise LabInputError(f"{resource.get('resourceType')}: nested too deeply") from error
+    except Exception as error:  # the model library's validation error, any shape
+        name = f"{resource.get('resourceType')}/{resource.get('id', '')}"
+        raise LabInputError(f"{name}: not a valid FHIR resource ({_first_line(error)})") from error
+
+
 def read_observations(source: FhirSource) -> pd.DataFrame:
     """The public lab table from FHIR Observations, one row per resource (see the module doc).
 
@@ -233,14 +315,17 @@ def _is_alemtuzumab(concept: Any) -> bool:
     return bool(atc & ALEMTUZUMAB_ATC) or any(word in words.lower() for word in ALEMTUZUMAB_WORDS)
 
 
-def _administrations(resources: Iterable[Mapping[str, Any]]) -> list[tuple[str, pd.Timestamp]]:
+def _administrations(resources: Iterable[Any]) -> list[tuple[str, pd.Timestamp]]:
     days = []
-    for resource in resources:
+    for item in resources:
+        resource = _as_resource(item)
+        if resource is None:
+            continue
         model: Any
         if resource.get("resourceType") == "MedicationAdministration":
-            model = MedicationAdministration.model_validate(resource)
+            model = _validated(MedicationAdministration, resource)
         elif resource.get("resourceType") == "MedicationStatement":
-            model = MedicationStatement.model_validate(resource)
+            model = _validated(MedicationStatement, resource)
         else:
             continue
         if model.status in ("entered-in-error", "not-done") or not _is_alemtuzumab(
@@ -251,7 +336,13 @@ def _administrations(resources: Iterable[Mapping[str, Any]]) -> list[tuple[str, 
             model.effectivePeriod.start if model.effectivePeriod else None
         )
         if effective is not None:
-            days.append((_reference_id(model.subject), pd.Timestamp(_iso(effective)[:10])))
+            day = parse_date(_iso(effective)[:10])
+            if day is None:
+                raise LabInputError(
+                    f"{resource.get('resourceType')}/{resource.get('id', '')}: administration "
+                    f"date {_iso(effective)!r} is outside the years {FIRST_YEAR}–{LAST_YEAR}"
+                )
+            days.append((_reference_id(model.subject), day))
     return days
 
 
@@ -262,9 +353,10 @@ def read_patients(source: FhirSource, thresholds: Thresholds | None = None) -> p
     gap = (thresholds or default_thresholds())["fhir.course_gap_days"]
     resources = load_resources(source)
     people: dict[str, dict[str, str]] = {}
-    for resource in resources:
-        if resource.get("resourceType") == "Patient":
-            patient = Patient.model_validate(resource)
+    for item in resources:
+        resource = _as_resource(item)
+        if resource is not None and resource.get("resourceType") == "Patient":
+            patient = _validated(Patient, resource)
             people[str(patient.id)] = {
                 "patient_id": str(patient.id),
                 "sex": {"female": "F", "male": "M"}.get(str(patient.gender), ""),

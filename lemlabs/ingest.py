@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from collections.abc import Mapping
@@ -27,6 +28,58 @@ LAB_OPTIONAL = (
 )
 PATIENT_COLUMNS = ("patient_id",)
 PATIENT_OPTIONAL = ("sex", "birth_date", "course_dates")
+#: columns lemlabs adds to the lab table as it normalises and scores it; an input column of
+#: the same name is carried as ``input_<name>`` instead of being overwritten
+RESERVED_LAB_COLUMNS = (
+    "row",
+    "index",
+    "collected_at_raw",
+    "analyte",
+    "status",
+    "status_reason",
+    "kind",
+    "raw_value",
+    "raw_unit",
+    "value_high",
+    "censor",
+    "lower",
+    "upper",
+    "ref_source",
+    "flag",
+    "interpretation",
+    "sex",
+    "baseline",
+    "baseline_date",
+    "baseline_kind",
+    "prev_value",
+    "prev_date",
+    "change_abs",
+    "rise_ratio",
+    "fall_fraction",
+    "rise_48h",
+    "rise",
+    "key",
+    "day",
+    "baseline_days",
+    "swing_until",
+    "micro_neg",
+    "course",
+    "days_since_course",
+    "window_end",
+    "window",
+    "pair_value",
+    "pair_flag",
+    "pair_collected_at",
+    "pair_row",
+)
+#: columns lemlabs adds to the patients table
+RESERVED_PATIENT_COLUMNS = ("problem", "courses")
+INPUT_PREFIX = "input_"
+#: dates lemlabs accepts (collected_at, course_dates, birth_date, --as-of): outside these years a
+#: date is a data issue, far from the limits of pandas' nanosecond timestamps (1677–2262)
+FIRST_YEAR, LAST_YEAR = 1900, 2199
+#: no date, ISO or not, is longer than this; a longer text is not parsed (nor cached)
+MAX_DATE_LENGTH = 40
 
 Source = str | os.PathLike[str] | IO[str] | IO[bytes] | pd.DataFrame
 
@@ -60,7 +113,7 @@ def _read_csv(source: Source) -> pd.DataFrame:
     if isinstance(source, str | os.PathLike) and Path(source).suffix.lower() == ".parquet":
         return _read_parquet(Path(source))
     try:
-        return pd.read_csv(
+        frame = pd.read_csv(
             source,  # type: ignore[arg-type]
             dtype=object,
             keep_default_na=False,
@@ -77,6 +130,66 @@ def _read_csv(source: Source) -> pd.DataFrame:
         ) from error
     except pd.errors.ParserError as error:
         raise LabInputError(f"{name}: not a readable CSV table ({str(error).strip()})") from error
+    except (ValueError, OverflowError, MemoryError) as error:  # e.g. a NUL byte in a header
+        raise LabInputError(f"{name}: not a readable CSV table ({error})") from error
+    _check_mangled(frame, name)
+    return unshift(frame, name)
+
+
+def unshift(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """A data row with more fields than the header makes pandas take the first fields as the
+    index, shifting every field; a trailing delimiter (an empty last field) is undone here, any
+    other extra field is an error."""
+    if isinstance(frame.index, pd.RangeIndex):
+        return frame
+    extra = frame.index.nlevels
+    header = [str(column) for column in frame.columns]
+    frame = frame.reset_index()
+    frame.columns = pd.Index([*header, *(f"\x00extra{i}" for i in range(extra))])
+    surplus = frame.iloc[:, len(header) :].astype(str)
+    if (surplus != "").any().any():
+        raise LabInputError(
+            f"{name}: data rows have {extra} more field(s) than the header "
+            f"({len(header)} columns); fix the header or the rows"
+        )
+    return frame.iloc[:, : len(header)].reset_index(drop=True)
+
+
+def _check_mangled(frame: pd.DataFrame, name: str) -> None:
+    """pandas renames a repeated header ``a`` to ``a.1``: that is a duplicate column."""
+    names = {str(column) for column in frame.columns}
+    for column in names:
+        base, dot, number = column.rpartition(".")
+        if dot and number.isdigit() and base in names:
+            raise LabInputError(f"{name}: column {base!r} appears more than once")
+
+
+def _check_duplicates(frame: pd.DataFrame, name: str) -> None:
+    """Two columns whose names are equal up to case and surrounding spaces: lemlabs cannot
+    tell which one is meant."""
+    seen: dict[str, str] = {}
+    for column in map(str, frame.columns):
+        folded = column.strip().casefold()
+        if folded in seen:
+            raise LabInputError(
+                f"{name}: columns {seen[folded]!r} and {column!r} have the same name "
+                "(ignoring case and spaces); rename or drop one"
+            )
+        seen[folded] = column
+
+
+def _carry_reserved(frame: pd.DataFrame, reserved: tuple[str, ...]) -> pd.DataFrame:
+    """Input columns named like one lemlabs adds are carried as ``input_<name>``."""
+    taken = {str(column) for column in frame.columns}
+    renames = {}
+    for column in map(str, frame.columns):
+        if column in reserved:
+            target = INPUT_PREFIX + column
+            while target in taken:
+                target = INPUT_PREFIX + target
+            taken.add(target)
+            renames[column] = target
+    return frame.rename(columns=renames) if renames else frame
 
 
 def _frame(source: Source) -> tuple[pd.DataFrame, str]:
@@ -92,12 +205,16 @@ def _map_columns(
     columns: Mapping[str, str] | None,
     name: str,
 ) -> pd.DataFrame:
+    _check_duplicates(frame, name)
     renames = {original: target for original, target in (columns or {}).items()}
     folded = {str(column).strip().casefold(): column for column in frame.columns}
     for wanted in known:
         if wanted not in renames.values() and wanted in folded and folded[wanted] != wanted:
             renames[folded[wanted]] = wanted
     frame = frame.rename(columns=renames)
+    if frame.columns.duplicated().any():
+        twice = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+        raise LabInputError(f"{name}: column {twice[0]!r} appears more than once")
     for column in required:
         if column not in frame.columns:
             raise MissingColumnError(column, name)
@@ -114,23 +231,55 @@ def _as_text(series: pd.Series) -> pd.Series:
     return series.where(series.notna(), "").astype(object).map(str)
 
 
-@lru_cache(maxsize=1_000_000)
 def _parse_date(text: str) -> pd.Timestamp | None:
+    """An ISO date or date-time within the years lemlabs accepts; else ``None``."""
+    if len(text) > MAX_DATE_LENGTH:
+        return None  # never cached
+    return _parse_short_date(text)
+
+
+@lru_cache(maxsize=1_000_000)
+def _parse_short_date(text: str) -> pd.Timestamp | None:
     text = text.strip()
-    if not _ISO_DATE.match(text):
+    if not _ISO_DATE.match(text) or not FIRST_YEAR <= int(text[:4]) <= LAST_YEAR:
         return None
     try:
         stamp = pd.Timestamp(text)
     except (ValueError, OverflowError):
         return None
-    return stamp.tz_localize(None) if stamp.tzinfo is not None else stamp
+    stamp = stamp.tz_localize(None) if stamp.tzinfo is not None else stamp
+    return stamp.as_unit("ns")
+
+
+def date_problem(text: str) -> str:
+    """Why a date text was not read: not ISO, or outside the accepted years."""
+    text = str(text).strip()
+    shown = text if len(text) <= 200 else f"{text[:200]}… ({len(text)} characters)"
+    if len(text) <= MAX_DATE_LENGTH and _ISO_DATE.match(text):
+        if not FIRST_YEAR <= int(text[:4]) <= LAST_YEAR:
+            return f"date outside the years {FIRST_YEAR}–{LAST_YEAR}: {shown!r}"
+        return f"not a valid date: {shown!r}"
+    return f"not an ISO date: {shown!r}"
+
+
+def check_as_of(day: dt.date | str) -> dt.date:
+    """An ``as_of`` date as a date within the accepted years, else :class:`LabInputError`."""
+    try:
+        stamp = pd.Timestamp(day)
+    except (ValueError, OverflowError, TypeError) as error:
+        raise LabInputError(f"as_of: not an ISO date: {str(day)!r}") from error
+    if pd.isna(stamp) or not FIRST_YEAR <= stamp.year <= LAST_YEAR:
+        raise LabInputError(f"as_of: {str(day)!r} is outside the years {FIRST_YEAR}–{LAST_YEAR}")
+    return stamp.date()
 
 
 def parse_dates(raw: pd.Series) -> pd.Series:
     """ISO dates or date-times (an offset is dropped, keeping local wall time); others → NaT."""
     if pd.api.types.is_datetime64_any_dtype(raw.dtype):
         dates = pd.to_datetime(raw)
-        return dates.dt.tz_localize(None) if dates.dt.tz is not None else dates
+        dates = dates.dt.tz_localize(None) if dates.dt.tz is not None else dates
+        outside = (dates.dt.year < FIRST_YEAR) | (dates.dt.year > LAST_YEAR)
+        return dates.mask(outside).astype("datetime64[ns]")
     text = _as_text(raw)
     uniques = text.unique()
     parsed = {value: _parse_date(value) for value in uniques}
@@ -160,13 +309,29 @@ def prepare_labs(source: Source, columns: Mapping[str, str] | None = None) -> pd
     frame, name = _frame(source)
     frame = _map_columns(frame, LAB_COLUMNS + LAB_OPTIONAL, LAB_COLUMNS, columns, name)
     frame = frame.reset_index(drop=True)
+    if not _was_prepared(frame):
+        frame = _carry_reserved(frame, RESERVED_LAB_COLUMNS)
     if "collected_at_raw" not in frame.columns:
         frame["collected_at_raw"] = _as_text(frame["collected_at"])
     frame["collected_at"] = parse_dates(frame["collected_at"])
     for column in ("patient_id", "test", "value", "unit", *LAB_OPTIONAL):
         if column in frame.columns:
             frame[column] = _as_text(frame[column])
+    frame["patient_id"] = _strip_ids(frame["patient_id"])
     return frame
+
+
+def _was_prepared(frame: pd.DataFrame) -> bool:
+    """A lab table that went through :func:`prepare_labs` before (its own columns are kept)."""
+    return "collected_at_raw" in frame.columns and pd.api.types.is_datetime64_any_dtype(
+        frame["collected_at"].dtype
+    )
+
+
+def _strip_ids(ids: pd.Series) -> pd.Series:
+    """Patient ids without surrounding spaces, in labs and patients alike ("P1 " is "P1")."""
+    stripped = ids.str.strip()
+    return ids if stripped.equals(ids) else stripped
 
 
 def read_labs(path_or_buffer: Source, columns: Mapping[str, str] | None = None) -> pd.DataFrame:
@@ -194,7 +359,10 @@ def prepare_patients(source: Source, columns: Mapping[str, str] | None = None) -
     frame, name = _frame(source)
     frame = _map_columns(frame, PATIENT_COLUMNS + PATIENT_OPTIONAL, PATIENT_COLUMNS, columns, name)
     frame = frame.reset_index(drop=True)
-    frame["patient_id"] = _as_text(frame["patient_id"]).str.strip()
+    if "courses" in frame.columns and all(isinstance(c, list) for c in frame["courses"]):
+        frame = frame.drop(columns=[c for c in RESERVED_PATIENT_COLUMNS if c in frame.columns])
+    frame = _carry_reserved(frame, RESERVED_PATIENT_COLUMNS)
+    frame["patient_id"] = _strip_ids(_as_text(frame["patient_id"]))
     sex = _as_text(frame.get("sex", pd.Series("", index=frame.index))).str.strip().str.upper()
     frame["sex"] = sex.where(sex.isin(["F", "M"]), "")
     frame["birth_date"] = parse_dates(frame.get("birth_date", pd.Series("", index=frame.index)))
@@ -203,7 +371,8 @@ def prepare_patients(source: Source, columns: Mapping[str, str] | None = None) -
     frame["problem"] = [
         ""
         if parsed is not None
-        else f"unreadable course date in {raw!r} (ISO dates separated by ';')"
+        else f"unreadable course date in {raw!r} (ISO dates of the years "
+        f"{FIRST_YEAR}–{LAST_YEAR} separated by ';')"
         for parsed, raw in zip(courses, raw_courses, strict=True)
     ]
     frame["courses"] = [parsed or [] for parsed in courses]

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from lemlabs.analytes import catalogue, identify
-from lemlabs.ingest import Source, prepare_labs, prepare_patients
-from lemlabs.reference import reference_intervals
+from lemlabs.ingest import Source, date_problem, prepare_labs, prepare_patients
+from lemlabs.reference import lab_bound, reference_intervals
 from lemlabs.rules.thresholds import Thresholds, default_thresholds
 from lemlabs.units import Conversion, conversion
 from lemlabs.values import parse_value
@@ -25,6 +25,23 @@ the header counted (``row + 2``: a CSV with one header line and no line breaks i
 fields; for a DataFrame, the line the row has in ``to_csv(index=False)``)."""
 HEADER_LINES = 1
 MAX_RAW_IN_ISSUE = 200
+#: the longest text lemlabs reads in a lab field (ids, test names, codes, bounds); a longer one
+#: makes the row a data issue before any parsing or caching (``value`` and ``unit`` have their
+#: own, shorter limits in :mod:`lemlabs.values` and :mod:`lemlabs.units`)
+MAX_FIELD_LENGTH = 256
+BOUNDED_FIELDS = (
+    "patient_id",
+    "test",
+    "loinc",
+    "specimen",
+    "ref_low",
+    "ref_high",
+    "ref_unit",
+    "source_id",
+)
+#: the ``source`` of an issue about the lab's own reference bound: the row is kept (with the
+#: default interval), so it is neither rejected nor counted in ``rows_rejected``
+REFERENCE_SOURCE = "reference"
 
 
 def _clip(text: str) -> str:
@@ -79,12 +96,15 @@ def _per_unique_rows(
     ]
 
 
-def _identified(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _identified(
+    frame: pd.DataFrame, usable: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row: the analyte key ('' when not scored), why it is not scored, and a data issue
-    when its name and LOINC contradict each other (:func:`lemlabs.analytes.identify`)."""
+    when its name and LOINC contradict each other (:func:`lemlabs.analytes.identify`).
+    Rows already flagged (a field too long) are identified as empty text: never cached."""
     empty = np.full(len(frame), "", dtype=object)
     columns = [
-        frame[name].to_numpy(dtype=object) if name in frame.columns else empty
+        np.where(usable, frame[name].to_numpy(dtype=object), "") if name in frame.columns else empty
         for name in ("test", "loinc", "specimen")
     ]
     analyte, reason, issue = _per_unique_rows(
@@ -137,7 +157,8 @@ class _Rows:
         self.patient_ids = frame["patient_id"].to_numpy(dtype=object)
         self.raw_values = frame["value"].to_numpy(dtype=object)
         self.unit_text = _per_unique(frame["unit"], lambda u: str(u).strip())
-        self.analyte, self.reason, self.conflict = _identified(frame)
+        _check_lengths(self)
+        self.analyte, self.reason, self.conflict = _identified(frame, self.problems.ok)
         self.codes, self.analytes = pd.factorize(self.analyte, use_na_sentinel=False)
         self.scored = self.analyte != ""
         self.kind = self.attribute("kind", "")
@@ -155,6 +176,23 @@ class _Rows:
         table = [getattr(self.book[key], name) if key else None for key in self.analytes]
         pairs = np.array([v or (-np.inf, np.inf) for v in table], dtype=float).reshape(-1, 2)
         return pairs[self.codes, 0], pairs[self.codes, 1]
+
+
+def _check_lengths(rows: _Rows) -> None:
+    """A text field longer than :data:`MAX_FIELD_LENGTH` makes its row a data issue, before
+    any parsing: no field can cost more than its length to read."""
+    for name in BOUNDED_FIELDS:
+        if name in rows.frame.columns:
+            _check_length(rows, name)
+
+
+def _check_length(rows: _Rows, name: str) -> None:
+    lengths = _per_unique(rows.frame[name], lambda text: len(str(text)), int)
+    rows.problems.add(
+        lengths > MAX_FIELD_LENGTH,
+        name,
+        lambda i: f"{name} is too long ({lengths[i]} characters; at most {MAX_FIELD_LENGTH})",
+    )
 
 
 def _check_rows(rows: _Rows) -> None:
@@ -177,7 +215,7 @@ def _check_rows(rows: _Rows) -> None:
     problems.add(
         frame["collected_at"].isna().to_numpy(),
         "collected_at",
-        lambda i: f"not an ISO date: {_clip(raw_dates[i])!r}",
+        lambda i: date_problem(str(raw_dates[i])),
     )
     conflict = rows.conflict
     problems.add(conflict != "", "loinc", lambda i: str(conflict[i]))
@@ -244,14 +282,21 @@ def _convert(rows: _Rows, shape: np.ndarray) -> np.ndarray:
     return factor.astype(float)
 
 
-def _check_plausible(rows: _Rows, value: np.ndarray, shape: np.ndarray) -> None:
+def _check_plausible(rows: _Rows, value: np.ndarray, shape: np.ndarray, high: np.ndarray) -> None:
     """A converted value outside what a living patient can have, or a grade above the scale."""
     mass_protein = _mass_protein(rows, shape)
     low_ok, high_ok = rows.bounds("plausible")
     low_mass, high_mass = rows.bounds("plausible_mg_dl")
     low_ok = np.where(mass_protein, low_mass, low_ok)
     high_ok = np.where(mass_protein, high_mass, high_ok)
-    implausible = (rows.quantitative | rows.counts | mass_protein) & np.isfinite(value)
+    measured = rows.quantitative | rows.counts | mass_protein
+    numeric = np.isin(shape, ["number", "range"])
+    rows.problems.add(
+        measured & numeric & ~(np.isfinite(value) & ~np.isinf(high)),
+        "value",
+        lambda i: f"value {_clip(str(rows.raw_values[i]))!r} is out of range once converted",
+    )
+    implausible = measured & np.isfinite(value)
     implausible &= (value < low_ok) | (value > high_ok)
     shown_unit = np.where(mass_protein, rows.attribute("mass_unit", ""), rows.attribute("unit", ""))
     labels = rows.labels
@@ -305,6 +350,13 @@ def normalise_prepared(
     frame: pd.DataFrame, people: pd.DataFrame | None, thresholds: Thresholds | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`normalise` for tables already through ``prepare_labs``/``prepare_patients``."""
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is a data issue, below
+        return _normalise_rows(frame, people, thresholds)
+
+
+def _normalise_rows(
+    frame: pd.DataFrame, people: pd.DataFrame | None, thresholds: Thresholds | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     table = thresholds if thresholds is not None else default_thresholds()
     rows = _Rows(frame)
     _check_rows(rows)
@@ -312,24 +364,19 @@ def normalise_prepared(
     factor = _convert(rows, shape)
     value = np.where(shape == "tntc", rows.attribute("tntc", np.nan, float), value) * factor
     high = high * factor
-    _check_plausible(rows, value, shape)
+    _check_plausible(rows, value, shape, high)
     value = _as_grades(rows, value, shape)
     censor = np.where(rows.ordinal, "", censor)
     lower, upper = _bounds(value, censor)
 
     sex_of = {} if people is None else dict(zip(people["patient_id"], people["sex"], strict=True))
     sex = _per_unique(rows.patient_ids, lambda p: sex_of.get(str(p).strip(), ""))
-    empty = np.full(len(frame), "", dtype=object)
     ref_factor, ref_note = _reference_units(
         frame, rows.analyte, rows.unit_text, rows.quantitative, factor
     )
+    lab_low, lab_high, bound_issues = _lab_bounds(rows, ref_factor, ref_note)
     ref_low, ref_high, ref_source = reference_intervals(
-        rows.codes,
-        rows.analytes,
-        sex,
-        ref_factor,
-        frame["ref_low"].to_numpy(dtype=object) if "ref_low" in frame.columns else empty,
-        frame["ref_high"].to_numpy(dtype=object) if "ref_high" in frame.columns else empty,
+        rows.codes, rows.analytes, sex, ref_factor, lab_low, lab_high
     )
     flag = np.where(upper < ref_low, "L", np.where(lower > ref_high, "H", "N"))
     scored = rows.scored
@@ -354,7 +401,87 @@ def normalise_prepared(
         "interpretation": np.where(scored, _interpretation(rows, flag, lower, upper, table), ""),
         "sex": sex,
     }
-    return _tables(frame, rows, columns, people)
+    return _tables(frame, rows, columns, people, bound_issues)
+
+
+def _lab_bounds(
+    rows: _Rows, ref_factor: np.ndarray, ref_note: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """The lab's own bounds, checked: a bound that is unreadable, not finite, negative (a high
+    bound of zero or less), outside the analyte's plausible range, or a low bound not below the
+    high one is not used. The row is kept with the default interval, ``ref_note`` says why
+    (``ref_note`` is updated in place), and an issue with source ``reference`` names the bound.
+
+    Returns the bound texts to use (emptied where refused) and those issues.
+    """
+    frame = rows.frame
+    empty = np.full(len(frame), "", dtype=object)
+    texts = [
+        _per_unique(frame[name], lambda text: str(text).strip()) if name in frame.columns else empty
+        for name in ("ref_low", "ref_high")
+    ]
+    given = [text != "" for text in texts]
+    checked = rows.quantitative & rows.problems.ok & (given[0] | given[1]) & ~np.isnan(ref_factor)
+    if not checked.any():
+        return texts[0], texts[1], pd.DataFrame(columns=ISSUE_COLUMNS)
+    low, high = (
+        np.where(checked, lab_bound(text), np.nan) * np.where(checked, ref_factor, np.nan)
+        for text in texts
+    )
+    plausible_low, plausible_high = rows.bounds("plausible")
+    unit = rows.attribute("unit", "")
+    field = np.full(len(frame), "", dtype=object)
+    reason = np.full(len(frame), "", dtype=object)
+
+    def refuse(mask: np.ndarray, name: str, why: Callable[[int], str]) -> None:
+        new = np.flatnonzero(mask & checked & (reason == ""))
+        field[new] = name
+        reason[new] = [why(int(i)) for i in new]
+
+    def check_side(name: str, bound: np.ndarray, text: np.ndarray, mine: np.ndarray) -> None:
+        refuse(
+            mine & np.isnan(lab_bound(text)),
+            name,
+            lambda i: f"unreadable reference bound {_clip(str(text[i]))!r}",
+        )
+        out_of_range = ~np.isfinite(bound) | (bound < 0) | (bound > plausible_high)
+        if name == "ref_high":
+            out_of_range |= (bound <= 0) | (bound < plausible_low)
+        refuse(
+            mine & out_of_range,
+            name,
+            lambda i: (
+                f"implausible {name} {bound[i]:g} {unit[i]} for {rows.labels[i]} "
+                f"(plausible {plausible_low[i]:g}–{plausible_high[i]:g})"
+            ),
+        )
+
+    check_side("ref_low", low, texts[0], given[0])
+    check_side("ref_high", high, texts[1], given[1])
+    refuse(
+        given[0] & given[1] & (low >= high),
+        "ref_low",
+        lambda i: f"reference range inverted: ref_low {low[i]:g} is not below ref_high {high[i]:g}",
+    )
+    refused = np.flatnonzero(reason != "")
+    for i in refused:
+        ref_note[i] = (
+            f"the lab's reference range cannot be used ({reason[i]}): the default interval applies"
+        )
+    texts = [np.where(reason != "", "", text) for text in texts]
+    issues = pd.DataFrame(
+        {
+            "row": refused,
+            "line": refused + HEADER_LINES + 1,
+            "patient_id": rows.patient_ids[refused],
+            "field": field[refused],
+            "raw_value": [_clip(str(frame.at[i, str(field[i])])) for i in refused],
+            "reason": reason[refused],
+            "source": REFERENCE_SOURCE,
+        },
+        columns=ISSUE_COLUMNS,
+    )
+    return texts[0], texts[1], issues
 
 
 def _tables(
@@ -362,6 +489,7 @@ def _tables(
     rows: _Rows,
     columns: dict[str, np.ndarray],
     people: pd.DataFrame | None,
+    bound_issues: pd.DataFrame,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The accepted rows with their new columns, and one issue per rejected row."""
     accepted = rows.problems.ok
@@ -381,6 +509,9 @@ def _tables(
         },
         columns=ISSUE_COLUMNS,
     )
+    if len(bound_issues):
+        issues = pd.concat([issues, bound_issues], ignore_index=True)
+        issues = issues.sort_values("row", kind="mergesort", ignore_index=True)
     if people is not None:
         issues = pd.concat([issues, _patient_issues(people)], ignore_index=True)
     issues = issues.astype({"row": "int64", "line": "int64"})
@@ -434,7 +565,9 @@ def _raw_for(frame: pd.DataFrame, problems: _Problems, mask: np.ndarray) -> list
         "unit": "unit",
     }
     return [
-        _clip(str(frame.at[index, column_of[field]])) if column_of[field] in frame.columns else ""
+        _clip(str(frame.at[index, column_of.get(field, field)]))
+        if column_of.get(field, field) in frame.columns
+        else ""
         for index, field in zip(np.flatnonzero(mask), problems.field[mask], strict=True)
     ]
 

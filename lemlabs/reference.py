@@ -23,7 +23,8 @@ def default_interval(analyte: str, sex: str) -> tuple[float, float]:
     )
 
 
-def _lab_bound(raw: np.ndarray) -> np.ndarray:
+def lab_bound(raw: np.ndarray) -> np.ndarray:
+    """A lab bound's text as a number (NaN where empty or unreadable)."""
     codes, uniques = pd.factorize(raw, use_na_sentinel=False)
     numbers = [parse_number(str(text).strip()) for text in uniques]
     return np.array([np.nan if n is None else n for n in numbers], dtype=float)[codes]
@@ -47,8 +48,8 @@ def reference_intervals(
     table = np.array([[default_interval(a, s) for s in SEXES] for a in analytes], dtype=float)
     table = table.reshape(len(analytes), len(SEXES), 2)
     defaults = table[analyte_codes, sex_codes] if len(analytes) else np.empty((0, 2))
-    low = _lab_bound(lab_low) * factor
-    high = _lab_bound(lab_high) * factor
+    low = lab_bound(lab_low) * factor
+    high = lab_bound(lab_high) * factor
     from_lab = ~np.isnan(low) | ~np.isnan(high)
     return (
         np.where(np.isnan(low), defaults[:, 0], low),

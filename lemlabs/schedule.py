@@ -21,7 +21,7 @@ import pandas as pd
 from lemlabs.context import course_table
 from lemlabs.errors import LabInputError
 from lemlabs.findings import evidence_of
-from lemlabs.ingest import Source, prepare_labs, prepare_patients
+from lemlabs.ingest import Source, check_as_of, prepare_labs, prepare_patients
 from lemlabs.models import Evidence, Finding, stable_dtypes
 from lemlabs.normalise import normalise_prepared
 from lemlabs.rules.records import Rule, formatted
@@ -201,7 +201,7 @@ def schedule(
     """
     if patients is None:
         raise LabInputError("schedule needs a patients table with course_dates, not None")
-    day = pd.Timestamp(as_of).date() if as_of is not None else dt.date.today()
+    day = check_as_of(as_of) if as_of is not None else dt.date.today()
     people = prepare_patients(patients)
     results, _ = normalise_prepared(prepare_labs(labs), people)
     table = schedule_table(results, people, day, load_thresholds(thresholds))

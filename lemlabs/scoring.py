@@ -15,7 +15,7 @@ import lemlabs
 from lemlabs.context import add_context
 from lemlabs.engine import Hit, engine_for, json_safe
 from lemlabs.findings import assemble, sort_key
-from lemlabs.ingest import Source, prepare_labs, prepare_patients, rows_as_frame
+from lemlabs.ingest import Source, check_as_of, prepare_labs, prepare_patients, rows_as_frame
 from lemlabs.models import Finding, Report, findings_frame
 from lemlabs.normalise import normalise_prepared
 from lemlabs.rules import Rule
@@ -212,7 +212,7 @@ def _score(
         key=sort_key,
     )
     if as_of is not None:
-        day = pd.Timestamp(as_of).date()
+        day = check_as_of(as_of)
         findings += _monitoring(results, people, context, day, table)
         findings.sort(key=sort_key)
     report("findings", 1, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -12,6 +13,8 @@ import pint
 
 from lemlabs.analytes import Analyte, catalogue
 
+#: the longest unit text lemlabs parses (the longest real spelling is about 20 characters)
+MAX_UNIT_LENGTH = 40
 _UCUM_BRACKETS = re.compile(r"\[(IU|iU|HPF|hpf)\]")
 _UCUM_ANNOTATION = re.compile(r"\{[^}]*\}")
 _POWER_OF_TEN = re.compile(r"(?i)(?:x\s*)?10\s*(?:\^|\*\*|\*|e)\s*(\d+)\s*")
@@ -75,12 +78,21 @@ def _quantity(raw_unit: str, analyte: Analyte) -> Any:
     return quantity if isinstance(quantity, ureg.Quantity) else None
 
 
-@cache
 def conversion(analyte_key: str, raw_unit: str, target: str | None = None) -> Conversion:
     """Factor that turns a value in ``raw_unit`` into the analyte's canonical (or ``target``) unit.
 
     Mass and amount of substance convert through the analyte's own molar mass, never a global one.
+    A unit longer than :data:`MAX_UNIT_LENGTH` is refused before pint sees it (pint's parse time
+    grows with the square of the text), and a factor must be finite and positive
+    (``10^400/L``, ``inf/L``, ``nan/L`` and ``0/L`` are not units of a result).
     """
+    if len(raw_unit) > MAX_UNIT_LENGTH and len(raw_unit.strip()) > MAX_UNIT_LENGTH:
+        return Conversion(None, f"unit is too long ({len(raw_unit.strip())} characters)")
+    return _conversion(analyte_key, raw_unit, target)
+
+
+@cache
+def _conversion(analyte_key: str, raw_unit: str, target: str | None = None) -> Conversion:
     analyte = catalogue()[analyte_key]
     ureg = registry()
     if not raw_unit.strip():
@@ -95,7 +107,14 @@ def conversion(analyte_key: str, raw_unit: str, target: str | None = None) -> Co
         candidates += [quantity / molar_mass, quantity * molar_mass]
     for candidate in candidates:
         if candidate.dimensionality == goal.dimensionality:
-            factor = float((candidate / goal).to("dimensionless").magnitude)
+            try:
+                factor = float((candidate / goal).to("dimensionless").magnitude)
+            except (ArithmeticError, ValueError, TypeError):
+                factor = math.nan
+            if not math.isfinite(factor) or factor <= 0:
+                return Conversion(
+                    None, f"unit {raw_unit!r} is not a usable scale (factor {factor:g})"
+                )
             return Conversion(float(f"{factor:.12g}"))
     return Conversion(
         None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -89,14 +90,24 @@ def parse_number(text: str) -> float | None:
     return float(text)
 
 
-@lru_cache(maxsize=65536)
 def parse_value(raw: str) -> ParsedValue:
-    """Parse one raw result string; a value lemlabs cannot read gets ``problem`` set."""
+    """Parse one raw result string; a value lemlabs cannot read gets ``problem`` set.
+
+    A number must be finite: ``1e999`` is out of range, never infinity.
+    """
     text = raw.strip()
     if not text:
         return ParsedValue("invalid", problem="value is empty")
-    if len(text) > MAX_VALUE_LENGTH:
+    if len(text) > MAX_VALUE_LENGTH:  # checked before the cache: a long text is never kept
         return ParsedValue("invalid", problem=f"value is too long ({len(text)} characters)")
+    parsed = _parse_short_value(text)
+    if not (math.isfinite(parsed.value) or math.isnan(parsed.value)) or math.isinf(parsed.high):
+        return ParsedValue("invalid", problem=f"number out of range in {text!r}")
+    return parsed
+
+
+@lru_cache(maxsize=65536)
+def _parse_short_value(text: str) -> ParsedValue:
     folded = re.sub(r"\s+", " ", text.casefold())
     if folded in _GRADES:
         return ParsedValue("grade", value=float(_GRADES[folded]))

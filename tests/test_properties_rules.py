@@ -94,5 +94,5 @@ def test_arbitrary_patient_ids_reach_the_engine_safely(ids: list[str]) -> None:
         columns=["patient_id", "collected_at", "test", "value", "unit"],
     )
     report = lemlabs.score_frame(frame)
-    scored = {pid for pid in ids if pid.strip()}
+    scored = {pid.strip() for pid in ids if pid.strip()}  # ids are stripped (issue 17)
     assert {f.patient_id for f in report.finding_list} == scored
