@@ -63,9 +63,17 @@ def generate(
     seed: int = 20261126,
     bad_rows: float = 0.003,
     first_id: int = 1,
+    variation: bool = False,
+    abnormal: float = 0.0,
 ) -> Cohort:
     """Generate ``patients`` histories of ``months`` monthly visits (visit 0 is pre-treatment);
-    patient ids count from ``first_id`` (to build a large cohort in chunks)."""
+    patient ids count from ``first_id`` (to build a large cohort in chunks).
+
+    The defaults give the bundled example (healthy patients stay in range: about 0.6 % of its
+    results are abnormal). ``variation`` adds within-person biological variation and assay
+    imprecision (:data:`VARIATION`); ``abnormal`` replaces that share of the scored results with
+    spurious values outside the reference interval, as noisy real exports have them.
+    """
     rng = np.random.default_rng(seed)
     n, m = patients, months
     ids = np.array([f"LEM-{first_id + i:04d}" for i in range(n)], dtype=object)
@@ -153,6 +161,8 @@ def generate(
     add("tsh", tsh, tsh_due)
     add("free_t4", ft4, tsh_due & ((tsh < 0.4) | (tsh > 4.0)))
     rows = pd.concat(frames, ignore_index=True)
+    if variation or abnormal:  # drawn from their own stream: the defaults stay as they were
+        rows = _noisy(rows, np.random.default_rng([seed, 1]), variation, abnormal)
     labs = _spell(rows, rng)
     labs = _corrupt(labs, rng, bad_rows)
     labs = labs.sort_values(["patient_id", "collected_at", "test"], kind="mergesort")
@@ -179,6 +189,51 @@ def generate(
     )
     conditions.loc[conditions["condition"] == "healthy", "onset"] = ""
     return Cohort(labs.reset_index(drop=True), patient_table, conditions)
+
+
+VARIATION = {
+    # analyte: (within-person biological CV, its source)
+    "platelets": (0.077, "Arch Pathol Lab Med 1992;116:825 (6.7 % men, 8.6 % women)"),
+    "creatinine": (0.044, "EuBIVAS, Carobene et al., Clin Chem 2017;63:1527 (4.4 %)"),
+    "tsh": (0.177, "EuBIVAS, Bottani et al., Clin Chem Lab Med 2022 (17.7 %)"),
+    "free_t4": (0.048, "EuBIVAS, Bottani et al., Clin Chem Lab Med 2022 (4.8 %)"),
+}
+"""Within-person biological variation (CVI) per analyte with its source; with it an assay
+imprecision (CVA) of :data:`ASSAY_CV` — an assumption of typical analyser imprecision, not a
+measured figure — combined as sqrt(CVI² + CVA²)."""
+ASSAY_CV = 0.02
+# spurious values land this far outside the default interval (canonical units; dipsticks grades)
+_OUTSIDE = {
+    "platelets": (150.0, 400.0),
+    "creatinine": (45.0, 110.0),
+    "tsh": (0.4, 4.0),
+    "free_t4": (12.0, 22.0),
+}
+
+
+def _noisy(
+    rows: pd.DataFrame, rng: np.random.Generator, variation: bool, abnormal: float
+) -> pd.DataFrame:
+    """Biological variation and assay noise on every result, then a share of spurious values."""
+    rows = rows.copy()
+    number = rows["number"].to_numpy(dtype=float).copy()
+    analyte = rows["analyte"].to_numpy(dtype=object)
+    if variation:
+        for key, (cvi, _) in VARIATION.items():
+            mine = analyte == key
+            sd = np.sqrt(cvi**2 + ASSAY_CV**2)
+            number[mine] *= np.exp(rng.normal(-(sd**2) / 2, sd, int(mine.sum())))
+    spurious = rng.random(len(rows)) < abnormal
+    high = rng.random(len(rows)) < 0.5
+    for key, (low_bound, high_bound) in _OUTSIDE.items():
+        mine = spurious & (analyte == key)
+        low_value = low_bound * rng.uniform(0.25, 0.95, len(rows))
+        high_value = high_bound * rng.uniform(1.05, 3.0, len(rows))
+        number = np.where(mine, np.where(high, high_value, low_value), number)
+    dipstick = spurious & np.isin(analyte, ["haematuria", "proteinuria"])
+    number = np.where(dipstick, rng.integers(1, 4, len(rows)).astype(float), number)
+    rows["number"] = number
+    return rows
 
 
 def _fmt(values: np.ndarray, decimals: int, comma: bool = False) -> np.ndarray:
