@@ -14,7 +14,7 @@ import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -217,7 +217,11 @@ def assemble(
         sorted(rows_needed | set(paired)),
         [*_RECORD_COLUMNS, *by_row.columns.intersection(["source_id"])],
     ]
-    records = cast(dict[int, dict[str, Any]], needed.to_dict("index"))
+    columns = list(needed.columns)
+    records = {
+        int(row): dict(zip(columns, values, strict=True))
+        for row, *values in zip(needed.index, *(needed[c].tolist() for c in columns), strict=True)
+    }
     superseding = {
         (patient, hit.keys[0], rules[hit.rule_id].code)
         for patient, hit in hits
