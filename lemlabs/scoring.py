@@ -13,6 +13,7 @@ import pandas as pd
 
 import lemlabs
 from lemlabs.context import add_context
+from lemlabs.ctcae import GRADE_COLUMNS, grade_results, with_version
 from lemlabs.engine import Hit, engine_for, json_safe
 from lemlabs.findings import assemble, sort_key
 from lemlabs.ingest import Source, check_as_of, prepare_labs, prepare_patients, rows_as_frame
@@ -169,6 +170,7 @@ def score_frame(
     *,
     progress: Progress | None = None,
     as_of: dt.date | str | None = None,
+    ctcae: str | None = None,
 ) -> Report:
     """Score a lab table (DataFrame, CSV path or buffer) and return a :class:`Report`.
 
@@ -177,8 +179,10 @@ def score_frame(
     ``progress(stage, done, total)`` is called as the stages advance (the CLI draws a bar).
     With ``as_of`` (a date) the report also holds ``monitoring.overdue`` findings for tests the
     label's schedule asks for and that were not done (see :func:`lemlabs.schedule`).
+    ``ctcae`` is the CTCAE version findings and results are graded by: ``"v5"`` (the default,
+    unless a site table sets ``ctcae.version``), ``"v4"`` (4.03) or ``"v6"``.
     """
-    return _score(labs, patients, thresholds, progress=progress, as_of=as_of)
+    return _score(labs, patients, thresholds, progress=progress, as_of=as_of, ctcae=ctcae)
 
 
 def score_unfiltered(labs: Source, patients: Source | None = None) -> Report:
@@ -195,9 +199,10 @@ def _score(
     post_all: bool = False,
     progress: Progress | None = None,
     as_of: dt.date | str | None = None,
+    ctcae: str | None = None,
 ) -> Report:
     report = progress or (lambda stage, done, total: None)
-    table = load_thresholds(thresholds)
+    table = with_version(load_thresholds(thresholds), ctcae)
     report("read", 0, 1)
     frame = prepare_labs(labs)
     people = prepare_patients(patients) if patients is not None else None
@@ -216,6 +221,7 @@ def _score(
         findings += _monitoring(results, people, context, day, table)
         findings.sort(key=sort_key)
     report("findings", 1, 1)
+    results = _with_grades(results, context, table)
     return Report(
         findings=findings_frame(findings),
         issues=issues,
@@ -224,6 +230,19 @@ def _score(
         finding_list=tuple(findings),
         patients=people,
     )
+
+
+def _with_grades(results: pd.DataFrame, context: pd.DataFrame, table: Thresholds) -> pd.DataFrame:
+    """Every result with its CTCAE grades (low and high direction, term, version), graded on
+    its context (baseline) by the evaluator findings use; not-scored rows stay ungraded."""
+    grades = grade_results(context, str(table["ctcae.version"]))
+    grades.index = context["row"].to_numpy()
+    out = results.drop(columns=[c for c in GRADE_COLUMNS if c in results.columns])
+    joined = grades.reindex(out["row"].to_numpy()).astype(GRADE_COLUMNS)
+    for column in GRADE_COLUMNS:
+        out[column] = joined[column].set_axis(out.index)
+    out["ctcae_version"] = str(table["ctcae.version"])
+    return out
 
 
 def score(records: Iterable[Any], patients: Source | None = None) -> list[Finding]:
