@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 import lemlabs
+from lemlabs.analytes import looks_like
 from lemlabs.context import add_context
 from lemlabs.ctcae import GRADE_COLUMNS, grade_results, with_version
 from lemlabs.engine import Hit, engine_for, json_safe
@@ -134,15 +135,26 @@ def _monitoring(
 
 
 def _not_scored(results: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Every test name that was not scored, with its row count and reasons (most rows first)."""
+    """Every test name that was not scored, with its row count, reasons, codes (LOINC, SDTM
+    ``LBTEST``) and the monitored analyte it looks like; those that look like one come first,
+    then most rows first."""
     skipped = results[results["status"] == "not_scored"]
     counts = Counter(zip(skipped["test"], skipped["status_reason"], strict=True))
     out: dict[str, dict[str, Any]] = {}
     for (test, reason), rows in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
-        entry = out.setdefault(str(test), {"rows": 0, "reasons": {}})
+        entry = out.setdefault(str(test), {"rows": 0, "reasons": {}, "looks_like": ""})
         entry["rows"] += rows
         entry["reasons"][str(reason)] = rows
-    return dict(sorted(out.items(), key=lambda item: (-item[1]["rows"], item[0])))
+        entry["looks_like"] = entry["looks_like"] or looks_like(str(test), str(reason))
+    for column, key in (("loinc", "loinc"), ("test_name", "names")):
+        if column in skipped.columns:
+            for test, values in skipped.groupby("test", sort=False)[column]:
+                found = sorted({str(v).strip() for v in values if str(v).strip()})
+                if found:
+                    out[str(test)][key] = found
+    return dict(
+        sorted(out.items(), key=lambda item: (not item[1]["looks_like"], -item[1]["rows"], item[0]))
+    )
 
 
 def _summary(
