@@ -25,6 +25,7 @@ from lemlabs.normalise import normalise
 from lemlabs.rules.thresholds import Thresholds, default_thresholds, load_thresholds
 from lemlabs.schedule import schedule
 from lemlabs.scoring import rules_version, score, score_frame
+from lemlabs.sdtm import read_sdtm
 
 __all__ = [
     "Condition",
@@ -48,6 +49,7 @@ __all__ = [
     "normalise",
     "read_labs",
     "read_patients",
+    "read_sdtm",
     "rules_version",
     "schedule",
     "score",

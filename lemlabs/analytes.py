@@ -138,6 +138,17 @@ def identify(test: str, loinc: str = "", specimen: str = "") -> Identity:
     words, other = _specimens()
     book = catalogue()
     by_name = recognise(test)
+    sdtm = _sdtm_code(test)
+    if by_name is None and sdtm is not None:
+        by_name = sdtm["analyte"]
+        needs = sdtm.get("needs")
+        kind = words.get(name_key(specimen)) if specimen.strip() else None
+        if needs and kind != needs:
+            said = f"specimen {specimen.strip()!r}" if specimen.strip() else "no specimen"
+            return Identity(
+                reason=f"SDTM code {test.strip()} with {said}: lemlabs scores it as "
+                f"{book[by_name].label} with LBSPEC {needs.upper()} only"
+            )
     code = loinc.strip()
     if code.casefold() in _NO_CODE:
         code = ""
@@ -172,6 +183,42 @@ def identify(test: str, loinc: str = "", specimen: str = "") -> Identity:
                 f"{expected} only"
             )
     return Identity(analyte=analyte)
+
+
+def _sdtm_code(test: str) -> dict[str, str] | None:
+    """The SDTM LBTESTCD entry (``data/sdtm.toml``) a test name is, if any (case-exact, as SDTM
+    codes are upper case)."""
+    from lemlabs.sdtm import sdtm_codes
+
+    return sdtm_codes().get(test.strip())
+
+
+@cache
+def _known_names() -> dict[str, str]:
+    """Every name and code lemlabs recognises (folded) → the analyte's label."""
+    from lemlabs.sdtm import sdtm_codes
+
+    book = catalogue()
+    names = {name: book[key].label for name, key in _index()[1].items()}
+    for code, entry in sdtm_codes().items():
+        names[name_key(code)] = book[entry["analyte"]].label
+    return names
+
+
+def looks_like(test: str, reason: str = "") -> str:
+    """The label of the monitored analyte an unscored test looks like ("" when none): a known
+    name or code with a specimen lemlabs does not score it in, or a name within one or two
+    letters of a known one ("PLAT1", "CREATN", "TSH3")."""
+    import difflib
+
+    known = _known_names()
+    key = name_key(test)
+    if key in known and ("specimen" in reason or "SDTM code" in reason):
+        return known[key]
+    if key in known or len(key) < 3:
+        return ""
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.8)
+    return known[close[0]] if close else ""
 
 
 def recognise(test: str | None, loinc: str | None = None) -> str | None:

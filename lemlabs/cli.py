@@ -104,7 +104,9 @@ EXAMPLES = {
   lemlabs score labs.csv --patients patients.csv -o findings.csv --issues issues.csv
   lemlabs score labs.csv --patients patients.csv --as-of 2021-06-01 --fail-on urgent
   lemlabs score observations.ndjson -o findings.fhir.json          # extra fhir
-  lemlabs score 'labs/*.parquet' --dask --workers 2 -o findings.parquet   # extra dask""",
+  lemlabs score 'labs/*.parquet' --dask --workers 2 -o findings.parquet   # extra dask
+  lemlabs score lb.xpt --dm dm.xpt --ex ex.xpt --ctcae v4 -o adlb.csv --adlb
+  lemlabs score export.csv --sep ';' --columns MRN=patient_id,Analyse=test""",
     "report": """examples:
   lemlabs report labs.csv --patients patients.csv -o report.html
   lemlabs report labs.csv --patients patients.csv --as-of 2021-06-01 -o report.html""",
@@ -198,6 +200,26 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help=f"local Dask workers (needs --dask; default {DASK_WORKERS})",
+    )
+    score.add_argument(
+        "--ctcae",
+        choices=("v4", "v5", "v6"),
+        metavar="VERSION",
+        help="CTCAE version of the grades: v4 (4.03), v5 (default) or v6",
+    )
+    score.add_argument("--sep", metavar="CHAR", help="CSV delimiter (default: sniffed ; tab ,)")
+    score.add_argument(
+        "--columns",
+        type=_column_map,
+        metavar="MAP",
+        help="column names to map, e.g. MRN=patient_id,Analyse=test",
+    )
+    score.add_argument("--dm", type=Path, metavar="FILE", help="SDTM DM (sex, birth date)")
+    score.add_argument("--ex", type=Path, metavar="FILE", help="SDTM EX (alemtuzumab courses)")
+    score.add_argument(
+        "--adlb",
+        action="store_true",
+        help="-o writes the ADLB-style table (.csv, .parquet, .xpt: extra xpt), not findings",
     )
     html = commands.add_parser(
         "report",
@@ -317,7 +339,10 @@ def _print_report(report: Report, out: TextIO, top: int = 10) -> None:
     skipped = s.get("not_scored_by_test", {})
     if skipped:
         names = ", ".join(
-            f"{printable(name)} ({entry['rows']})" for name, entry in list(skipped.items())[:5]
+            f"{printable(name)} ({entry['rows']}"
+            + (f"; looks like {entry['looks_like']}?" if entry.get("looks_like") else "")
+            + ")"
+            for name, entry in list(skipped.items())[:5]
         )
         more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
         out.write(f"not scored: {names}{more}\n\n")
@@ -378,14 +403,61 @@ def _output_format(path: Path) -> str:
     return ".fhir.json" if name.endswith(".fhir.json") else path.suffix.lower()
 
 
+def _column_map(text: str) -> dict[str, str]:
+    """``MRN=patient_id,Analyse=test`` → ``{"MRN": "patient_id", "Analyse": "test"}``."""
+    pairs = [part for part in text.split(",") if part.strip()]
+    out = {}
+    for pair in pairs:
+        name, sep, target = pair.partition("=")
+        if not sep or not name.strip() or not target.strip():
+            raise argparse.ArgumentTypeError(f"{pair!r} is not NAME=column")
+        out[name.strip()] = target.strip()
+    return out
+
+
+_ADLB_SUFFIXES = (".csv", ".parquet", ".xpt")
+
+
+def _check_trial_args(args: argparse.Namespace) -> None:
+    """--adlb, --dm/--ex, --sep/--columns: usable together, extras present."""
+    if args.adlb:
+        suffix = args.output.suffix.lower() if args.output is not None else ""
+        if suffix not in _ADLB_SUFFIXES:
+            raise LemlabsError("--adlb writes -o NAME.csv, NAME.parquet or NAME.xpt")
+        if args.dask:
+            raise LemlabsError("--adlb cannot be used with --dask")
+        if suffix == ".xpt":
+            require_extra("xpt", "writing SAS transport (-o *.xpt --adlb)")
+    if args.patients is not None and (args.dm is not None or args.ex is not None):
+        raise LemlabsError("give --patients or --dm/--ex, not both")
+    if args.dask and (args.sep or args.columns or args.dm or args.ex or args.ctcae):
+        raise LemlabsError("--sep, --columns, --dm, --ex and --ctcae cannot be used with --dask")
+
+
+def _trial_inputs(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The lab table read with --sep/--columns (SDTM LB recognised by its columns), and the
+    patients from --dm/--ex when given."""
+    labs = lemlabs.read_labs(args.labs, columns=args.columns, sep=args.sep)
+    if args.dm is None and args.ex is None:
+        return labs, args.patients
+    from lemlabs.ingest import prepare_patients
+    from lemlabs.sdtm import patients_from, read_table
+
+    dm = read_table(args.dm, "SDTM DM") if args.dm is not None else None
+    ex = read_table(args.ex, "SDTM EX") if args.ex is not None else None
+    people = patients_from(dm, ex, sorted(set(labs["patient_id"])))
+    return labs, prepare_patients(people)
+
+
 def _check_score_args(args: argparse.Namespace) -> None:
     """Refuse unusable options and missing extras before any scoring work starts."""
+    _check_trial_args(args)
     if not args.dask and (args.workers is not None or args.scheduler is not None):
         option = "--workers" if args.workers is not None else "--scheduler"
         raise LemlabsError(f"{option} needs --dask")
     if args.dask:
         require_extra("dask", "--dask")
-    if args.output is not None:
+    if args.output is not None and not args.adlb:
         suffix = _output_format(args.output)
         if suffix not in FORMATS:
             raise LemlabsError(
@@ -491,8 +563,17 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     else:
         labs, patients, thresholds, as_of = args.labs, args.patients, args.thresholds, args.as_of
         labs, patients = _fhir_inputs(labs, patients)
-    report = lemlabs.score_frame(labs, patients, thresholds, progress=progress, as_of=as_of)
-    if args.command == "score" and args.output is not None:
+        if isinstance(labs, Path) and args.labs.suffix.lower() not in FHIR_SUFFIXES:
+            labs, patients = _trial_inputs(args)
+    ctcae = getattr(args, "ctcae", None)
+    report = lemlabs.score_frame(
+        labs, patients, thresholds, progress=progress, as_of=as_of, ctcae=ctcae
+    )
+    if args.command == "score" and args.output is not None and args.adlb:
+        from lemlabs.adlb import write_adlb
+
+        write_adlb(report.to_adlb(), args.output)
+    elif args.command == "score" and args.output is not None:
         if _output_format(args.output) == ".xlsx":
             report.to_excel(args.output, thresholds)
         else:

@@ -69,6 +69,7 @@ EXTRA_MODULES: dict[str, tuple[tuple[str, ...], ...]] = {
     "plot": (("matplotlib",),),
     "excel": (("openpyxl",),),
     "report": (("jinja2",), ("matplotlib",)),
+    "xpt": (("pyreadstat",),),
 }
 
 

@@ -106,15 +106,80 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     return frame.astype(object).where(frame.notna(), "").astype(str)
 
 
-def _read_csv(source: Source) -> pd.DataFrame:
+_DELIMITERS = {";": "semicolon", "\t": "tab", ",": "comma"}
+
+
+def _peek(source: Any) -> str:
+    """The first 64 KiB of a file or seekable buffer as text ('' when it cannot be peeked)."""
+    if isinstance(source, str | os.PathLike):
+        with open(source, "rb") as handle:
+            head: str | bytes = handle.read(65536)
+    elif hasattr(source, "seek") and hasattr(source, "read") and source.seekable():
+        start = source.tell()
+        head = source.read(65536)
+        source.seek(start)
+    else:
+        return ""
+    if isinstance(head, bytes):
+        head = head.decode("utf-8-sig", "replace")
+    return head
+
+
+def _fields(line: str, sep: str) -> int:
+    """Fields of one CSV line split by ``sep``, outside double quotes."""
+    quoted, count = False, 1
+    for char in line:
+        if char == '"':
+            quoted = not quoted
+        elif char == sep and not quoted:
+            count += 1
+    return count
+
+
+def sniff_delimiter(text: str, name: str = "input") -> str:
+    """``;``, tab or ``,``: the delimiter of a CSV text, decided by its header and confirmed by
+    the rows (every sampled row splits into as many fields as the header). A text where no
+    delimiter, or more than one, fits is a :class:`LabInputError` asking for ``sep``."""
+    lines = [line for line in text.splitlines()[:50] if line.strip()]
+    if not lines:
+        return ","
+    if len(text) >= 65536 and len(lines) > 1:
+        lines = lines[:-1]  # the last line of a peek may be cut short
+    header, rows = lines[0], lines[1:]
+    counts = {sep: _fields(header, sep) for sep in _DELIMITERS}
+    candidates = [sep for sep, n in counts.items() if n > 1]
+    if len(candidates) <= 1:
+        return candidates[0] if candidates else ","
+    fitting = [sep for sep in candidates if all(_fields(row, sep) == counts[sep] for row in rows)]
+    if len(fitting) == 1:
+        return fitting[0]
+    found = ", ".join(_DELIMITERS[sep] for sep in candidates)
+    raise LabInputError(
+        f"{name}: cannot tell the delimiter: the header splits on {found}"
+        f"{' and the rows fit more than one' if fitting else ' and the rows fit none'}; "
+        "pass it (--sep ';' on the command line, sep=';' in Python)"
+    )
+
+
+def _read_csv(source: Source, sep: str | None = None) -> pd.DataFrame:
     name = _describe(source)
     if isinstance(source, str | os.PathLike) and not Path(source).is_file():
         raise LabInputError(f"{name}: no such file")
     if isinstance(source, str | os.PathLike) and Path(source).suffix.lower() == ".parquet":
         return _read_parquet(Path(source))
+    if isinstance(source, str | os.PathLike) and Path(source).suffix.lower() == ".xpt":
+        from lemlabs.sdtm import read_table
+
+        return read_table(source)
+    if sep is None:
+        sep = sniff_delimiter(_peek(source), name)
+    sep = "\t" if sep in ("\\t", "tab", "TAB") else sep
+    if len(sep) != 1:
+        raise LabInputError(f"{name}: the delimiter {sep!r} is not one character")
     try:
         frame = pd.read_csv(
             source,  # type: ignore[arg-type]
+            sep=sep,
             dtype=object,
             keep_default_na=False,
             na_filter=False,
@@ -192,10 +257,15 @@ def _carry_reserved(frame: pd.DataFrame, reserved: tuple[str, ...]) -> pd.DataFr
     return frame.rename(columns=renames) if renames else frame
 
 
-def _frame(source: Source) -> tuple[pd.DataFrame, str]:
+def _frame(source: Source, sep: str | None = None) -> tuple[pd.DataFrame, str]:
     if isinstance(source, pd.DataFrame):
         return source.copy(), "DataFrame"
-    return _read_csv(source), _describe(source)
+    return _read_csv(source, sep), _describe(source)
+
+
+def read_text_table(source: Source, sep: str | None = None) -> pd.DataFrame:
+    """A CSV (delimiter sniffed unless ``sep`` is given: ``;``, tab or ``,``) as text columns."""
+    return _read_csv(source, sep)
 
 
 def _map_columns(
@@ -298,7 +368,9 @@ def _is_prepared(source: Source) -> bool:
     )
 
 
-def prepare_labs(source: Source, columns: Mapping[str, str] | None = None) -> pd.DataFrame:
+def prepare_labs(
+    source: Source, columns: Mapping[str, str] | None = None, sep: str | None = None
+) -> pd.DataFrame:
     """The lab table in lemlabs' shape: required columns checked, text kept, dates parsed.
 
     Adds ``collected_at`` as datetimes (NaT where unreadable) and keeps the text in
@@ -306,7 +378,12 @@ def prepare_labs(source: Source, columns: Mapping[str, str] | None = None) -> pd
     """
     if columns is None and _is_prepared(source):
         return source  # type: ignore[return-value]
-    frame, name = _frame(source)
+    frame, name = _frame(source, sep)
+    if columns is None:
+        from lemlabs.sdtm import is_lb, lb_to_labs
+
+        if is_lb(frame.columns) and "patient_id" not in frame.columns:
+            frame = lb_to_labs(frame, name)  # SDTM LB, recognised by its columns
     frame = _map_columns(frame, LAB_COLUMNS + LAB_OPTIONAL, LAB_COLUMNS, columns, name)
     frame = frame.reset_index(drop=True)
     if not _was_prepared(frame):
@@ -334,13 +411,17 @@ def _strip_ids(ids: pd.Series) -> pd.Series:
     return ids if stripped.equals(ids) else stripped
 
 
-def read_labs(path_or_buffer: Source, columns: Mapping[str, str] | None = None) -> pd.DataFrame:
+def read_labs(
+    path_or_buffer: Source, columns: Mapping[str, str] | None = None, sep: str | None = None
+) -> pd.DataFrame:
     """Read a long-format lab CSV or Parquet file (one result a row); see the README.
 
-    ``columns`` maps other column names onto lemlabs' (``{"MRN": "patient_id"}``).
+    ``columns`` maps other column names onto lemlabs' (``{"MRN": "patient_id"}``). The CSV
+    delimiter (``;``, tab or ``,``) is sniffed unless ``sep`` gives it. An SDTM LB table (CSV,
+    Parquet or SAS transport ``.xpt``) is recognised by its columns (:func:`lemlabs.read_sdtm`).
     Raises :class:`~lemlabs.errors.LabInputError` for a file that cannot be used at all.
     """
-    return prepare_labs(path_or_buffer, columns)
+    return prepare_labs(path_or_buffer, columns, sep)
 
 
 def _course_list(text: str) -> list[pd.Timestamp] | None:

@@ -218,6 +218,19 @@ class Report:
 
         write_workbook(path, self.finding_list, self.issues, self.summary, thresholds)
 
+    def to_adlb(self) -> pd.DataFrame:
+        """One row per scored result with ADaM ADLB names (:func:`lemlabs.adlb.to_adlb`)."""
+        from lemlabs.adlb import to_adlb
+
+        return to_adlb(self)
+
+    def shift_table(self, term: str) -> pd.DataFrame:
+        """Patients by baseline × worst post-baseline CTCAE grade of ``term`` (``"platelets"``,
+        ``"creatinine"``, ``"proteinuria"`` or a CTCAE term name)."""
+        from lemlabs.adlb import shift_table
+
+        return shift_table(self, term)
+
     def data_issues(self) -> list[DataIssue]:
         """The issues table as :class:`DataIssue` records."""
         records = self.issues.to_dict("records")

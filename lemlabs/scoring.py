@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 
 import lemlabs
+from lemlabs.analytes import looks_like
 from lemlabs.context import add_context
+from lemlabs.ctcae import GRADE_COLUMNS, grade_results, with_version
 from lemlabs.engine import Hit, engine_for, json_safe
 from lemlabs.findings import assemble, sort_key
 from lemlabs.ingest import Source, check_as_of, prepare_labs, prepare_patients, rows_as_frame
@@ -133,15 +135,26 @@ def _monitoring(
 
 
 def _not_scored(results: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Every test name that was not scored, with its row count and reasons (most rows first)."""
+    """Every test name that was not scored, with its row count, reasons, codes (LOINC, SDTM
+    ``LBTEST``) and the monitored analyte it looks like; those that look like one come first,
+    then most rows first."""
     skipped = results[results["status"] == "not_scored"]
     counts = Counter(zip(skipped["test"], skipped["status_reason"], strict=True))
     out: dict[str, dict[str, Any]] = {}
     for (test, reason), rows in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
-        entry = out.setdefault(str(test), {"rows": 0, "reasons": {}})
+        entry = out.setdefault(str(test), {"rows": 0, "reasons": {}, "looks_like": ""})
         entry["rows"] += rows
         entry["reasons"][str(reason)] = rows
-    return dict(sorted(out.items(), key=lambda item: (-item[1]["rows"], item[0])))
+        entry["looks_like"] = entry["looks_like"] or looks_like(str(test), str(reason))
+    for column, key in (("loinc", "loinc"), ("test_name", "names")):
+        if column in skipped.columns:
+            for test, values in skipped.groupby("test", sort=False)[column]:
+                found = sorted({str(v).strip() for v in values if str(v).strip()})
+                if found:
+                    out[str(test)][key] = found
+    return dict(
+        sorted(out.items(), key=lambda item: (not item[1]["looks_like"], -item[1]["rows"], item[0]))
+    )
 
 
 def _summary(
@@ -169,6 +182,7 @@ def score_frame(
     *,
     progress: Progress | None = None,
     as_of: dt.date | str | None = None,
+    ctcae: str | None = None,
 ) -> Report:
     """Score a lab table (DataFrame, CSV path or buffer) and return a :class:`Report`.
 
@@ -177,8 +191,10 @@ def score_frame(
     ``progress(stage, done, total)`` is called as the stages advance (the CLI draws a bar).
     With ``as_of`` (a date) the report also holds ``monitoring.overdue`` findings for tests the
     label's schedule asks for and that were not done (see :func:`lemlabs.schedule`).
+    ``ctcae`` is the CTCAE version findings and results are graded by: ``"v5"`` (the default,
+    unless a site table sets ``ctcae.version``), ``"v4"`` (4.03) or ``"v6"``.
     """
-    return _score(labs, patients, thresholds, progress=progress, as_of=as_of)
+    return _score(labs, patients, thresholds, progress=progress, as_of=as_of, ctcae=ctcae)
 
 
 def score_unfiltered(labs: Source, patients: Source | None = None) -> Report:
@@ -195,9 +211,10 @@ def _score(
     post_all: bool = False,
     progress: Progress | None = None,
     as_of: dt.date | str | None = None,
+    ctcae: str | None = None,
 ) -> Report:
     report = progress or (lambda stage, done, total: None)
-    table = load_thresholds(thresholds)
+    table = with_version(load_thresholds(thresholds), ctcae)
     report("read", 0, 1)
     frame = prepare_labs(labs)
     people = prepare_patients(patients) if patients is not None else None
@@ -216,6 +233,7 @@ def _score(
         findings += _monitoring(results, people, context, day, table)
         findings.sort(key=sort_key)
     report("findings", 1, 1)
+    results = _with_grades(results, context, table)
     return Report(
         findings=findings_frame(findings),
         issues=issues,
@@ -224,6 +242,19 @@ def _score(
         finding_list=tuple(findings),
         patients=people,
     )
+
+
+def _with_grades(results: pd.DataFrame, context: pd.DataFrame, table: Thresholds) -> pd.DataFrame:
+    """Every result with its CTCAE grades (low and high direction, term, version), graded on
+    its context (baseline) by the evaluator findings use; not-scored rows stay ungraded."""
+    grades = grade_results(context, str(table["ctcae.version"]))
+    grades.index = context["row"].to_numpy()
+    out = results.drop(columns=[c for c in GRADE_COLUMNS if c in results.columns])
+    joined = grades.reindex(out["row"].to_numpy()).astype(GRADE_COLUMNS)
+    for column in GRADE_COLUMNS:
+        out[column] = joined[column].set_axis(out.index)
+    out["ctcae_version"] = str(table["ctcae.version"])
+    return out
 
 
 def score(records: Iterable[Any], patients: Source | None = None) -> list[Finding]:

@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lemlabs.ctcae import criteria, grade_fact
+
 Fact = Mapping[str, Any]
 Thresholds = Mapping[str, Any]
 
@@ -19,56 +21,35 @@ class Function:
 
     run: Callable[[Fact, Thresholds], Any]
     thresholds: tuple[str, ...]
+    cites: Callable[[Thresholds], tuple[str, ...]] | None = None
+    """Sources cited after the function's thresholds (a CTCAE term's criteria, by version)."""
+
+
+def _version(t: Thresholds) -> str:
+    return str(t["ctcae.version"])
 
 
 def ctcae_platelets(fact: Fact, t: Thresholds) -> int | None:
-    """CTCAE v5 Platelet count decreased, from the count's upper bound (edges as CTCAE writes)."""
-    count = fact["upper"]
-    for grade, key in (
-        (4, "ctcae.platelets_g4_below"),
-        (3, "ctcae.platelets_g3_below"),
-        (2, "ctcae.platelets_g2_below"),
-    ):
-        if count < t[key]:
-            return grade
-    return 1 if count < fact["ref_low"] else None
+    """CTCAE Platelet count decreased (v6: Thrombocytopenia), of ``ctcae.version``."""
+    return grade_fact("platelets", fact, _version(t))
 
 
 def ctcae_creatinine(fact: Fact, t: Thresholds) -> int | None:
-    """CTCAE v5 Creatinine increased: the higher of the ULN-based and the baseline-based grade."""
-    value, uln, ratio = fact["lower"], fact["ref_high"], fact["rise_ratio"]
-    by_uln = None
-    if value > uln:
-        by_uln = 1
-        for grade, key in (
-            (4, "ctcae.creatinine_uln_g4_above"),
-            (3, "ctcae.creatinine_uln_g3_above"),
-            (2, "ctcae.creatinine_uln_g2_above"),
-        ):
-            if value > t[key] * uln:
-                by_uln = grade
-                break
-    by_baseline = None
-    if ratio > t["ctcae.creatinine_baseline_g3_above"]:
-        by_baseline = 3
-    elif ratio > t["ctcae.creatinine_baseline_g2_above"]:
-        by_baseline = 2
-    grades = [g for g in (by_uln, by_baseline) if g is not None]
-    return max(grades) if grades else None
+    """CTCAE Creatinine increased, of ``ctcae.version``: the highest grade any arm (ULN or
+    baseline) reaches."""
+    return grade_fact("creatinine", fact, _version(t))
 
 
 def ctcae_proteinuria(fact: Fact, t: Thresholds) -> int | None:
-    """CTCAE v5 Proteinuria (adult) from a dipstick grade; a ratio gets no grade."""
-    if fact["analyte"] != "urine_protein":
-        return None
-    for grade, key in (
-        (3, "ctcae.proteinuria_g3_grade"),
-        (2, "ctcae.proteinuria_g2_grade"),
-        (1, "ctcae.proteinuria_g1_grade"),
-    ):
-        if fact["lower"] >= t[key]:
-            return grade
-    return None
+    """CTCAE Proteinuria (adult) from a dipstick grade; a ratio gets no grade."""
+    return grade_fact("proteinuria", fact, _version(t))
+
+
+def _cites(key: str) -> Callable[[Thresholds], tuple[str, ...]]:
+    def cites(t: Thresholds) -> tuple[str, ...]:
+        return criteria(_version(t)).term(key).cites
+
+    return cites
 
 
 def infusion_note(fact: Fact, t: Thresholds) -> list[str]:
@@ -127,34 +108,10 @@ def creatinine_notes(fact: Fact, t: Thresholds) -> list[str]:
     return notes
 
 
-_CTCAE_CREATININE = (
-    "ctcae.version",
-    "ctcae.creatinine_uln_g2_above",
-    "ctcae.creatinine_uln_g3_above",
-    "ctcae.creatinine_uln_g4_above",
-    "ctcae.creatinine_baseline_g2_above",
-    "ctcae.creatinine_baseline_g3_above",
-)
 FUNCTIONS: dict[str, Function] = {
-    "ctcae_platelets": Function(
-        ctcae_platelets,
-        (
-            "ctcae.version",
-            "ctcae.platelets_g2_below",
-            "ctcae.platelets_g3_below",
-            "ctcae.platelets_g4_below",
-        ),
-    ),
-    "ctcae_creatinine": Function(ctcae_creatinine, _CTCAE_CREATININE),
-    "ctcae_proteinuria": Function(
-        ctcae_proteinuria,
-        (
-            "ctcae.version",
-            "ctcae.proteinuria_g1_grade",
-            "ctcae.proteinuria_g2_grade",
-            "ctcae.proteinuria_g3_grade",
-        ),
-    ),
+    "ctcae_platelets": Function(ctcae_platelets, ("ctcae.version",), _cites("platelets")),
+    "ctcae_creatinine": Function(ctcae_creatinine, ("ctcae.version",), _cites("creatinine")),
+    "ctcae_proteinuria": Function(ctcae_proteinuria, ("ctcae.version",), _cites("proteinuria")),
     "infusion_note": Function(infusion_note, ("itp.infusion_window_days",)),
     "haematuria_notes": Function(haematuria_notes, ()),
     "creatinine_notes": Function(

@@ -128,7 +128,12 @@ class Rule:
 
     def source(self, thresholds: Any) -> str:
         """Citations of the rule and of every threshold it reads, without repeats."""
-        cited = [*self.sources, *(thresholds.entry(key).source for key in self.thresholds)]
+        cited = [*self.sources]
+        grade = FUNCTIONS[self.grade] if self.grade else None
+        for key in self.thresholds:
+            cited.append(thresholds.entry(key).source)
+            if grade is not None and grade.cites is not None and key == grade.thresholds[-1]:
+                cited += grade.cites(thresholds)
         return "; ".join(dict.fromkeys(cited))
 
     def grade_of(self, fact: Mapping[str, Any], thresholds: Mapping[str, Any]) -> int | None:

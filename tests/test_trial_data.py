@@ -1,0 +1,349 @@
+"""Trial data (issue 13): SDTM LB/DM/EX in, CTCAE v4/v5/v6 grades per result, ADLB and shift
+tables out, delimiter sniffing, unscored tests named.
+
+The grade tables follow admiral's test tables (pharmaverse/admiral,
+tests/testthat/test-derive_var_atoxgr.R, commit 6eb5125: "exp_creatn", "exp_plate_si",
+Tests 25, 26a, 26b, 45a-c, 46a-f), an independent reference: a row at every cut-off, in SI and
+US units. Where lemlabs differs from admiral, the row says why (README, "Trial data").
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import lemlabs
+from lemlabs.adlb import ADLB_COLUMNS
+from lemlabs.ctcae import criteria, version_of
+from lemlabs.ingest import read_text_table
+
+DATA = Path(__file__).parent / "data" / "sdtm"
+MG_DL = 88.4  # µmol/L per mg/dL of creatinine (113.12 g/mol), as lemlabs converts
+
+
+def _grade(version: str, analyte: str, rows: list[tuple[float, str, float, float]]) -> int | None:
+    """The grade of the last of ``rows`` (value, unit, ref_low, ref_high) of one patient, the
+    first row being the baseline (first on record)."""
+    test = {"platelets": "PLT", "creatinine": "Creatinine"}[analyte]
+    labs = pd.DataFrame(
+        [
+            {
+                "patient_id": "P1",
+                "collected_at": f"2021-{i + 1:02d}-01",
+                "test": test,
+                "value": repr(value),
+                "unit": unit,
+                "ref_low": repr(low),
+                "ref_high": repr(high),
+            }
+            for i, (value, unit, low, high) in enumerate(rows)
+        ]
+    )
+    results = lemlabs.score_frame(labs, ctcae=version).results
+    assert (results["status"] == "scored").all(), results["status_reason"].tolist()
+    column = "ctcae_grade_low" if analyte == "platelets" else "ctcae_grade_high"
+    grade = results[column].iloc[-1]
+    return None if pd.isna(grade) else int(grade)
+
+
+# admiral exp_plate_si (ANRLO 100) with lemlabs' grades; v6 moves grade 4 to < 10
+PLATELETS = [(24, 4), (25, 3), (49, 3), (50, 2), (74, 2), (75, 1), (99, 1), (100, 0)]
+PLATELETS_V6 = [(9, 4), (10, 3), (24, 3), (49, 3), (50, 2), (74, 2), (75, 1), (99, 1), (100, 0)]
+
+
+@pytest.mark.parametrize("version", ["v4", "v5"])
+@pytest.mark.parametrize(("count", "expected"), PLATELETS)
+@pytest.mark.parametrize(("unit", "factor"), [("10^9/L", 1.0), ("/uL", 1000.0), ("K/uL", 1.0)])
+def test_platelet_grades_v4_v5(
+    version: str, count: float, expected: int, unit: str, factor: float
+) -> None:
+    assert _grade(version, "platelets", [(count * factor, unit, 100 * factor, 400 * factor)]) == (
+        expected
+    )
+
+
+@pytest.mark.parametrize(("count", "expected"), PLATELETS_V6)
+@pytest.mark.parametrize(("unit", "factor"), [("10^9/L", 1.0), ("/uL", 1000.0)])
+def test_thrombocytopenia_grades_v6(count: float, expected: int, unit: str, factor: float) -> None:
+    assert _grade("v6", "platelets", [(count * factor, unit, 100 * factor, 400 * factor)]) == (
+        expected
+    )
+
+
+# admiral exp_creatn: (AVAL, BASE, ANRHI, v4 grade, v5 grade), µmol/L; ANRLO 10 (not used by
+# v4/v5). Rows 15-17 are v4's grade 1 baseline arm (admiral: V5 = "N").
+CREATININE = [
+    (241, 241, 40, 4, 4),
+    (240, 230, 40, 3, 3),
+    (121, 120, 40, 3, 3),
+    (120, 119, 40, 2, 2),
+    (61, 60, 40, 2, 2),
+    (60, 60, 40, 1, 1),
+    (41, 41, 40, 1, 1),
+    (40, 40, 40, 0, 0),
+    (42, 6, 40, 3, 3),
+    (42, 13.9, 40, 3, 3),
+    (42, 14, 40, 2, 2),
+    (42.1, 28, 40, 2, 2),
+    (42, 28, 42, 1, 0),
+    (42, 41, 42, 1, 0),
+    (42, 42, 42, 0, 0),
+]
+
+
+@pytest.mark.parametrize(("value", "base", "uln", "v4", "v5"), CREATININE)
+@pytest.mark.parametrize(("unit", "factor"), [("umol/L", 1.0), ("mg/dL", 1 / MG_DL)])
+def test_creatinine_grades_v4_v5(
+    value: float, base: float, uln: float, v4: int, v5: int, unit: str, factor: float
+) -> None:
+    rows = [
+        (base * factor, unit, 5 * factor, uln * factor),
+        (value * factor, unit, 5 * factor, uln * factor),
+    ]
+    assert _grade("v4", "creatinine", rows) == v4
+    assert _grade("v5", "creatinine", rows) == v5
+
+
+# v6: the baseline arms of grades 2 and 3 only when the baseline is below the LLN. admiral's
+# Test 26b rows 3-10 (BNRIND NORMAL) and 11-14 (LOW); lemlabs reads "below the LLN" against the
+# result's own interval, so the LOW rows use LLN 45 > baseline 40 (admiral gives ANRHI 41 with no
+# LLN). (value, baseline, LLN, ULN, v5, v6)
+CREATININE_V6 = [
+    (241, 40, 10, 40, 4, 4),
+    (240, 40, 10, 40, 3, 3),
+    (121, 40, 10, 40, 3, 3),
+    (120, 40, 10, 40, 2, 2),
+    (61, 40, 10, 40, 2, 2),
+    (60, 40, 10, 40, 1, 1),
+    (61, 40, 10, 50, 2, 1),  # v5: 61 > 1.5 x baseline 40; v6: baseline not below the LLN
+    (41, 40, 10, 40, 1, 1),
+    (40, 40, 10, 40, 0, 0),
+    (121, 40, 45, 100, 3, 3),  # baseline below the LLN: > 3.0 x baseline
+    (120, 40, 45, 100, 2, 2),
+    (61, 40, 45, 100, 2, 2),
+    (60, 40, 45, 100, 0, 0),
+    (160, 50, 45, 100, 3, 2),  # baseline normal: v6 grades by the ULN only
+]
+
+
+@pytest.mark.parametrize(("value", "base", "lln", "uln", "v5", "v6"), CREATININE_V6)
+@pytest.mark.parametrize(("unit", "factor"), [("umol/L", 1.0), ("mg/dL", 1 / MG_DL)])
+def test_creatinine_grades_v6_baseline_below_lln(
+    value: float, base: float, lln: float, uln: float, v5: int, v6: int, unit: str, factor: float
+) -> None:
+    rows = [(base * factor, unit, lln * factor, uln * factor)]
+    rows.append((value * factor, unit, lln * factor, uln * factor))
+    assert _grade("v5", "creatinine", rows) == v5
+    assert _grade("v6", "creatinine", rows) == v6
+
+
+def test_lab_units_avoid_the_rounding_of_standardised_limits() -> None:
+    """1.6 mg/dL at ULN 1.6 is not above the ULN. admiral, given SDTM's standardised result
+    141.44 µmol/L against a limit standardised and rounded to 141, grades it 1."""
+    rows = [(1.6, "mg/dL", 0.5, 1.6), (1.6, "mg/dL", 0.5, 1.6)]
+    assert _grade("v5", "creatinine", rows) == 0
+
+
+def test_criteria_tables_hold_the_ctcae_text_beside_the_machine_form() -> None:
+    for version in ("v4", "v5", "v6"):
+        table = criteria(version).table()
+        assert set(table["term"]) >= {"Creatinine increased", "Proteinuria"}
+        assert table["criterion"].str.len().min() > 0
+        assert table["when"].str.len().min() > 0
+    assert "Thrombocytopenia" in set(criteria("v6").table()["term"])
+    assert version_of("v4") == "4.03" and version_of("6") == "6.0"
+    with pytest.raises(lemlabs.LemlabsError, match="unknown CTCAE version"):
+        lemlabs.score_frame(pd.DataFrame(columns=["patient_id"]), ctcae="v3")
+
+
+def test_findings_take_the_grade_of_the_chosen_version() -> None:
+    labs = pd.DataFrame(
+        {
+            "patient_id": ["P1"],
+            "collected_at": ["2021-01-01"],
+            "test": ["PLT"],
+            "value": ["20"],
+            "unit": ["10^9/L"],
+        }
+    )
+    for version, grade in (("v4", 4), ("v5", 4), ("v6", 3)):
+        report = lemlabs.score_frame(labs, ctcae=version)
+        assert report.findings["ctcae_grade"].tolist() == [grade]
+        assert report.results["ctcae_grade_low"].tolist() == [grade]
+        assert version_of(version) in report.findings["source"].iloc[0]
+
+
+# --- SDTM in ------------------------------------------------------------------------------
+
+
+def _sdtm() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return lemlabs.read_sdtm(DATA / "lb.csv", DATA / "dm.csv", DATA / "ex.csv")
+
+
+def test_sdtm_codes_and_specimens() -> None:
+    labs, patients = _sdtm()
+    results = lemlabs.score_frame(labs, patients).results
+    got = {
+        (test, spec): analyte or status
+        for test, spec, analyte, status in zip(
+            results["test"], results["specimen"], results["analyte"], results["status"], strict=True
+        )
+    }
+    assert got == {
+        ("PLAT", "BLOOD"): "platelets",
+        ("CREAT", "SERUM"): "creatinine",
+        ("CREAT", "URINE"): "not_scored",  # urine creatinine is never serum creatinine
+        ("TSH", "SERUM"): "tsh",
+        ("T4FR", "SERUM"): "free_t4",
+        ("OCCBLD", "URINE"): "urine_blood",
+        ("RBC", "URINE"): "urine_rbc",
+        ("RBC", "BLOOD"): "not_scored",  # the red cell count, not urinalysis
+        ("PROT", "URINE"): "urine_protein",
+        ("PROT", "SERUM"): "not_scored",  # total protein, not urinalysis
+        ("PROT", ""): "not_scored",  # no specimen: cannot tell
+        ("PROTCRT", "URINE"): "upcr",
+        ("ALBCREAT", "URINE"): "uacr",
+        ("PLAT1", "BLOOD"): "not_scored",
+        ("SODIUM", "SERUM"): "not_scored",
+    }
+    people = patients.set_index("patient_id")
+    assert people.loc["LEM-301-001", "sex"] == "F"
+    assert [d.date().isoformat() for d in people.loc["LEM-301-001", "courses"]] == [
+        "2020-01-06",
+        "2021-01-11",
+    ]  # five and three infusion days, methylprednisolone not a course
+    assert people.loc["LEM-301-002", "birth_date"] == pd.Timestamp("1979-11-30")
+
+
+def test_sdtm_platelets_are_scored_not_skipped() -> None:
+    report = lemlabs.score_frame(*_sdtm())
+    itp = report.findings[report.findings["code"] == "itp.suspected"]
+    assert itp["patient_id"].tolist() == ["LEM-301-001"]  # 92 x10^9/L with LLN 130
+
+
+def test_read_labs_recognises_an_sdtm_table_by_its_columns() -> None:
+    labs = lemlabs.read_labs(DATA / "lb.csv")
+    assert labs["test"].iloc[0] == "PLAT" and labs["patient_id"].iloc[0] == "LEM-301-001"
+
+
+def test_sdtm_round_trip_through_xpt(tmp_path: Path) -> None:
+    pyreadstat = pytest.importorskip("pyreadstat")
+    paths = {}
+    for name in ("lb", "dm", "ex"):
+        frame = pd.read_csv(DATA / f"{name}.csv", dtype=str, keep_default_na=False)
+        paths[name] = tmp_path / f"{name}.xpt"
+        pyreadstat.write_xport(
+            frame, str(paths[name]), table_name=name.upper(), file_format_version=5
+        )
+    from_xpt = lemlabs.score_frame(*lemlabs.read_sdtm(paths["lb"], paths["dm"], paths["ex"]))
+    from_csv = lemlabs.score_frame(*_sdtm())
+    columns = ["patient_id", "code", "severity", "ctcae_grade", "date"]
+    pd.testing.assert_frame_equal(from_xpt.findings[columns], from_csv.findings[columns])
+    assert from_xpt.summary["not_scored_by_test"] == from_csv.summary["not_scored_by_test"]
+
+
+def test_unscored_tests_are_named_and_near_misses_come_first() -> None:
+    counted = lemlabs.score_frame(*_sdtm()).summary["not_scored_by_test"]
+    names = list(counted)
+    assert names[-1] == "SODIUM" and counted["SODIUM"]["looks_like"] == ""
+    assert counted["PLAT1"]["looks_like"] == "platelet count"
+    assert counted["CREAT"]["looks_like"] == "serum creatinine"
+    assert counted["PROT"]["rows"] == 2 and counted["PROT"]["names"] == ["Protein"]
+    assert set(names[:-1]) == {"PROT", "CREAT", "PLAT1", "RBC"}
+
+
+# --- ADLB out -----------------------------------------------------------------------------
+
+
+def test_adlb_columns_and_types() -> None:
+    adlb = lemlabs.score_frame(*_sdtm()).to_adlb()
+    assert list(adlb.columns) == list(ADLB_COLUMNS)
+    assert {c: str(t) for c, t in adlb.dtypes.items()} == ADLB_COLUMNS
+    plat = adlb[adlb["PARAMCD"] == "PLAT"].reset_index(drop=True)
+    assert plat["ABLFL"].tolist() == ["Y", ""]
+    assert plat["ATOXGRL"].tolist() == ["0", "1"] and plat["BTOXGRL"].tolist() == ["0", "0"]
+    assert plat["ATOXDSCL"].iloc[1] == "Platelet count decreased"
+    assert plat["SHIFT1"].tolist() == ["", "NORMAL to LOW"]
+    assert plat["CHG"].iloc[1] == -158 and plat["ADY"].tolist() == [-4, 254]
+
+
+def test_shift_table_on_a_planted_cohort() -> None:
+    planted = {"A": (200, 60), "B": (200, 20), "C": (120, 40), "D": (250, 260), "E": (300, 140)}
+    rows = [
+        {
+            "patient_id": pid,
+            "collected_at": day,
+            "test": "PLT",
+            "value": str(value),
+            "unit": "10^9/L",
+        }
+        for pid, values in planted.items()
+        for day, value in zip(("2021-01-01", "2021-03-01"), values, strict=True)
+    ]
+    table = lemlabs.score_frame(pd.DataFrame(rows)).shift_table("platelets")
+    expected = pd.DataFrame(0, index=range(5), columns=range(5))
+    expected.loc[0, 2] = 1  # A: 200 -> 60
+    expected.loc[0, 4] = 1  # B: 200 -> 20
+    expected.loc[1, 3] = 1  # C: 120 (below LLN 150) -> 40
+    expected.loc[0, 0] = 1  # D
+    expected.loc[0, 1] = 1  # E: 300 -> 140
+    assert (table.to_numpy() == expected.to_numpy()).all()
+    v6 = lemlabs.score_frame(pd.DataFrame(rows), ctcae="v6").shift_table("Thrombocytopenia")
+    assert v6.loc[0, 3] == 1 and v6.loc[0, 4] == 0  # 20 is grade 3 in v6
+
+
+def test_cli_writes_adlb(tmp_path: Path) -> None:
+    from lemlabs.cli import main
+
+    out = tmp_path / "adlb.csv"
+    code = main(
+        [
+            "score",
+            str(DATA / "lb.csv"),
+            "--dm",
+            str(DATA / "dm.csv"),
+            "--ex",
+            str(DATA / "ex.csv"),
+            "--ctcae",
+            "v4",
+            "-o",
+            str(out),
+            "--adlb",
+            "-q",
+        ]
+    )
+    assert code == 0
+    table = pd.read_csv(out)
+    assert list(table.columns) == list(ADLB_COLUMNS)
+    assert main(["score", str(DATA / "lb.csv"), "-o", str(tmp_path / "a.json"), "--adlb"]) == 2
+
+
+# --- real exports -------------------------------------------------------------------------
+
+SEMICOLON = (
+    "MRN;collected_at;test;value;unit\n"
+    "P1;2021-01-01;PLT;42;10^9/L\n"
+    "P1;2021-02-01;CREA;148,0;umol/L\n"
+)
+
+
+def test_a_semicolon_file_reads_on_first_try(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text(SEMICOLON, "utf-8")
+    labs = lemlabs.read_labs(path, columns={"MRN": "patient_id"})
+    assert labs["value"].tolist() == ["42", "148,0"]
+    report = lemlabs.score_frame(labs)
+    assert report.results["value"].tolist() == [42.0, 148.0]
+    tabbed = lemlabs.read_labs(io.StringIO(SEMICOLON.replace(";", "\t")), {"MRN": "patient_id"})
+    assert len(tabbed) == 2
+
+
+def test_an_undecidable_delimiter_is_one_clear_message(tmp_path: Path) -> None:
+    path = tmp_path / "odd.csv"
+    path.write_text("a;b,c\n1;2,3\n", "utf-8")
+    with pytest.raises(lemlabs.LabInputError, match=r"cannot tell the delimiter.*--sep"):
+        lemlabs.read_labs(path)
+    assert list(read_text_table(path, sep=";").columns) == ["a", "b,c"]
