@@ -71,7 +71,7 @@ def _title(code: str) -> str:
 def _draw_dipstick(ax: Axes, series: pd.DataFrame) -> None:
     """Grades on a categorical axis: neg, trace, 1+, 2+, 3+ evenly spaced (4+ when present)."""
     position = np.searchsorted(DIPSTICK_GRADES, series["value"].to_numpy(dtype=float))
-    top = max(4, int(position.max(initial=0)))
+    top = max(4, int(np.max(position, initial=0)))
     ax.axhspan(-0.5, 1.5, color=_SHADE, alpha=0.35, lw=0, label="negative or trace")
     ax.plot(
         series["collected_at"],

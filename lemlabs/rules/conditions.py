@@ -212,9 +212,8 @@ def evaluate(node: Node, frame: pd.DataFrame, thresholds: Mapping[str, Any]) -> 
             raise RuleDefinitionError(f"{node.field}: a join field needs the engine")
         column = frame[node.field].to_numpy()
         return np.asarray(OPERATORS[node.op](column, value_of(node.operand, thresholds)), bool)
-    masks = [evaluate(part, frame, thresholds) for part in node.parts]
-    combine = np.logical_or if isinstance(node, Any_) else np.logical_and
-    return np.asarray(combine.reduce(masks), dtype=bool)
+    masks = np.vstack([evaluate(part, frame, thresholds) for part in node.parts])
+    return np.asarray(masks.any(axis=0) if isinstance(node, Any_) else masks.all(axis=0), bool)
 
 
 def words(node: Node, thresholds: Mapping[str, Any], top: bool = True) -> str:
