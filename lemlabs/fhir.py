@@ -26,7 +26,8 @@ import pandas as pd
 from lemlabs.analytes import catalogue
 from lemlabs.display import format_value
 from lemlabs.errors import LabInputError
-from lemlabs.ingest import FIRST_YEAR, LAST_YEAR
+from lemlabs.ingest import FIRST_YEAR, LAB_OPTIONAL, LAST_YEAR
+from lemlabs.ingest import LAB_COLUMNS as INGEST_REQUIRED
 from lemlabs.ingest import _parse_date as parse_date
 from lemlabs.rules import TITLES
 from lemlabs.rules.thresholds import Thresholds, default_thresholds
@@ -67,21 +68,7 @@ INDICATOR = {
     "watch": "info",
     "info": "info",
 }
-LAB_COLUMNS = [
-    "patient_id",
-    "collected_at",
-    "test",
-    "value",
-    "unit",
-    "loinc",
-    "ref_low",
-    "ref_high",
-    "ref_unit",
-    "ref_note",
-    "specimen",
-    "source_id",
-    "problem",
-]
+LAB_COLUMNS = [*INGEST_REQUIRED, *LAB_OPTIONAL]  # every column a reader may fill
 
 FhirSource = Mapping[str, Any] | Sequence[Mapping[str, Any]] | str | os.PathLike[str]
 
