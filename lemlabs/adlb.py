@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from lemlabs.analytes import catalogue
+from lemlabs.analytes import catalogue, sdtm_codes
 from lemlabs.context import add_context
 from lemlabs.ctcae import criteria
 from lemlabs.errors import MissingExtraError, OutputError
 from lemlabs.rules.thresholds import default_thresholds
-from lemlabs.sdtm import sdtm_codes
 
 if TYPE_CHECKING:
     from lemlabs.models import Report

@@ -185,19 +185,24 @@ def identify(test: str, loinc: str = "", specimen: str = "") -> Identity:
     return Identity(analyte=analyte)
 
 
-def _sdtm_code(test: str) -> dict[str, str] | None:
-    """The SDTM LBTESTCD entry (``data/sdtm.toml``) a test name is, if any (case-exact, as SDTM
-    codes are upper case)."""
-    from lemlabs.sdtm import sdtm_codes
+@cache
+def sdtm_codes() -> dict[str, dict[str, str]]:
+    """SDTM ``LBTESTCD`` → ``{analyte, name, needs?}`` (``data/sdtm.toml``; ``needs``: the
+    specimen kind it must have)."""
+    text = resources.files("lemlabs").joinpath("data/sdtm.toml").read_text("utf-8")
+    codes: dict[str, dict[str, str]] = tomllib.loads(text)["codes"]
+    return codes
 
+
+def _sdtm_code(test: str) -> dict[str, str] | None:
+    """The SDTM LBTESTCD entry a test name is, if any (case-exact, as SDTM codes are upper
+    case)."""
     return sdtm_codes().get(test.strip())
 
 
 @cache
 def _known_names() -> dict[str, str]:
     """Every name and code lemlabs recognises (folded) → the analyte's label."""
-    from lemlabs.sdtm import sdtm_codes
-
     book = catalogue()
     names = {name: book[key].label for name, key in _index()[1].items()}
     for code, entry in sdtm_codes().items():

@@ -45,12 +45,6 @@ def _table() -> dict[str, Any]:
     return tomllib.loads(text)
 
 
-def sdtm_codes() -> dict[str, dict[str, str]]:
-    """``LBTESTCD`` → ``{analyte, name, needs?}`` (``needs``: the specimen kind it must have)."""
-    codes: dict[str, dict[str, str]] = _table()["codes"]
-    return codes
-
-
 def is_lb(columns: Any) -> bool:
     """A table with SDTM LB's columns (``USUBJID``, ``LBTESTCD``, ``LBORRES``, ``LBDTC``)."""
     names = {str(column).strip().upper() for column in columns}
