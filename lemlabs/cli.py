@@ -349,14 +349,14 @@ def _print_report(report: Report, out: TextIO, top: int = 10) -> None:
     out.write("findings by condition and severity\n" + _summary_table(report) + "\n")
     worst = sorted(
         report.finding_list,
-        key=lambda f: (-int(f.severity), f.episode_start or f.date, f.patient_id),
+        key=lambda f: (-int(f.severity), f.onset, f.patient_id),
     )
     if worst:
         out.write(f"\nmost severe findings (top {min(top, len(worst))}; onset, days from course)\n")
         for finding in worst[:top]:
             since = "" if finding.days_from_course is None else f"day {finding.days_from_course}"
             out.write(
-                f"  {finding.severity!s:<7} {finding.episode_start or finding.date} {since:<9} "
+                f"  {finding.severity!s:<7} {finding.onset} {since:<9} "
                 f"{printable(finding.patient_id):<10} {finding.code}\n"
             )
     if not report.issues.empty:

@@ -55,9 +55,7 @@ def shown_value(evidence: Evidence | None) -> str:
 
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
     """Most severe first, then by onset, then by patient."""
-    return sorted(
-        findings, key=lambda f: (-int(f.severity), f.episode_start or f.date, f.patient_id, f.code)
-    )
+    return sorted(findings, key=lambda f: (-int(f.severity), f.onset, f.patient_id, f.code))
 
 
 def _findings_rows(findings: Sequence[Finding]) -> list[dict[str, Any]]:

@@ -417,7 +417,7 @@ def detected_issue(finding: Finding) -> DetectedIssue:
         else:
             contained.append(_contained_observation(finding, number, item))
             references.append({"reference": f"#result{number}"})
-    onset = finding.episode_start or finding.date
+    onset = finding.onset
     resource: dict[str, Any] = {
         "resourceType": "DetectedIssue",
         "id": str(
@@ -456,7 +456,7 @@ def detected_issue(finding: Finding) -> DetectedIssue:
 def cds_card(finding: Finding) -> dict[str, Any]:
     """A finding as a CDS Hooks card: the summary (under 140 characters) opens with what was
     found in words, then the severity and the onset; the detail holds the whole message."""
-    onset = finding.episode_start or finding.date
+    onset = finding.onset
     since = (
         f", day {finding.days_from_course} after a course"
         if finding.days_from_course is not None

@@ -63,6 +63,11 @@ class Finding:
     results_in_episode: int = 1
     notes: tuple[str, ...] = field(default_factory=tuple)
 
+    @property
+    def onset(self) -> dt.date:
+        """The episode's first evidence (``episode_start``), or its date when that is unset."""
+        return self.episode_start or self.date
+
     def to_fhir(self) -> Any:
         """This finding as a FHIR R4 DetectedIssue (needs the ``fhir`` extra)."""
         from lemlabs.fhir import detected_issue

@@ -132,7 +132,7 @@ def _draw_findings(ax: Axes, findings: Sequence[Finding], span: tuple[Any, Any])
     middle = left + (right - left) / 2
     for lane, finding in enumerate(findings):
         colour = SEVERITY_COLOURS[str(finding.severity)]
-        start = pd.Timestamp(finding.episode_start or finding.date)
+        start = pd.Timestamp(finding.onset)
         end = max(pd.Timestamp(finding.date), start + pd.Timedelta(days=10))
         x0, x1 = (float(date2num(day)) for day in (start, end))  # type: ignore[no-untyped-call]
         ax.barh(lane, x1 - x0, left=x0, height=0.6, color=colour, alpha=0.85)
@@ -164,7 +164,7 @@ def plot_patient(report: Report, patient_id: str, analytes: Sequence[str] | None
         raise ValueError(f"no scored results for patient {patient_id!r} and analytes {analytes!r}")
     findings = sorted(
         (f for f in report.finding_list if f.patient_id == patient_id),
-        key=lambda f: (f.episode_start or f.date, -int(f.severity), f.code),
+        key=lambda f: (f.onset, -int(f.severity), f.code),
     )
     heights = ([0.35 * len(findings) + 0.4] if findings else []) + [1.7] * len(present)
     figure, axes = plt.subplots(
@@ -193,7 +193,7 @@ def plot_patient(report: Report, patient_id: str, analytes: Sequence[str] | None
             ax.set_ylabel(f"{label_of(analyte)}\n({format_value(1, unit)[2:]}{scale})", fontsize=8)
         for finding in findings:
             if any(e.analyte == analyte for e in finding.evidence):
-                start = pd.Timestamp(finding.episode_start or finding.date)
+                start = pd.Timestamp(finding.onset)
                 end = pd.Timestamp(finding.date) + pd.Timedelta(days=3)
                 colour = SEVERITY_COLOURS[str(finding.severity)]
                 ax.axvspan(start, end, color=colour, alpha=0.2, lw=0)
@@ -227,7 +227,7 @@ def cohort_onsets(report: Report, bin_months: int = 3) -> pd.DataFrame:
         condition = str(finding.condition)
         if finding.patient_id not in first or condition == "monitoring":
             continue
-        onset = pd.Timestamp(finding.episode_start or finding.date)
+        onset = pd.Timestamp(finding.onset)
         key = (finding.patient_id, condition)
         seen = worst.get(key, (onset, finding.severity))
         worst[key] = (min(seen[0], onset), max(seen[1], finding.severity))

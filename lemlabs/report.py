@@ -111,7 +111,7 @@ def _finding(finding: Finding) -> dict[str, Any]:
         "condition": CONDITION_NAMES.get(str(finding.condition), str(finding.condition)),
         "severity": str(finding.severity),
         "grade": finding.ctcae_grade,
-        "onset": finding.episode_start or finding.date,
+        "onset": finding.onset,
         "latest": finding.date,
         "since": _since(finding.days_from_course),
         "worst": shown_value(worst_evidence(finding)),
