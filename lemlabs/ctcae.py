@@ -287,14 +287,17 @@ def _inputs(term: Term, frame: Mapping[str, Any], size: int) -> dict[str, np.nda
     }
 
 
-def grade_fact(key: str, fact: Mapping[str, Any], version: str | None) -> int | None:
-    """The grade of one result fact for the term ``key`` (what a finding's rule names); ``None``
-    when it is not graded or normal."""
+def grade_rows(key: str, frame: pd.DataFrame, version: str | None) -> np.ndarray:
+    """The grade of every row of ``frame`` (result columns) for the term ``key`` (what a
+    finding's rule names), as integers: 0 where it is not graded, normal or of another analyte."""
     term = criteria(version).term(key)
-    if fact.get("analyte") != term.analyte:
-        return None
-    grade = evaluate(term, _inputs(term, fact, 1))[0]
-    return int(grade) if grade > 0 else None
+    grades = np.zeros(len(frame), dtype="int64")
+    mine = (frame["analyte"] == term.analyte).to_numpy()
+    if mine.any():
+        part = frame[mine]
+        found = evaluate(term, _inputs(term, {c: part[c] for c in part.columns}, len(part)))
+        grades[mine] = np.nan_to_num(found).astype("int64")
+    return grades
 
 
 def grade_results(results: pd.DataFrame, version: str | None = None) -> pd.DataFrame:

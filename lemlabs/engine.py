@@ -38,7 +38,7 @@ from lemlabs.errors import EngineUnavailableError, RuleError
 try:
     import durable.lang as durable_lang
     from durable import engine as durable_engine
-    from durable.lang import c, m, ruleset, when_all
+    from durable.lang import c, cap, m, ruleset, when_all
 except ImportError as error:  # not installed, or its C extension built without the 3.13 fix
     raise EngineUnavailableError(error) from None
 import numpy as np
@@ -62,6 +62,9 @@ _SERIAL = itertools.count()
 # validated to be 0 or at least 0.001, so no comparison changes). NaN means "absent": it can pass
 # no threshold that a value must exceed.
 _ABSENT = 1e15
+# every action receives all of a batch's matches at once (durable's ``cap``): one Python
+# callback and one JSON round trip per rule and patient instead of one per match
+_BATCH = cap(1_000_000)
 _TINY = 1e-4
 
 
@@ -135,18 +138,25 @@ class RuleEngine:
                 with definition:
                     for rule in self.rules:
                         if rule.phase == phase:
-                            when_all(*_conditions(rule, thresholds))(self._action(rule))
-                    when_all(+m.kind)(self._ignore)
+                            when_all(_BATCH, *_conditions(rule, thresholds))(self._action(rule))
+                    when_all(_BATCH, +m.kind)(self._ignore)
                 durable_lang._rulesets.pop(name, None)
                 key, body = definition.define()
                 definitions[key] = body
             self._host = _PrivateHost(definitions)
 
     def _action(self, rule: Rule) -> Callable[[Any], None]:
+        aliases = rule.aliases
+
         def record(context: Any) -> None:
             try:
-                keys = tuple(int(getattr(context, alias)["key"]) for alias in rule.aliases)
-                self._hits.append(Hit(rule.id, keys))
+                if len(aliases) == 1:
+                    self._hits += [Hit(rule.id, (int(fact["key"]),)) for fact in context.m]
+                else:
+                    self._hits += [
+                        Hit(rule.id, tuple(int(match[alias]["key"]) for alias in aliases))
+                        for match in context.m
+                    ]
             except Exception as error:  # durable-rules would swallow it: keep it for run()
                 self._errors.append(f"{rule.id}: {error!r}")
 

@@ -227,22 +227,24 @@ def assemble(
         for patient, hit in hits
         if rules[hit.rule_id].phase == "finding"
     }
+    kept = [
+        (patient, hit, rules[hit.rule_id])
+        for patient, hit in hits
+        if not rules[hit.rule_id].superseded_by
+        or (patient, hit.keys[0], rules[hit.rule_id].superseded_by) not in superseding
+    ]
+    grades = _grades(kept, needed, thresholds)
     occurrences = []
-    for patient, hit in hits:
-        rule = rules[hit.rule_id]
-        if rule.superseded_by and (patient, hit.keys[0], rule.superseded_by) in superseding:
-            continue
+    for (patient, hit, rule), grade in zip(kept, grades, strict=True):
         if rule.phase == "result":
             anchor = hit.keys[0]
             rows: tuple[int, ...] = (anchor,)
             if rule.condition == "thyroid" and anchor in paired.index:
                 rows += (int(paired[anchor]),)
-            record = records[anchor]
-            grade = rule.grade_of(record, thresholds)
-            notes = tuple(rule.notes_of(record, thresholds))
+            notes = tuple(rule.notes_of(records[anchor], thresholds))
         else:
             rows = tuple(row for key in hit.keys for row in finding_rows[key])
-            anchor, grade, notes = rows[-1], None, ()
+            anchor, notes = rows[-1], ()
         date = max(records[row]["collected_at"] for row in rows)
         occurrences.append(Occurrence(rule, patient, rows, anchor, date, grade, notes))
     hit_rows = {row for rows in finding_rows.values() for row in rows}
@@ -250,6 +252,23 @@ def assemble(
     quiet = _QuietResults(context, hit_rows, {o.patient_id for o in occurrences})
     episodes = _episodes(occurrences, thresholds, quiet, analyte_of)
     return [_finding(episode, records, thresholds, rules_version) for episode in episodes]
+
+
+def _grades(
+    kept: Sequence[tuple[str, Hit, Rule]], needed: pd.DataFrame, thresholds: Thresholds
+) -> list[int | None]:
+    """Each hit's CTCAE grade, computed per rule for all of its results at once."""
+    grades: list[int | None] = [None] * len(kept)
+    by_rule: dict[str, list[int]] = defaultdict(list)
+    for number, (_, hit, rule) in enumerate(kept):
+        if rule.phase == "result" and rule.grade:
+            by_rule[hit.rule_id].append(number)
+    for numbers in by_rule.values():
+        rule = kept[numbers[0]][2]
+        anchors = needed.loc[[kept[number][1].keys[0] for number in numbers]]
+        for number, grade in zip(numbers, rule.grades_of(anchors, thresholds), strict=True):
+            grades[number] = grade
+    return grades
 
 
 def _finding(

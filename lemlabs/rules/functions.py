@@ -1,6 +1,8 @@
 """The few grades and notes that need code, referenced by name from the rule records.
 
-Each entry names the thresholds it reads, so that a finding cites their sources too.
+Grades are computed for many results at once (a table of result columns in, one integer per
+row out, 0 for none); notes for one result at a time. Each entry names the thresholds it reads,
+so that a finding cites their sources too.
 """
 
 from __future__ import annotations
@@ -9,7 +11,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lemlabs.ctcae import criteria, grade_fact
+import numpy as np
+import pandas as pd
+
+from lemlabs.ctcae import criteria, grade_rows
 
 Fact = Mapping[str, Any]
 Thresholds = Mapping[str, Any]
@@ -17,9 +22,10 @@ Thresholds = Mapping[str, Any]
 
 @dataclass(frozen=True)
 class Function:
-    """A named grade (``fact, thresholds → int | None``) or note (``→ list[str]``) function."""
+    """A named grade (``results, thresholds → int array``) or note (``fact, thresholds →
+    list[str]``) function."""
 
-    run: Callable[[Fact, Thresholds], Any]
+    run: Callable[[Any, Thresholds], Any]
     thresholds: tuple[str, ...]
     cites: Callable[[Thresholds], tuple[str, ...]] | None = None
     """Sources cited after the function's thresholds (a CTCAE term's criteria, by version)."""
@@ -29,20 +35,20 @@ def _version(t: Thresholds) -> str:
     return str(t["ctcae.version"])
 
 
-def ctcae_platelets(fact: Fact, t: Thresholds) -> int | None:
+def ctcae_platelets(results: pd.DataFrame, t: Thresholds) -> np.ndarray:
     """CTCAE Platelet count decreased (v6: Thrombocytopenia), of ``ctcae.version``."""
-    return grade_fact("platelets", fact, _version(t))
+    return grade_rows("platelets", results, _version(t))
 
 
-def ctcae_creatinine(fact: Fact, t: Thresholds) -> int | None:
+def ctcae_creatinine(results: pd.DataFrame, t: Thresholds) -> np.ndarray:
     """CTCAE Creatinine increased, of ``ctcae.version``: the highest grade any arm (ULN or
     baseline) reaches."""
-    return grade_fact("creatinine", fact, _version(t))
+    return grade_rows("creatinine", results, _version(t))
 
 
-def ctcae_proteinuria(fact: Fact, t: Thresholds) -> int | None:
+def ctcae_proteinuria(results: pd.DataFrame, t: Thresholds) -> np.ndarray:
     """CTCAE Proteinuria (adult) from a dipstick grade; a ratio gets no grade."""
-    return grade_fact("proteinuria", fact, _version(t))
+    return grade_rows("proteinuria", results, _version(t))
 
 
 def _cites(key: str) -> Callable[[Thresholds], tuple[str, ...]]:

@@ -18,13 +18,16 @@ from dataclasses import dataclass
 from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lemlabs.display import format_value
 from lemlabs.errors import RuleDefinitionError
 from lemlabs.rules.conditions import All, Any_, Field, Node, parse, threshold_keys, walk
 from lemlabs.rules.functions import FUNCTIONS
 from lemlabs.vocabulary import Condition, Severity
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Phase = Literal["result", "finding", "schedule"]
 PACKS = ("thyroid", "platelets", "renal", "monitoring")
@@ -136,9 +139,12 @@ class Rule:
                 cited += grade.cites(thresholds)
         return "; ".join(dict.fromkeys(cited))
 
-    def grade_of(self, fact: Mapping[str, Any], thresholds: Mapping[str, Any]) -> int | None:
-        grade: int | None = FUNCTIONS[self.grade].run(fact, thresholds) if self.grade else None
-        return grade
+    def grades_of(self, results: pd.DataFrame, thresholds: Mapping[str, Any]) -> list[int | None]:
+        """The rule's CTCAE grade of each result (a table of context rows), ``None`` for none."""
+        if not self.grade:
+            return [None] * len(results)
+        grades = FUNCTIONS[self.grade].run(results, thresholds)
+        return [int(grade) if grade > 0 else None for grade in grades]
 
     def notes_of(self, fact: Mapping[str, Any], thresholds: Mapping[str, Any]) -> list[str]:
         notes: list[str] = FUNCTIONS[self.notes].run(fact, thresholds) if self.notes else []
