@@ -11,7 +11,12 @@ durable-rules' traps, and what this module does about them:
 
 * an identical message twice raises ``MessageObservedException`` → every fact has a unique id;
 * a fact no rule matches raises ``MessageNotHandledException`` and the batch's actions are lost →
-  each ruleset ends with a catch-all rule;
+  the pre-filter posts only facts that pass some rule's own conditions (a join's conditions on
+  the other fact aside: :func:`lemlabs.rules.records.gates`), and the exception becomes a
+  RuleError; an engine built for every fact (``catch_all``, what the tests compare with) ends
+  each ruleset with a catch-all rule. Without one, no catch-all action decodes every fact again;
+* one Python action call per match is most of durable's cost → every action takes all of a
+  batch's matches at once (``cap``);
 * an exception in an action is swallowed → actions record their own errors, raised as RuleError;
 * numbers in exponent notation (``1e+18``, ``1e-05``) in a fact crash the process → facts'
   numbers pass through :func:`json_safe`;
@@ -124,7 +129,11 @@ def _conditions(rule: Rule, thresholds: Thresholds) -> tuple[Any, ...]:
 class RuleEngine:
     """Runs a set of rules, built once for one threshold table, over one patient at a time."""
 
-    def __init__(self, rules: Iterable[Rule], thresholds: Thresholds) -> None:
+    def __init__(
+        self, rules: Iterable[Rule], thresholds: Thresholds, catch_all: bool = True
+    ) -> None:
+        """Rulesets for ``rules`` with ``thresholds`` filled in; ``catch_all`` adds a rule that
+        takes facts no other rule matches."""
         self.rules = tuple(rules)
         self._hits: list[Hit] = []
         self._errors: list[str] = []
@@ -139,7 +148,8 @@ class RuleEngine:
                     for rule in self.rules:
                         if rule.phase == phase:
                             when_all(_BATCH, *_conditions(rule, thresholds))(self._action(rule))
-                    when_all(_BATCH, +m.kind)(self._ignore)
+                    if catch_all:
+                        when_all(_BATCH, +m.kind)(self._ignore)
                 durable_lang._rulesets.pop(name, None)
                 key, body = definition.define()
                 definitions[key] = body
@@ -181,6 +191,11 @@ class RuleEngine:
             self._hits, self._errors = [], []
             try:
                 self._host.assert_facts(name, batch)
+            except durable_engine.MessageNotHandledException:
+                raise RuleError(
+                    f"session {session}: a {phase} fact that no rule matches was posted to an "
+                    "engine without a catch-all rule (the pre-filter and the rules disagree)"
+                ) from None
             finally:
                 self._host.delete_state(name, sid)
             hits, errors = self._hits, self._errors
@@ -192,10 +207,13 @@ class RuleEngine:
 _ENGINES: dict[str, RuleEngine] = {}
 
 
-def engine_for(rules: tuple[Rule, ...], thresholds: Thresholds) -> RuleEngine:
-    """The engine for these rules and this threshold table, built once per process."""
-    key = f"{id(rules)}:{thresholds.fingerprint()}"
+def engine_for(
+    rules: tuple[Rule, ...], thresholds: Thresholds, catch_all: bool = True
+) -> RuleEngine:
+    """The engine for these rules and this threshold table, built once per process; without
+    ``catch_all`` every fact posted must pass some rule's own conditions."""
+    key = f"{id(rules)}:{thresholds.fingerprint()}:{catch_all}"
     with _LOCK:
         if key not in _ENGINES:
-            _ENGINES[key] = RuleEngine(rules, thresholds)
+            _ENGINES[key] = RuleEngine(rules, thresholds, catch_all)
         return _ENGINES[key]

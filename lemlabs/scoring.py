@@ -15,14 +15,14 @@ import lemlabs
 from lemlabs.analytes import looks_like
 from lemlabs.context import add_context
 from lemlabs.ctcae import GRADE_COLUMNS, grade_results, with_version
-from lemlabs.engine import Hit, engine_for, json_safe
+from lemlabs.engine import Hit, RuleEngine, engine_for, json_safe
 from lemlabs.findings import assemble, sort_key
 from lemlabs.ingest import Source, check_as_of, prepare_labs, prepare_patients, rows_as_frame
 from lemlabs.models import Finding, Report, findings_frame
 from lemlabs.normalise import normalise_prepared
 from lemlabs.rules import Rule
 from lemlabs.rules.conditions import evaluate
-from lemlabs.rules.records import RESULT_FIELDS, rule_book
+from lemlabs.rules.records import RESULT_FIELDS, Phase, gates, rule_book
 from lemlabs.rules.thresholds import Thresholds, load_thresholds
 from lemlabs.schedule import monitoring_findings, schedule_table
 
@@ -54,17 +54,43 @@ def result_facts(context: pd.DataFrame, thresholds: Thresholds) -> pd.DataFrame:
     return facts
 
 
-def matchable(facts: pd.DataFrame, thresholds: Thresholds) -> np.ndarray:
-    """Results that some result rule's condition holds for: the only ones posted to the engine.
-
-    The same condition trees the engine compiles, evaluated with pandas on the same numbers, so
-    the pre-filter cannot drift from the rules (a test scores with and without it).
-    """
+def admitted(facts: pd.DataFrame, rules: Iterable[Rule], thresholds: Thresholds) -> np.ndarray:
+    """Facts that some rule asks for (:func:`~lemlabs.rules.records.gates`): the only ones posted
+    to the engine. The same condition trees the engine compiles, evaluated with pandas on the
+    same numbers, so the pre-filter cannot drift from the rules (a test scores with and without
+    it)."""
     mask = np.zeros(len(facts), dtype=bool)
-    for rule in rule_book().phase("result"):
-        for _, node in rule.when:
-            mask |= evaluate(node, facts, thresholds)
+    for node in gates(rules):
+        if node is None:
+            return np.ones(len(facts), dtype=bool)
+        mask |= evaluate(node, facts, thresholds)
     return mask
+
+
+def _run_phase(
+    engine: RuleEngine, phase: Phase, facts: pd.DataFrame, progress: Progress
+) -> list[tuple[str, Hit]]:
+    """One phase's facts through the engine, one session per patient (facts sorted by patient);
+    each fact carries only the fields the phase's rules read, and its ``key``."""
+    patients = facts["patient_id"].to_numpy(dtype=object)
+    columns = [*rule_book().reads(phase), "key"]
+    records = [
+        dict(zip(columns, values, strict=True))
+        for values in zip(*(facts[name].tolist() for name in columns), strict=True)
+    ]
+    starts = [0, *(np.flatnonzero(patients[1:] != patients[:-1]) + 1).tolist(), len(records)]
+    starts = starts if records else [0]
+    sessions = len(starts) - 1
+    step = max(1, sessions // 50)
+    hits: list[tuple[str, Hit]] = []
+    for session in range(sessions):
+        if session % step == 0:
+            progress(f"engine:{phase}", session, sessions)
+        patient = str(patients[starts[session]])
+        mine = records[starts[session] : starts[session + 1]]
+        hits += [(patient, hit) for hit in engine.run(phase, session, mine)]
+    progress(f"engine:{phase}", sessions, sessions)
+    return hits
 
 
 def _run_engine(
@@ -73,42 +99,22 @@ def _run_engine(
     """Every patient's result facts through the result rules, then the findings they produce
     through the composite rules. Returns the hits and, per finding fact, its result rows."""
     book = rule_book()
-    engine = engine_for(book.rules, thresholds)
+    engine = engine_for(book.rules, thresholds, catch_all=post_all)
     facts = result_facts(context, thresholds)
     if not post_all:
-        facts = facts[matchable(facts, thresholds)]
-    hits: list[tuple[str, Hit]] = []
-    finding_rows: dict[int, tuple[int, ...]] = {}
-    patients = facts["patient_id"].to_numpy(dtype=object)
-    columns = [name for name in facts.columns if name != "patient_id"]
-    records = [
-        dict(zip(columns, values, strict=True))
-        for values in zip(*(facts[name].tolist() for name in columns), strict=True)
-    ]
-    # facts come sorted by patient (the context is): one slice of records per patient
-    starts = [0, *(np.flatnonzero(patients[1:] != patients[:-1]) + 1).tolist(), len(records)]
-    starts = starts if records else [0]
-    sessions = len(starts) - 1
-    step = max(1, sessions // 100)
-    for session in range(sessions):
-        if session % step == 0:
-            progress("engine", session, sessions)
-        mine = records[starts[session] : starts[session + 1]]
-        patient = str(patients[starts[session]])
-        singles = engine.run("result", session, mine)
-        hits += [(patient, hit) for hit in singles]
-        by_key = {record["key"]: record for record in mine}
-        finding_facts = []
-        for hit in singles:
-            row = hit.keys[0]
-            number = len(finding_rows)
-            finding_rows[number] = (row,)
-            code = book.by_id[hit.rule_id].code
-            finding_facts.append({**by_key[row], "key": number, "code": code})
-        composites = engine.run("finding", session, finding_facts)
-        hits += [(patient, hit) for hit in composites]
-    progress("engine", sessions, sessions)
-    return hits, finding_rows
+        facts = facts[admitted(facts, book.phase("result"), thresholds)]
+    progress("engine", 0, 1)
+    singles = _run_phase(engine, "result", facts, progress)
+    rows = [hit.keys[0] for _, hit in singles]
+    found = facts.set_index("key").loc[rows].reset_index(drop=True)
+    found["code"] = [book.by_id[hit.rule_id].code for _, hit in singles]
+    found["key"] = np.arange(len(found))
+    finding_rows = {number: (row,) for number, row in enumerate(rows)}
+    if not post_all:
+        found = found[admitted(found, book.phase("finding"), thresholds)]
+    composites = _run_phase(engine, "finding", found, progress)
+    progress("engine", 1, 1)
+    return singles + composites, finding_rows
 
 
 def _monitoring(

@@ -11,7 +11,8 @@ import lemlabs
 from lemlabs import examples
 from lemlabs.engine import RuleEngine
 from lemlabs.errors import RuleError
-from lemlabs.rules.records import read_packs
+from lemlabs.rules.conditions import own, parse, words
+from lemlabs.rules.records import gates, read_packs, rule_book
 from lemlabs.rules.thresholds import default_thresholds
 from lemlabs.scoring import score_unfiltered
 
@@ -58,7 +59,7 @@ def test_scoring_from_threads_at_once_gives_identical_findings() -> None:
     assert len(results) == 4 and all(found == expected for found in results)
 
 
-def _engine(when: str) -> RuleEngine:
+def _engine(when: str, catch_all: bool = True) -> RuleEngine:
     pack = f"""
 condition = "itp"
 source = "a test"
@@ -73,7 +74,7 @@ message = "test"
 action = "test"
 """
     book = read_packs([pack], set(default_thresholds().keys()))
-    return RuleEngine(book.rules, default_thresholds())
+    return RuleEngine(book.rules, default_thresholds(), catch_all)
 
 
 def test_the_same_facts_can_be_posted_again_after_the_state_is_deleted() -> None:
@@ -95,3 +96,34 @@ def test_posting_only_matchable_results_gives_the_same_findings_as_posting_all()
     filtered = lemlabs.score_frame(cohort, people)
     everything = score_unfiltered(cohort, people)
     assert _dicts(filtered) == _dicts(everything)
+
+
+def test_one_action_call_takes_every_match_of_a_batch() -> None:
+    engine = _engine("lower < 100")
+    facts = [{"key": key, "lower": 40 + key} for key in range(200)]
+    hits = engine.run("result", 1, facts)
+    assert sorted(h.keys for h in hits) == [(key,) for key in range(60)]
+
+
+def test_without_a_catch_all_an_unmatched_fact_is_a_rule_error_not_lost_findings() -> None:
+    engine = _engine("lower < 100", catch_all=False)
+    assert [h.keys for h in engine.run("result", 1, [{"key": 1, "lower": 40}])] == [(1,)]
+    with pytest.raises(RuleError, match="no rule matches"):
+        engine.run("result", 2, [{"key": 1, "lower": 40}, {"key": 2, "lower": 400}])
+
+
+def test_gates_keep_what_a_join_asks_of_each_fact_alone() -> None:
+    book = rule_book()
+    thresholds = default_thresholds()
+    persistent = book.by_id["anti_gbm.haematuria_persistent.action"]
+    first, second = gates([persistent])
+    assert first is not None and second is not None
+    assert words(first, thresholds) == words(second, thresholds)
+    assert words(second, thresholds) == "code is 'anti_gbm.haematuria' and micro_neg is 0"
+    result_rule = book.by_id["itp.suspected.urgent"]
+    assert gates([result_rule]) == tuple(node for _, node in result_rule.when)
+
+
+def test_a_join_that_asks_nothing_of_a_fact_alone_lets_every_fact_through() -> None:
+    node = parse("day > first.day", set(), ("first",))
+    assert own(node) is None

@@ -189,6 +189,17 @@ def walk(node: Node) -> Iterator[Comparison]:
             yield from walk(part)
 
 
+def own(node: Node) -> Node | None:
+    """What a join condition asks of its own fact alone: its comparisons without another fact's
+    field; ``None`` when nothing is asked of the fact alone."""
+    if not any(isinstance(comparison.operand, Field) for comparison in walk(node)):
+        return node
+    if not isinstance(node, All):
+        return None
+    parts = tuple(part for part in map(own, node.parts) if part is not None)
+    return None if not parts else parts[0] if len(parts) == 1 else All(parts)
+
+
 def threshold_keys(node: Node) -> list[str]:
     """The threshold keys a tree uses, in reading order, without repeats."""
     keys: list[str] = []

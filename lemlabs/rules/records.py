@@ -22,7 +22,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from lemlabs.display import format_value
 from lemlabs.errors import RuleDefinitionError
-from lemlabs.rules.conditions import All, Any_, Field, Node, parse, threshold_keys, walk
+from lemlabs.rules.conditions import (
+    All,
+    Any_,
+    Field,
+    Node,
+    own,
+    parse,
+    threshold_keys,
+    walk,
+)
 from lemlabs.rules.functions import FUNCTIONS
 from lemlabs.vocabulary import Condition, Severity
 
@@ -151,6 +160,13 @@ class Rule:
         return notes
 
 
+def gates(rules: Iterable[Rule]) -> tuple[Node | None, ...]:
+    """What the rules ask of one fact alone, per matched fact (a join's conditions on the other
+    fact left out); ``None`` where any fact may match. A fact that passes none of them cannot
+    take part in any of their matches."""
+    return tuple(own(node) for rule in rules for _, node in rule.when)
+
+
 @dataclass(frozen=True)
 class RuleBook:
     """Every rule, and the derived fact fields the packs declare."""
@@ -165,6 +181,11 @@ class RuleBook:
 
     def phase(self, phase: Phase) -> tuple[Rule, ...]:
         return tuple(rule for rule in self.rules if rule.phase == phase)
+
+    def reads(self, phase: Phase) -> tuple[str, ...]:
+        """The fact fields the phase's conditions read: all a fact needs to carry."""
+        names = {name for rule in self.phase(phase) for _, node in rule.when for name in _fields_of(node)}
+        return tuple(sorted(names))
 
 
 def _expressions(raw: Any, where: str) -> tuple[str, ...]:
