@@ -184,8 +184,8 @@ class RuleBook:
 
     def reads(self, phase: Phase) -> tuple[str, ...]:
         """The fact fields the phase's conditions read: all a fact needs to carry."""
-        names = {name for rule in self.phase(phase) for _, node in rule.when for name in _fields_of(node)}
-        return tuple(sorted(names))
+        nodes = [node for rule in self.phase(phase) for _, node in rule.when]
+        return tuple(sorted({name for node in nodes for name in _fields_of(node)}))
 
 
 def _expressions(raw: Any, where: str) -> tuple[str, ...]:
