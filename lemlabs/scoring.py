@@ -109,7 +109,7 @@ def _run_engine(
     found = facts.set_index("key").loc[rows].reset_index(drop=True)
     found["code"] = [book.by_id[hit.rule_id].code for _, hit in singles]
     found["key"] = np.arange(len(found))
-    finding_rows = {number: (row,) for number, row in enumerate(rows)}
+    finding_rows: dict[int, tuple[int, ...]] = {n: (row,) for n, row in enumerate(rows)}
     if not post_all:
         found = found[admitted(found, book.phase("finding"), thresholds)]
     composites = _run_phase(engine, "finding", found, progress)
