@@ -3,9 +3,10 @@
 Rule records (:mod:`lemlabs.rules.records`) are compiled here into durable-rules conditions: every
 finding is decided by durable-rules, and its syntax and traps live in this module alone.
 
-Each patient is one durable-rules session. Its result facts go to the ``result`` ruleset in one
-batch; the findings they produce go, as facts, to the ``finding`` ruleset where composite rules
-join them. The patient's state is deleted after each phase.
+Facts go to a ruleset in batches, one durable-rules session each: result facts to the ``result``
+ruleset (its rules read one fact, so a batch may hold several patients' results); the findings
+they produce, as facts, to the ``finding`` ruleset, one patient per session, where composite
+rules join them. A session's state is deleted after its batch.
 
 durable-rules' traps, and what this module does about them:
 

@@ -67,28 +67,37 @@ def admitted(facts: pd.DataFrame, rules: Iterable[Rule], thresholds: Thresholds)
     return mask
 
 
+_RESULTS_PER_SESSION = 2000
+
+
 def _run_phase(
     engine: RuleEngine, phase: Phase, facts: pd.DataFrame, progress: Progress
 ) -> list[tuple[str, Hit]]:
-    """One phase's facts through the engine, one session per patient (facts sorted by patient);
-    each fact carries only the fields the phase's rules read, and its ``key``."""
+    """One phase's facts through the engine; each fact carries only the fields the phase's rules
+    read, and its ``key``. A composite joins two facts of one patient, so ``finding`` facts
+    (sorted by patient) go one patient per session; result rules read one fact, so ``result``
+    facts go in sessions of a few thousand, whoever's they are."""
     patients = facts["patient_id"].to_numpy(dtype=object)
     columns = [*rule_book().reads(phase), "key"]
     records = [
         dict(zip(columns, values, strict=True))
         for values in zip(*(facts[name].tolist() for name in columns), strict=True)
     ]
-    starts = [0, *(np.flatnonzero(patients[1:] != patients[:-1]) + 1).tolist(), len(records)]
-    starts = starts if records else [0]
+    if phase == "finding":
+        codes = pd.factorize(patients)[0]
+        bounds = (np.flatnonzero(np.diff(codes)) + 1).tolist()
+    else:
+        bounds = list(range(_RESULTS_PER_SESSION, len(records), _RESULTS_PER_SESSION))
+    starts = [0, *bounds, len(records)] if records else [0]
+    patient_of = dict(zip(facts["key"].tolist(), patients.tolist(), strict=True))
     sessions = len(starts) - 1
     step = max(1, sessions // 50)
     hits: list[tuple[str, Hit]] = []
     for session in range(sessions):
         if session % step == 0:
             progress(f"engine:{phase}", session, sessions)
-        patient = str(patients[starts[session]])
         mine = records[starts[session] : starts[session + 1]]
-        hits += [(patient, hit) for hit in engine.run(phase, session, mine)]
+        hits += [(str(patient_of[hit.keys[0]]), hit) for hit in engine.run(phase, session, mine)]
     progress(f"engine:{phase}", sessions, sessions)
     return hits
 
@@ -104,7 +113,11 @@ def _run_engine(
     if not post_all:
         facts = facts[admitted(facts, book.phase("result"), thresholds)]
     progress("engine", 0, 1)
-    singles = _run_phase(engine, "result", facts, progress)
+    position = dict(zip(facts["key"].tolist(), range(len(facts)), strict=True))
+    singles = sorted(
+        _run_phase(engine, "result", facts, progress),
+        key=lambda item: (position[item[1].keys[0]], item[1].rule_id),
+    )
     rows = [hit.keys[0] for _, hit in singles]
     found = facts.set_index("key").loc[rows].reset_index(drop=True)
     found["code"] = [book.by_id[hit.rule_id].code for _, hit in singles]
