@@ -12,10 +12,13 @@ durable-rules' traps, and what this module does about them:
 
 * an identical message twice raises ``MessageObservedException`` → every fact has a unique id;
 * a fact no rule matches raises ``MessageNotHandledException`` and the batch's actions are lost →
-  the pre-filter posts only facts that pass some rule's own conditions (a join's conditions on
-  the other fact aside: :func:`lemlabs.rules.records.gates`), and the exception becomes a
-  RuleError; an engine built for every fact (``catch_all``, what the tests compare with) ends
-  each ruleset with a catch-all rule. Without one, no catch-all action decodes every fact again;
+  the ``finding`` and ``schedule`` rulesets end with a catch-all rule. The ``result`` ruleset
+  gets one only in an engine built for every fact (``catch_all``, what the tests compare
+  with): the pre-filter posts only results some result rule matches, so no catch-all action
+  decodes every fact again, and an unmatched fact becomes a RuleError;
+* a ruleset without a catch-all corrupts memory (``free(): invalid size`` in ``delete_state``)
+  when a posted fact passes a join's conditions on itself but completes no match → only the
+  ``result`` ruleset, whose rules read one fact, may go without;
 * one Python action call per match is most of durable's cost → every action takes all of a
   batch's matches at once (``cap``);
 * an exception in an action is swallowed → actions record their own errors, raised as RuleError;
@@ -133,8 +136,8 @@ class RuleEngine:
     def __init__(
         self, rules: Iterable[Rule], thresholds: Thresholds, catch_all: bool = True
     ) -> None:
-        """Rulesets for ``rules`` with ``thresholds`` filled in; ``catch_all`` adds a rule that
-        takes facts no other rule matches."""
+        """Rulesets for ``rules`` with ``thresholds`` filled in; ``catch_all`` gives the
+        ``result`` ruleset, too, a rule that takes facts no other rule matches."""
         self.rules = tuple(rules)
         self._hits: list[Hit] = []
         self._errors: list[str] = []
@@ -149,7 +152,7 @@ class RuleEngine:
                     for rule in self.rules:
                         if rule.phase == phase:
                             when_all(_BATCH, *_conditions(rule, thresholds))(self._action(rule))
-                    if catch_all:
+                    if catch_all or phase != "result":
                         when_all(_BATCH, +m.kind)(self._ignore)
                 durable_lang._rulesets.pop(name, None)
                 key, body = definition.define()
@@ -212,7 +215,7 @@ def engine_for(
     rules: tuple[Rule, ...], thresholds: Thresholds, catch_all: bool = True
 ) -> RuleEngine:
     """The engine for these rules and this threshold table, built once per process; without
-    ``catch_all`` every fact posted must pass some rule's own conditions."""
+    ``catch_all`` every result fact posted must match some result rule."""
     key = f"{id(rules)}:{thresholds.fingerprint()}:{catch_all}"
     with _LOCK:
         if key not in _ENGINES:

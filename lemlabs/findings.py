@@ -10,10 +10,10 @@ grade of the episode, reports its extreme value, and lists every result as evide
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ import pandas as pd
 from lemlabs.analytes import catalogue
 from lemlabs.display import label_of, shown
 from lemlabs.engine import Hit
-from lemlabs.models import Evidence, Finding, Severity
+from lemlabs.models import Evidence, Severity
 from lemlabs.rules.records import Rule
 from lemlabs.rules.thresholds import Thresholds
 
@@ -130,24 +130,38 @@ def _episodes(
     return episodes
 
 
-def evidence_of(record: Mapping[str, Any]) -> Evidence:
-    """One result (a context row) as evidence; baseline kept for platelets and creatinine."""
-    baseline = record["analyte"] in _BASELINE_ANALYTES
+def evidence_row(record: Mapping[str, Any]) -> dict[str, Any]:
+    """One result (a context row) as evidence, as :meth:`Evidence.to_dict` gives it; baseline
+    kept for platelets and creatinine."""
+    out: dict[str, Any] = {
+        "analyte": str(record["analyte"]),
+        "value": float(record["value"]),
+        "unit": str(record["unit"]),
+        "raw_value": str(record["raw_value"]),
+        "raw_unit": str(record["raw_unit"]),
+        "collected_at": pd.Timestamp(record["collected_at"]).to_pydatetime().isoformat(),
+        "row": int(record["row"]),
+        "censor": str(record["censor"]),
+    }
     high = record["value_high"]
-    return Evidence(
-        analyte=str(record["analyte"]),
-        value=float(record["value"]),
-        unit=str(record["unit"]),
-        raw_value=str(record["raw_value"]),
-        raw_unit=str(record["raw_unit"]),
-        collected_at=pd.Timestamp(record["collected_at"]).to_pydatetime(),
-        row=int(record["row"]),
-        censor=str(record["censor"]),
-        value_high=float(high) if pd.notna(high) else None,
-        baseline=float(record["baseline"]) if baseline else None,
-        baseline_kind=str(record["baseline_kind"]) if baseline else None,
-        source_id=str(record["source_id"]) if record.get("source_id") else None,
-    )
+    if pd.notna(high):
+        out["value_high"] = float(high)
+    if record["analyte"] in _BASELINE_ANALYTES:
+        out["baseline"] = float(record["baseline"])
+        out["baseline_kind"] = str(record["baseline_kind"])
+    if record.get("source_id"):
+        out["source_id"] = str(record["source_id"])
+    return {key: item for key, item in out.items() if item != ""}
+
+
+def evidence_of(record: Mapping[str, Any]) -> Evidence:
+    """One result (a context row) as :class:`Evidence`."""
+    return Evidence.from_dict(evidence_row(record))
+
+
+@cache
+def _catalogue_order() -> dict[str, int]:
+    return {analyte: number for number, analyte in enumerate(catalogue())}
 
 
 def _counted(evidence: Sequence[Mapping[str, Any]]) -> str:
@@ -157,8 +171,8 @@ def _counted(evidence: Sequence[Mapping[str, Any]]) -> str:
     text = f"{count} result{'s' if count != 1 else ''}"
     per_analyte = Counter(str(record["analyte"]) for record in evidence)
     if len(per_analyte) > 1:
-        order = list(catalogue())
-        kinds = sorted(per_analyte, key=lambda a: order.index(a) if a in order else len(order))
+        order = _catalogue_order()
+        kinds = sorted(per_analyte, key=lambda a: order.get(a, len(order)))
         text += " (" + ", ".join(f"{per_analyte[a]} {label_of(a)}" for a in kinds) + ")"
     return f"{text}, on {last}" if first == last else f"{text}, from {first} to {last}"
 
@@ -206,9 +220,10 @@ def assemble(
     thresholds: Thresholds,
     rules_version: str,
     finding_rows: Mapping[int, tuple[int, ...]],
-) -> list[Finding]:
-    """Findings from hits. A result rule's hit holds the result's row; a composite's hit holds
-    finding fact keys, which ``finding_rows`` maps to the result rows behind them."""
+) -> list[dict[str, Any]]:
+    """Findings from hits, as :meth:`Finding.to_dict` gives them (the rows of the findings
+    table). A result rule's hit holds the result's row; a composite's hit holds finding fact
+    keys, which ``finding_rows`` maps to the result rows behind them."""
     by_row = context.set_index("row", drop=False)
     rows_needed = {row for rows in finding_rows.values() for row in rows}
     rows_needed |= {hit.keys[0] for _, hit in hits if rules[hit.rule_id].phase == "result"}
@@ -251,7 +266,8 @@ def assemble(
     analyte_of = {row: str(record["analyte"]) for row, record in records.items()}
     quiet = _QuietResults(context, hit_rows, {o.patient_id for o in occurrences})
     episodes = _episodes(occurrences, thresholds, quiet, analyte_of)
-    return [_finding(episode, records, thresholds, rules_version) for episode in episodes]
+    writer = _Writer(records, thresholds, rules_version)
+    return [writer.row(episode) for episode in episodes]
 
 
 def _grades(
@@ -271,56 +287,74 @@ def _grades(
     return grades
 
 
-def _finding(
-    episode: list[Occurrence],
-    records: Mapping[int, Mapping[str, Any]],
-    thresholds: Thresholds,
-    rules_version: str,
-) -> Finding:
-    top = max(episode, key=lambda o: (o.rule.severity, o.date))
-    rule = top.rule
-    rows = sorted(
-        {row for o in episode for row in o.rows}, key=lambda r: (records[r]["collected_at"], r)
-    )
-    evidence = [records[row] for row in rows]
-    anchors = [records[o.anchor_row] for o in episode]
-    notes = list(dict.fromkeys(note for o in episode for note in o.notes))
-    ended = [r["window_end"] for r in evidence if r["window"] == "after_window"]
-    if ended:
-        notes.append(
-            f"the label's {thresholds['label.monitoring_months']:g}-month monitoring window "
-            f"ended on {min(ended).date()}; "
-            "results after it are still scored"
+class _Writer:
+    """Findings table rows from episodes; what is the same for every finding of a rule (its
+    message, action and sources) and every evidence of a result is written once."""
+
+    def __init__(
+        self, records: Mapping[int, Mapping[str, Any]], thresholds: Thresholds, version: str
+    ) -> None:
+        self.records, self.thresholds, self.version = records, thresholds, version
+        self._texts: dict[str, tuple[str, str, str]] = {}
+        self._evidence: dict[int, dict[str, Any]] = {}
+
+    def _text(self, rule: Rule) -> tuple[str, str, str]:
+        if rule.id not in self._texts:
+            message, action = rule.text(self.thresholds)
+            self._texts[rule.id] = (message, action, rule.source(self.thresholds))
+        return self._texts[rule.id]
+
+    def _evidence_of(self, row: int) -> dict[str, Any]:
+        if row not in self._evidence:
+            self._evidence[row] = evidence_row(self.records[row])
+        return dict(self._evidence[row])
+
+    def row(self, episode: list[Occurrence]) -> dict[str, Any]:
+        records, thresholds = self.records, self.thresholds
+        top = max(episode, key=lambda o: (o.rule.severity, o.date))
+        rule = top.rule
+        rows = sorted(
+            {row for o in episode for row in o.rows},
+            key=lambda r: (records[r]["collected_at"], r),
         )
-    message, action = rule.text(thresholds)
-    summary = _counted(evidence) + _worst(rule, anchors)
-    summary += _highest_level(episode, records, len(evidence))
-    message = f"{message} {summary}."
-    if notes:
-        message += " Note: " + "; ".join(notes) + "."
-    grades = [o.grade for o in episode if o.grade is not None]
-    onset = evidence[0]
-    since_course = onset["days_since_course"]
-    return Finding(
-        patient_id=top.patient_id,
-        condition=rule.condition,
-        code=rule.code,
-        severity=Severity(max(o.rule.severity for o in episode)),
-        ctcae_grade=max(grades) if grades else None,
-        date=max(r["collected_at"] for r in evidence).date(),
-        evidence=tuple(evidence_of(r) for r in evidence),
-        message=message,
-        action=action,
-        source=rule.source(thresholds),
-        rule_id=rule.id,
-        rules_version=rules_version,
-        episode_start=onset["collected_at"].date(),
-        days_from_course=int(since_course) if pd.notna(since_course) else None,
-        results_in_episode=len(evidence),
-        notes=tuple(notes),
-    )
+        evidence = [records[row] for row in rows]
+        anchors = [records[o.anchor_row] for o in episode]
+        notes = list(dict.fromkeys(note for o in episode for note in o.notes))
+        ended = [r["window_end"] for r in evidence if r["window"] == "after_window"]
+        if ended:
+            notes.append(
+                f"the label's {thresholds['label.monitoring_months']:g}-month monitoring window "
+                f"ended on {min(ended).date()}; "
+                "results after it are still scored"
+            )
+        message, action, source = self._text(rule)
+        summary = _counted(evidence) + _worst(rule, anchors)
+        summary += _highest_level(episode, records, len(evidence))
+        message = f"{message} {summary}."
+        if notes:
+            message += " Note: " + "; ".join(notes) + "."
+        grades = [o.grade for o in episode if o.grade is not None]
+        since_course = evidence[0]["days_since_course"]
+        return {
+            "patient_id": top.patient_id,
+            "condition": str(rule.condition),
+            "code": rule.code,
+            "severity": str(Severity(max(o.rule.severity for o in episode))),
+            "ctcae_grade": max(grades) if grades else None,
+            "date": evidence[-1]["collected_at"].date().isoformat(),
+            "evidence": [self._evidence_of(row) for row in rows],
+            "message": message,
+            "action": action,
+            "source": source,
+            "rule_id": rule.id,
+            "rules_version": self.version,
+            "episode_start": evidence[0]["collected_at"].date().isoformat(),
+            "days_from_course": int(since_course) if pd.notna(since_course) else None,
+            "results_in_episode": len(evidence),
+            "notes": notes,
+        }
 
 
-def sort_key(finding: Finding) -> tuple[str, dt.date, str, int]:
-    """Stable order of findings: patient, date, code, severity (most severe last)."""
-    return (finding.patient_id, finding.date, finding.code, int(finding.severity))
+def row_order(row: Mapping[str, Any]) -> tuple[str, str, str, int]:
+    """Stable order of findings rows: patient, date, code, severity (most severe last)."""
+    return (row["patient_id"], row["date"], row["code"], int(Severity.parse(row["severity"])))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,14 @@ class Evidence:
         out = {name: getattr(self, name) for name in _EVIDENCE_FIELDS}
         out["collected_at"] = self.collected_at.isoformat()
         return {key: item for key, item in out.items() if item is not None and item != ""}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Evidence:
+        """The inverse of :meth:`to_dict` (which leaves out empty text)."""
+        values: dict[str, Any] = dict.fromkeys(("analyte", "unit", "raw_value", "raw_unit"), "")
+        values.update(data)
+        values["collected_at"] = dt.datetime.fromisoformat(str(values["collected_at"]))
+        return cls(**values)
 
 
 _EVIDENCE_FIELDS = tuple(Evidence.__dataclass_fields__)
@@ -100,6 +110,29 @@ class Finding:
             "results_in_episode": self.results_in_episode,
             "notes": list(self.notes),
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Finding:
+        """The inverse of :meth:`to_dict`."""
+        start = data.get("episode_start")
+        return cls(
+            patient_id=str(data["patient_id"]),
+            condition=Condition(data["condition"]),
+            code=str(data["code"]),
+            severity=Severity.parse(data["severity"]),
+            ctcae_grade=data["ctcae_grade"],
+            date=dt.date.fromisoformat(str(data["date"])),
+            evidence=tuple(Evidence.from_dict(item) for item in data["evidence"]),
+            message=str(data["message"]),
+            action=str(data["action"]),
+            source=str(data["source"]),
+            rule_id=str(data["rule_id"]),
+            rules_version=str(data["rules_version"]),
+            episode_start=dt.date.fromisoformat(str(start)) if start else None,
+            days_from_course=data.get("days_from_course"),
+            results_in_episode=int(data.get("results_in_episode", 1)),
+            notes=tuple(data.get("notes", ())),
+        )
 
 
 FINDING_COLUMNS = list(Finding.__dataclass_fields__)
@@ -183,10 +216,32 @@ _TYPED_COLUMNS = (
 )
 
 
-def findings_frame(findings: list[Finding]) -> pd.DataFrame:
+def findings_frame(findings: Sequence[Finding]) -> pd.DataFrame:
     """Findings as a tidy DataFrame (see :func:`typed_findings`); evidence and notes as lists."""
-    rows = [finding.to_dict() for finding in findings]
+    return frame_of_rows([finding.to_dict() for finding in findings])
+
+
+def frame_of_rows(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Findings as :meth:`Finding.to_dict` gives them → the typed findings table."""
     return typed_findings(pd.DataFrame(rows, columns=FINDING_COLUMNS))
+
+
+def rows_of_frame(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A typed findings table (:func:`typed_findings`) → the dicts :meth:`Finding.to_dict` gives."""
+    columns = [frame[name].tolist() for name in FINDING_COLUMNS]
+    rows = []
+    for values in zip(*columns, strict=True):
+        row = dict(zip(FINDING_COLUMNS, values, strict=True))
+        for name in ("ctcae_grade", "days_from_course"):
+            row[name] = None if pd.isna(row[name]) else int(row[name])
+        for name in ("date", "episode_start"):
+            row[name] = None if pd.isna(row[name]) else row[name].date().isoformat()
+        row["severity"] = str(row["severity"])
+        row["results_in_episode"] = int(row["results_in_episode"])
+        row["evidence"] = [dict(item) for item in row["evidence"]]
+        row["notes"] = list(row["notes"])
+        rows.append(row)
+    return rows
 
 
 @dataclass(frozen=True)
@@ -197,7 +252,6 @@ class Report:
     issues: pd.DataFrame
     results: pd.DataFrame
     summary: dict[str, Any]
-    finding_list: tuple[Finding, ...] = ()
     patients: pd.DataFrame | None = None
     """The patients table as read (with ``courses`` as lists of dates), when one was given."""
 
@@ -209,6 +263,11 @@ class Report:
                 object.__setattr__(self, name, stable_dtypes(table))
         text = [column for column in ISSUE_TEXT if column in self.issues.columns]
         object.__setattr__(self, "issues", self.issues.astype(dict.fromkeys(text, object)))
+
+    @cached_property
+    def finding_list(self) -> tuple[Finding, ...]:
+        """The findings table as :class:`Finding` records, built when first asked for."""
+        return tuple(Finding.from_dict(row) for row in rows_of_frame(self.findings))
 
     def to_html(self, path: str | Path, **options: Any) -> None:
         """This report as one self-contained HTML file (the ``report`` extra); ``options`` go to
@@ -251,6 +310,8 @@ __all__ = [
     "Report",
     "Severity",
     "findings_frame",
+    "frame_of_rows",
+    "rows_of_frame",
     "stable_dtypes",
     "typed_findings",
 ]

@@ -16,9 +16,9 @@ from lemlabs.analytes import looks_like
 from lemlabs.context import add_context
 from lemlabs.ctcae import GRADE_COLUMNS, grade_results, with_version
 from lemlabs.engine import Hit, RuleEngine, engine_for, json_safe
-from lemlabs.findings import assemble, sort_key
+from lemlabs.findings import assemble, row_order
 from lemlabs.ingest import Source, check_as_of, prepare_labs, prepare_patients, rows_as_frame
-from lemlabs.models import Finding, Report, findings_frame
+from lemlabs.models import Finding, Report, frame_of_rows
 from lemlabs.normalise import normalise_prepared
 from lemlabs.rules import Rule
 from lemlabs.rules.conditions import evaluate
@@ -177,7 +177,7 @@ def _not_scored(results: pd.DataFrame) -> dict[str, dict[str, Any]]:
 
 
 def _summary(
-    rows_in: int, results: pd.DataFrame, issues: pd.DataFrame, findings: list[Finding]
+    rows_in: int, results: pd.DataFrame, issues: pd.DataFrame, findings: list[dict[str, Any]]
 ) -> dict[str, Any]:
     lab_issues = issues[issues["source"] == "labs"]
     return {
@@ -189,8 +189,8 @@ def _summary(
         "patient_issues": int((issues["source"] == "patients").sum()),
         "patients": int(results["patient_id"].nunique()),
         "findings": len(findings),
-        "findings_by_condition": dict(sorted(Counter(str(f.condition) for f in findings).items())),
-        "findings_by_severity": dict(sorted(Counter(str(f.severity) for f in findings).items())),
+        "findings_by_condition": dict(sorted(Counter(f["condition"] for f in findings).items())),
+        "findings_by_severity": dict(sorted(Counter(f["severity"] for f in findings).items())),
     }
 
 
@@ -245,20 +245,19 @@ def _score(
     report("findings", 0, 1)
     findings = sorted(
         assemble(hits, context, rule_book().by_id, table, rules_version(table), finding_rows),
-        key=sort_key,
+        key=row_order,
     )
     if as_of is not None:
         day = check_as_of(as_of)
-        findings += _monitoring(results, people, context, day, table)
-        findings.sort(key=sort_key)
+        findings += [f.to_dict() for f in _monitoring(results, people, context, day, table)]
+        findings.sort(key=row_order)
     report("findings", 1, 1)
     results = _with_grades(results, context, table)
     return Report(
-        findings=findings_frame(findings),
+        findings=frame_of_rows(findings),
         issues=issues,
         results=results,
         summary=_summary(len(frame), results, issues, findings),
-        finding_list=tuple(findings),
         patients=people,
     )
 
