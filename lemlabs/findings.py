@@ -10,6 +10,7 @@ grade of the episode, reports its extreme value, and lists every result as evide
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -66,39 +67,43 @@ class Occurrence:
     patient_id: str
     rows: tuple[int, ...]
     anchor_row: int
-    date: pd.Timestamp
+    date: dt.datetime
+    stamp: int
+    """``date`` in seconds since 1900 (:func:`_seconds`)."""
     grade: int | None
     notes: tuple[str, ...]
+
+
+_ORIGIN = np.datetime64("1900-01-01T00:00:00", "s")
+
+
+def _seconds(when: Any) -> np.ndarray:
+    """Datetimes as whole seconds since 1900."""
+    return np.asarray((np.asarray(when, dtype="datetime64[s]") - _ORIGIN).astype("int64"))
 
 
 class _QuietResults:
     """Results that produced no finding, searchable by patient, analyte and time at once."""
 
-    _ORIGIN = np.datetime64("1900-01-01T00:00:00", "s")
     _STRIDE = 10**10  # seconds since 1900 stay below this for centuries
 
     def __init__(self, context: pd.DataFrame, hit_rows: set[int], patients: set[str]) -> None:
         quiet = context[context["patient_id"].isin(patients) & ~context["row"].isin(hit_rows)]
-        pairs = pd.MultiIndex.from_arrays([quiet["patient_id"], quiet["analyte"]])
-        # pandas 2.2 cannot factorize an empty MultiIndex
-        codes, keys = pairs.factorize() if len(pairs) else (np.zeros(0, "int64"), pairs)
-        self._code = {(str(p), str(a)): number for number, (p, a) in enumerate(keys)}
-        self._keys = np.sort(
-            codes.astype("int64") * self._STRIDE + self._seconds(quiet["collected_at"])
-        )
+        people, self._people = pd.factorize(quiet["patient_id"].astype(str))
+        analytes, self._analytes = pd.factorize(quiet["analyte"].astype(str))
+        self._person = {str(p): number for number, p in enumerate(self._people)}
+        self._analyte = {str(a): number for number, a in enumerate(self._analytes)}
+        codes = people.astype("int64") * max(1, len(self._analytes)) + analytes
+        self._keys = np.sort(codes * self._STRIDE + _seconds(quiet["collected_at"]))
 
-    def _seconds(self, when: Any) -> Any:
-        stamps = np.asarray(when, dtype="datetime64[s]")
-        return (stamps - self._ORIGIN).astype("int64")
-
-    def between(self, patient: str, analyte: str, start: pd.Timestamp, end: pd.Timestamp) -> bool:
-        """Whether such a result lies strictly between ``start`` and ``end``."""
-        code = self._code.get((patient, analyte))
-        if code is None:
+    def between(self, patient: str, analyte: str, start: int, end: int) -> bool:
+        """Whether such a result lies strictly between ``start`` and ``end`` (seconds)."""
+        person, kind = self._person.get(patient), self._analyte.get(analyte)
+        if person is None or kind is None:
             return False
-        base = code * self._STRIDE
-        low = np.searchsorted(self._keys, base + self._seconds(start.to_datetime64()), side="right")
-        high = np.searchsorted(self._keys, base + self._seconds(end.to_datetime64()), side="left")
+        base = (person * max(1, len(self._analytes)) + kind) * self._STRIDE
+        low = np.searchsorted(self._keys, base + start, side="right")
+        high = np.searchsorted(self._keys, base + end, side="left")
         return bool(high > low)
 
 
@@ -113,14 +118,14 @@ def _episodes(
         groups[(occurrence.patient_id, occurrence.rule.code)].append(occurrence)
     episodes = []
     for (patient, _), items in sorted(groups.items()):
-        items.sort(key=lambda o: (o.date, o.rows))
+        items.sort(key=lambda o: (o.stamp, o.date, o.rows))
         current = [items[0]]
         for item in items[1:]:
             previous = current[-1]
             split = (item.date - previous.date).days > thresholds["episode.gap_days"]
             if not split and item.rule.phase == "result":
                 analyte = analyte_of[item.anchor_row]
-                split = quiet.between(patient, analyte, previous.date, item.date)
+                split = quiet.between(patient, analyte, previous.stamp, item.stamp)
             if split:
                 episodes.append(current)
                 current = [item]
@@ -128,6 +133,11 @@ def _episodes(
                 current.append(item)
         episodes.append(current)
     return episodes
+
+
+def _plain(when: Any) -> dt.datetime:
+    """A datetime as Python's own (a pandas Timestamp's nanoseconds dropped)."""
+    return when.to_pydatetime() if isinstance(when, pd.Timestamp) else when
 
 
 def evidence_row(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -139,7 +149,7 @@ def evidence_row(record: Mapping[str, Any]) -> dict[str, Any]:
         "unit": str(record["unit"]),
         "raw_value": str(record["raw_value"]),
         "raw_unit": str(record["raw_unit"]),
-        "collected_at": pd.Timestamp(record["collected_at"]).to_pydatetime().isoformat(),
+        "collected_at": _plain(record["collected_at"]).isoformat(),
         "row": int(record["row"]),
         "censor": str(record["censor"]),
     }
@@ -169,8 +179,9 @@ def _counted(evidence: Sequence[Mapping[str, Any]]) -> str:
     first, last = evidence[0]["collected_at"].date(), evidence[-1]["collected_at"].date()
     count = len(evidence)
     text = f"{count} result{'s' if count != 1 else ''}"
-    per_analyte = Counter(str(record["analyte"]) for record in evidence)
-    if len(per_analyte) > 1:
+    analytes = [str(record["analyte"]) for record in evidence]
+    if analytes.count(analytes[0]) != count:
+        per_analyte = Counter(analytes)
         order = _catalogue_order()
         kinds = sorted(per_analyte, key=lambda a: order.get(a, len(order)))
         text += " (" + ", ".join(f"{per_analyte[a]} {label_of(a)}" for a in kinds) + ")"
@@ -181,9 +192,9 @@ def _worst(rule: Rule, anchors: Sequence[Mapping[str, Any]]) -> str:
     """The episode's extreme value per analyte, judged by what is certain of each value."""
     if rule.worst is None:
         return ""
-    by_analyte: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    by_analyte: dict[str, list[Mapping[str, Any]]] = {}
     for record in anchors:
-        by_analyte[str(record["analyte"])].append(record)
+        by_analyte.setdefault(str(record["analyte"]), []).append(record)
     if rule.worst == "lowest":
         extremes = [min(rs, key=lambda r: (r["upper"], r["value"])) for rs in by_analyte.values()]
     else:
@@ -232,11 +243,8 @@ def assemble(
         sorted(rows_needed | set(paired)),
         [*_RECORD_COLUMNS, *by_row.columns.intersection(["source_id"])],
     ]
-    columns = list(needed.columns)
-    records = {
-        int(row): dict(zip(columns, values, strict=True))
-        for row, *values in zip(needed.index, *(needed[c].tolist() for c in columns), strict=True)
-    }
+    records = _records(needed)
+    pair_of = dict(zip(paired.index.astype(int).tolist(), paired.tolist(), strict=True))
     superseding = {
         (patient, hit.keys[0], rules[hit.rule_id].code)
         for patient, hit in hits
@@ -254,20 +262,39 @@ def assemble(
         if rule.phase == "result":
             anchor = hit.keys[0]
             rows: tuple[int, ...] = (anchor,)
-            if rule.condition == "thyroid" and anchor in paired.index:
-                rows += (int(paired[anchor]),)
+            if rule.condition == "thyroid" and anchor in pair_of:
+                rows += (pair_of[anchor],)
             notes = tuple(rule.notes_of(records[anchor], thresholds))
         else:
             rows = tuple(row for key in hit.keys for row in finding_rows[key])
             anchor, notes = rows[-1], ()
-        date = max(records[row]["collected_at"] for row in rows)
-        occurrences.append(Occurrence(rule, patient, rows, anchor, date, grade, notes))
+        last = max((records[row] for row in rows), key=lambda r: r["stamp"])
+        occurrences.append(
+            Occurrence(
+                rule, patient, rows, anchor, last["collected_at"], last["stamp"], grade, notes
+            )
+        )
     hit_rows = {row for rows in finding_rows.values() for row in rows}
     analyte_of = {row: str(record["analyte"]) for row, record in records.items()}
     quiet = _QuietResults(context, hit_rows, {o.patient_id for o in occurrences})
     episodes = _episodes(occurrences, thresholds, quiet, analyte_of)
     writer = _Writer(records, thresholds, rules_version)
     return [writer.row(episode) for episode in episodes]
+
+
+def _records(needed: pd.DataFrame) -> dict[int, dict[str, Any]]:
+    """Context rows by row number as dicts, times as Python datetimes (fast to compare) and
+    ``stamp``, whole seconds since 1900."""
+    columns = list(needed.columns)
+    values = {name: needed[name].tolist() for name in columns}
+    for name in ("collected_at", "window_end"):
+        values[name] = needed[name].to_numpy(dtype="datetime64[us]").astype(object).tolist()
+    values["stamp"] = _seconds(needed["collected_at"]).tolist()
+    names = [*columns, "stamp"]
+    return {
+        int(row): dict(zip(names, items, strict=True))
+        for row, *items in zip(needed.index, *(values[name] for name in names), strict=True)
+    }
 
 
 def _grades(
