@@ -1,6 +1,7 @@
 """Shared helpers and hypothesis profiles.
 
-Profiles: ``dev`` (default, quick) and ``ci`` (more examples; .ci/run sets HYPOTHESIS_PROFILE=ci).
+Profiles: ``dev`` (default, quick: 10 examples a property) and ``ci`` (120; .ci/run sets
+HYPOTHESIS_PROFILE=ci in its thorough job).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import pandas as pd
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
-    "dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    "dev", max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile(
     "ci", max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow]

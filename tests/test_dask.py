@@ -59,11 +59,13 @@ def _same(
     )
 
 
+@pytest.mark.slow
 def test_the_example_cohort_gives_the_single_process_findings(client: Client) -> None:
     labs = pd.read_csv(examples.path("labs"), dtype=str, keep_default_na=False)
     _same(dd.from_pandas(labs, npartitions=5), labs, examples.path("patients"), npartitions=3)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -74,6 +76,7 @@ def test_generated_cohorts_give_the_single_process_findings(
     _same(dd.from_pandas(cohort.labs, npartitions=3), cohort.labs, cohort.patients, npartitions=2)
 
 
+@pytest.mark.slow
 def test_a_patient_split_over_files_gets_one_history(client: Client, tmp_path: Path) -> None:
     labs = pd.read_csv(examples.path("labs"), dtype=str, keep_default_na=False)
     parts = [labs.iloc[i::3] for i in range(3)]  # every patient's rows in all three files
@@ -83,6 +86,7 @@ def test_a_patient_split_over_files_gets_one_history(client: Client, tmp_path: P
     _same(str(tmp_path / "labs_*.csv"), in_file_order, examples.path("patients"))
 
 
+@pytest.mark.slow
 def test_parquet_files_are_read(client: Client, tmp_path: Path) -> None:
     labs = pd.read_csv(examples.path("labs"), dtype=str, keep_default_na=False).head(5000)
     labs.to_parquet(tmp_path / "labs.parquet")
@@ -110,6 +114,7 @@ def test_the_core_library_does_not_import_dask() -> None:
     assert done.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_the_command_line_scores_a_glob_with_dask(tmp_path: Path) -> None:
     labs = pd.read_csv(examples.path("labs"), dtype=str, keep_default_na=False).head(8000)
     for number in range(2):
@@ -140,6 +145,7 @@ def test_the_command_line_scores_a_glob_with_dask(tmp_path: Path) -> None:
     assert _distributed(pd.read_parquet(out)) == _single(expected)
 
 
+@pytest.mark.slow
 def test_findings_have_the_dtypes_of_score_frame(client: Client) -> None:
     labs = pd.read_csv(examples.path("labs"), dtype=str, keep_default_na=False).head(8000)
     findings, _, _ = score_dask(

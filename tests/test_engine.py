@@ -41,6 +41,7 @@ def test_scoring_twice_in_one_process_gives_identical_findings() -> None:
     assert _dicts(first) == _dicts(second) and first.finding_list
 
 
+@pytest.mark.slow
 def test_scoring_from_threads_at_once_gives_identical_findings() -> None:
     cohort = lemlabs.read_labs(examples.path("labs"))
     people = lemlabs.read_patients(examples.path("patients"))
@@ -152,6 +153,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc checks")
 def test_the_engine_does_not_corrupt_memory_under_glibcs_malloc_checks() -> None:
     """durable-rules corrupts memory when a ruleset has no catch-all and a patient's facts pass a

@@ -108,6 +108,7 @@ def bundle(
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}
 
 
+@pytest.mark.slow
 def test_the_example_cohort_through_fhir_gives_the_csv_findings() -> None:
     frame = lemlabs.read_labs(examples.path("labs"))
     people = pd.read_csv(examples.path("patients"), dtype=str, keep_default_na=False)

@@ -152,12 +152,14 @@ def page(browser: Any, report_file: Path) -> Any:
     return browser
 
 
+@pytest.mark.slow
 def test_the_page_loads_without_console_errors(page: Any) -> None:
     assert page.title.startswith("lemlabs report")
     errors = [entry for entry in page.get_log("browser") if entry["level"] == "SEVERE"]
     assert errors == []
 
 
+@pytest.mark.slow
 def test_the_page_makes_no_network_request(page: Any, report_file: Path) -> None:
     names = page.execute_script(
         "return performance.getEntries()"
@@ -167,6 +169,7 @@ def test_the_page_makes_no_network_request(page: Any, report_file: Path) -> None
     assert names == [report_file.as_uri()]
 
 
+@pytest.mark.slow
 def test_the_first_worklist_row_is_the_urgent_patient(page: Any, urgent_first: str) -> None:
     from selenium.webdriver.common.by import By
 
@@ -175,6 +178,7 @@ def test_the_first_worklist_row_is_the_urgent_patient(page: Any, urgent_first: s
     assert "URGENT" in row.text.upper()
 
 
+@pytest.mark.slow
 def test_every_patient_anchor_navigates(page: Any) -> None:
     from selenium.webdriver.common.by import By
 
@@ -198,6 +202,7 @@ def test_every_patient_anchor_navigates(page: Any) -> None:
     assert dangling == []
 
 
+@pytest.mark.slow
 def test_every_plot_renders(page: Any) -> None:
     sizes = page.execute_script(
         "return [...document.querySelectorAll('figure.plot > svg')].map(s => {"
@@ -210,6 +215,7 @@ def test_every_plot_renders(page: Any) -> None:
         assert width > 300 and height > 100 and paths > 10 and texts > 3
 
 
+@pytest.mark.slow
 def test_printed_the_navigation_is_hidden(page: Any) -> None:
     page.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
     try:
