@@ -59,7 +59,7 @@ _RECORD_COLUMNS = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Occurrence:
     """One hit, resolved to its patient, rows (result row numbers) and date."""
 
@@ -96,15 +96,18 @@ class _QuietResults:
         codes = people.astype("int64") * max(1, len(self._analytes)) + analytes
         self._keys = np.sort(codes * self._STRIDE + _seconds(quiet["collected_at"]))
 
-    def between(self, patient: str, analyte: str, start: int, end: int) -> bool:
-        """Whether such a result lies strictly between ``start`` and ``end`` (seconds)."""
-        person, kind = self._person.get(patient), self._analyte.get(analyte)
-        if person is None or kind is None:
-            return False
-        base = (person * max(1, len(self._analytes)) + kind) * self._STRIDE
-        low = np.searchsorted(self._keys, base + start, side="right")
-        high = np.searchsorted(self._keys, base + end, side="left")
-        return bool(high > low)
+    def between(
+        self, patients: Sequence[str], analytes: Sequence[str], starts: np.ndarray, ends: np.ndarray
+    ) -> np.ndarray:
+        """For each (patient, analyte, start, end): whether such a result lies strictly between
+        ``start`` and ``end`` (seconds)."""
+        width = max(1, len(self._analytes))
+        people = np.array([self._person.get(p, -1) for p in patients], dtype="int64")
+        kinds = np.array([self._analyte.get(a, -1) for a in analytes], dtype="int64")
+        base = (people * width + kinds) * self._STRIDE
+        low = np.searchsorted(self._keys, base + starts, side="right")
+        high = np.searchsorted(self._keys, base + ends, side="left")
+        return np.asarray((high > low) & (people >= 0) & (kinds >= 0))
 
 
 def _episodes(
@@ -113,26 +116,47 @@ def _episodes(
     quiet: _QuietResults,
     analyte_of: Mapping[int, str],
 ) -> list[list[Occurrence]]:
+    """Each patient's occurrences of a code in time order, split where the next one is more than
+    ``episode.gap_days`` later or, for a single-test code, a quiet result lies between them."""
     groups: dict[tuple[str, str], list[Occurrence]] = defaultdict(list)
     for occurrence in occurrences:
         groups[(occurrence.patient_id, occurrence.rule.code)].append(occurrence)
-    episodes = []
-    for (patient, _), items in sorted(groups.items()):
-        items.sort(key=lambda o: (o.stamp, o.date, o.rows))
-        current = [items[0]]
-        for item in items[1:]:
-            previous = current[-1]
-            split = (item.date - previous.date).days > thresholds["episode.gap_days"]
-            if not split and item.rule.phase == "result":
-                analyte = analyte_of[item.anchor_row]
-                split = quiet.between(patient, analyte, previous.stamp, item.stamp)
-            if split:
-                episodes.append(current)
-                current = [item]
-            else:
-                current.append(item)
-        episodes.append(current)
-    return episodes
+    ordered = []
+    for key in sorted(groups):
+        ordered += sorted(groups[key], key=lambda o: (o.stamp, o.date, o.rows))
+    if not ordered:
+        return []
+    # an occurrence opens an episode when it is the first of its group, or by the rule above
+    previous, current = ordered[:-1], ordered[1:]
+    first = np.array(
+        [True]
+        + [
+            (a.patient_id, a.rule.code) != (b.patient_id, b.rule.code)
+            for a, b in zip(previous, current, strict=True)
+        ]
+    )
+    gap = np.array(
+        [False]
+        + [
+            (b.date - a.date).days > thresholds["episode.gap_days"]
+            for a, b in zip(previous, current, strict=True)
+        ]
+    )
+    checked = [
+        n
+        for n, o in enumerate(current, start=1)
+        if o.rule.phase == "result" and not first[n] and not gap[n]
+    ]
+    split = np.zeros(len(ordered), dtype=bool)
+    if checked:
+        split[checked] = quiet.between(
+            [ordered[n].patient_id for n in checked],
+            [analyte_of[ordered[n].anchor_row] for n in checked],
+            np.array([ordered[n - 1].stamp for n in checked], dtype="int64"),
+            np.array([ordered[n].stamp for n in checked], dtype="int64"),
+        )
+    starts = np.flatnonzero(first | gap | split).tolist()
+    return [ordered[a:b] for a, b in zip(starts, [*starts[1:], len(ordered)], strict=True)]
 
 
 def _plain(when: Any) -> dt.datetime:
@@ -250,12 +274,11 @@ def assemble(
         for patient, hit in hits
         if rules[hit.rule_id].phase == "finding"
     }
-    kept = [
-        (patient, hit, rules[hit.rule_id])
-        for patient, hit in hits
-        if not rules[hit.rule_id].superseded_by
-        or (patient, hit.keys[0], rules[hit.rule_id].superseded_by) not in superseding
-    ]
+    kept = []
+    for patient, hit in hits:
+        rule = rules[hit.rule_id]
+        if not rule.superseded_by or (patient, hit.keys[0], rule.superseded_by) not in superseding:
+            kept.append((patient, hit, rule))
     grades = _grades(kept, needed, thresholds)
     occurrences = []
     for (patient, hit, rule), grade in zip(kept, grades, strict=True):
@@ -268,12 +291,12 @@ def assemble(
         else:
             rows = tuple(row for key in hit.keys for row in finding_rows[key])
             anchor, notes = rows[-1], ()
-        last = max((records[row] for row in rows), key=lambda r: r["stamp"])
-        occurrences.append(
-            Occurrence(
-                rule, patient, rows, anchor, last["collected_at"], last["stamp"], grade, notes
-            )
-        )
+        last = records[rows[0]]
+        for row in rows[1:]:
+            if records[row]["collected_at"] > last["collected_at"]:
+                last = records[row]
+        date, stamp = last["collected_at"], last["stamp"]
+        occurrences.append(Occurrence(rule, patient, rows, anchor, date, stamp, grade, notes))
     hit_rows = {row for rows in finding_rows.values() for row in rows}
     analyte_of = {row: str(record["analyte"]) for row, record in records.items()}
     quiet = _QuietResults(context, hit_rows, {o.patient_id for o in occurrences})
