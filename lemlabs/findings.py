@@ -165,27 +165,29 @@ def _plain(when: Any) -> dt.datetime:
 
 
 def evidence_row(record: Mapping[str, Any]) -> dict[str, Any]:
-    """One result (a context row) as evidence, as :meth:`Evidence.to_dict` gives it; baseline
-    kept for platelets and creatinine."""
-    out: dict[str, Any] = {
-        "analyte": str(record["analyte"]),
-        "value": float(record["value"]),
-        "unit": str(record["unit"]),
-        "raw_value": str(record["raw_value"]),
-        "raw_unit": str(record["raw_unit"]),
-        "collected_at": _plain(record["collected_at"]).isoformat(),
-        "row": int(record["row"]),
-        "censor": str(record["censor"]),
-    }
+    """One result (a context row) as evidence, as :meth:`Evidence.to_dict` gives it (empty text
+    and missing numbers left out); baseline kept for platelets and creatinine."""
+    out: dict[str, Any] = {"analyte": str(record["analyte"]), "value": float(record["value"])}
+    for name in ("unit", "raw_value", "raw_unit"):
+        text = str(record[name])
+        if text:
+            out[name] = text
+    out["collected_at"] = _plain(record["collected_at"]).isoformat()
+    out["row"] = int(record["row"])
+    censor = str(record["censor"])
+    if censor:
+        out["censor"] = censor
     high = record["value_high"]
-    if pd.notna(high):
+    if high is not None and high == high:  # not NaN
         out["value_high"] = float(high)
     if record["analyte"] in _BASELINE_ANALYTES:
         out["baseline"] = float(record["baseline"])
-        out["baseline_kind"] = str(record["baseline_kind"])
+        kind = str(record["baseline_kind"])
+        if kind:
+            out["baseline_kind"] = kind
     if record.get("source_id"):
         out["source_id"] = str(record["source_id"])
-    return {key: item for key, item in out.items() if item != ""}
+    return out
 
 
 def evidence_of(record: Mapping[str, Any]) -> Evidence:
