@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from lemlabs.analytes import catalogue
 
@@ -31,7 +30,7 @@ def shown(record: Mapping[str, Any]) -> str:
         record["value"],
         record["unit"],
         str(record["censor"]),
-        float(high) if pd.notna(high) else None,
+        float(high) if high is not None and high == high else None,  # NaN is not itself
     )
 
 
