@@ -82,7 +82,7 @@ class _Progress:
         filled = width * done // max(total, 1)
         bar = "#" * filled + "-" * (width - filled)
         end = "\n" if done >= total and stage == "findings" else ""
-        self.stream.write(f"\r{stage:<10} [{bar}] {done}/{total}{end}")
+        self.stream.write(f"\r{stage:<15} [{bar}] {done}/{total}{end}")
         self.stream.flush()
 
 
