@@ -202,7 +202,7 @@ def _catalogue_order() -> dict[str, int]:
 
 def _counted(evidence: Sequence[Mapping[str, Any]]) -> str:
     """ "3 results (2 TSH, 1 free T4), from A to B": every result of the episode, counted once."""
-    first, last = evidence[0]["collected_at"].date(), evidence[-1]["collected_at"].date()
+    first, last = evidence[0]["day_text"], evidence[-1]["day_text"]
     count = len(evidence)
     text = f"{count} result{'s' if count != 1 else ''}"
     analytes = [str(record["analyte"]) for record in evidence]
@@ -226,7 +226,7 @@ def _worst(rule: Rule, anchors: Sequence[Mapping[str, Any]]) -> str:
     else:
         extremes = [max(rs, key=lambda r: (r["lower"], r["value"])) for rs in by_analyte.values()]
     return "; " + "; ".join(
-        f"{rule.worst} {shown(r)} ({label_of(str(r['analyte']))}) on {r['collected_at'].date()}"
+        f"{rule.worst} {shown(r)} ({label_of(str(r['analyte']))}) on {r['day_text']}"
         for r in extremes
     )
 
@@ -242,7 +242,7 @@ def _highest_level(
     )
     if len(reached) == total or all(o.rule.severity == top for o in episode):
         return ""
-    listed = [f"{shown(records[r])} on {records[r]['collected_at'].date()}" for r in reached[:3]]
+    listed = [f"{shown(records[r])} on {records[r]['day_text']}" for r in reached[:3]]
     more = f" and {len(reached) - 3} more" if len(reached) > 3 else ""
     return (
         f"; {len(reached)} of them reached this level ({', '.join(listed)}{more}), "
@@ -308,14 +308,16 @@ def assemble(
 
 
 def _records(needed: pd.DataFrame) -> dict[int, dict[str, Any]]:
-    """Context rows by row number as dicts, times as Python datetimes (fast to compare) and
-    ``stamp``, whole seconds since 1900."""
+    """Context rows by row number as dicts, times as Python datetimes (fast to compare),
+    ``stamp`` (whole seconds since 1900) and ``day_text`` (the day as messages write it)."""
     columns = list(needed.columns)
     values = {name: needed[name].tolist() for name in columns}
     for name in ("collected_at", "window_end"):
         values[name] = needed[name].to_numpy(dtype="datetime64[us]").astype(object).tolist()
     values["stamp"] = _seconds(needed["collected_at"]).tolist()
-    names = [*columns, "stamp"]
+    days = needed["collected_at"].to_numpy(dtype="datetime64[D]")
+    values["day_text"] = np.datetime_as_string(days).tolist()
+    names = [*columns, "stamp", "day_text"]
     return {
         int(row): dict(zip(names, items, strict=True))
         for row, *items in zip(needed.index, *(values[name] for name in names), strict=True)
@@ -393,14 +395,14 @@ class _Writer:
             "code": rule.code,
             "severity": str(Severity(max(o.rule.severity for o in episode))),
             "ctcae_grade": max(grades) if grades else None,
-            "date": evidence[-1]["collected_at"].date().isoformat(),
+            "date": evidence[-1]["day_text"],
             "evidence": [self._evidence_of(row) for row in rows],
             "message": message,
             "action": action,
             "source": source,
             "rule_id": rule.id,
             "rules_version": self.version,
-            "episode_start": evidence[0]["collected_at"].date().isoformat(),
+            "episode_start": evidence[0]["day_text"],
             "days_from_course": int(since_course) if pd.notna(since_course) else None,
             "results_in_episode": len(evidence),
             "notes": notes,
