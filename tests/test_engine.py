@@ -169,3 +169,16 @@ def test_the_engine_does_not_corrupt_memory_under_glibcs_malloc_checks() -> None
         timeout=600,
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_scoring_leaves_the_garbage_collector_as_it_found_it(enabled: bool) -> None:
+    import gc
+
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        assert lemlabs.score_frame(labs(ROWS), patients()).finding_list
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
