@@ -11,10 +11,8 @@ grade of the episode, reports its extreme value, and lists every result as evide
 from __future__ import annotations
 
 import datetime as dt
-import gc
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -25,6 +23,7 @@ import pandas as pd
 from lemlabs.analytes import catalogue
 from lemlabs.display import label_of, shown
 from lemlabs.engine import Hit
+from lemlabs.memory import collector_paused
 from lemlabs.models import Evidence, Severity
 from lemlabs.rules.records import Rule
 from lemlabs.rules.thresholds import Thresholds
@@ -252,20 +251,6 @@ def _highest_level(
     )
 
 
-@contextmanager
-def _no_gc() -> Iterator[None]:
-    """The cyclic garbage collector paused: assembling builds millions of small dicts and
-    tuples, none in a reference cycle, and each full collection walks all of them for nothing
-    (about a quarter of this stage's time at 1M rows). Re-enabled after, if it was on."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def assemble(
     hits: Sequence[tuple[str, Hit]],
     context: pd.DataFrame,
@@ -277,7 +262,7 @@ def assemble(
     """Findings from hits, as :meth:`Finding.to_dict` gives them (the rows of the findings
     table). A result rule's hit holds the result's row; a composite's hit holds finding fact
     keys, which ``finding_rows`` maps to the result rows behind them."""
-    with _no_gc():
+    with collector_paused():
         return _assemble(hits, context, rules, thresholds, rules_version, finding_rows)
 
 
