@@ -251,6 +251,7 @@ def _highest_level(
     )
 
 
+@collector_paused()
 def assemble(
     hits: Sequence[tuple[str, Hit]],
     context: pd.DataFrame,
@@ -262,18 +263,6 @@ def assemble(
     """Findings from hits, as :meth:`Finding.to_dict` gives them (the rows of the findings
     table). A result rule's hit holds the result's row; a composite's hit holds finding fact
     keys, which ``finding_rows`` maps to the result rows behind them."""
-    with collector_paused():
-        return _assemble(hits, context, rules, thresholds, rules_version, finding_rows)
-
-
-def _assemble(
-    hits: Sequence[tuple[str, Hit]],
-    context: pd.DataFrame,
-    rules: Mapping[str, Rule],
-    thresholds: Thresholds,
-    rules_version: str,
-    finding_rows: Mapping[int, tuple[int, ...]],
-) -> list[dict[str, Any]]:
     by_row = context.set_index("row", drop=False)
     rows_needed = {row for rows in finding_rows.values() for row in rows}
     rows_needed |= {hit.keys[0] for _, hit in hits if rules[hit.rule_id].phase == "result"}

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 
 @contextmanager
 def collector_paused() -> Iterator[None]:
-    """The cyclic collector off inside the block, on again after if it was on before."""
+    """The cyclic collector off inside the block (or the decorated function), on again after
+    if it was on before."""
     enabled = gc.isenabled()
     gc.disable()
     try:
