@@ -73,6 +73,8 @@ class Occurrence:
     """``date`` in seconds since 1900 (:func:`_seconds`)."""
     grade: int | None
     notes: tuple[str, ...]
+    more: tuple[int, ...] = ()
+    """Further rows the occurrence stands for (a composite's other findings of the same day)."""
 
 
 _ORIGIN = np.datetime64("1900-01-01T00:00:00", "s")
@@ -262,10 +264,11 @@ def assemble(
 ) -> list[dict[str, Any]]:
     """Findings from hits, as :meth:`Finding.to_dict` gives them (the rows of the findings
     table). A result rule's hit holds the result's row; a composite's hit holds finding fact
-    keys, which ``finding_rows`` maps to the result rows behind them."""
+    keys, which ``finding_rows`` maps to the result rows behind them (a fact stands for all
+    findings of a patient that agree on every field the composites read)."""
     by_row = context.set_index("row", drop=False)
-    rows_needed = {row for rows in finding_rows.values() for row in rows}
-    rows_needed |= {hit.keys[0] for _, hit in hits if rules[hit.rule_id].phase == "result"}
+    hit_rows = {hit.keys[0] for _, hit in hits if rules[hit.rule_id].phase == "result"}
+    rows_needed = hit_rows | {row for rows in finding_rows.values() for row in rows}
     paired = by_row.loc[sorted(rows_needed), "pair_row"].dropna().astype(int)
     needed = by_row.loc[
         sorted(rows_needed | set(paired)),
@@ -286,27 +289,81 @@ def assemble(
     grades = _grades(kept, needed, thresholds)
     occurrences = []
     for (patient, hit, rule), grade in zip(kept, grades, strict=True):
-        if rule.phase == "result":
-            anchor = hit.keys[0]
-            rows: tuple[int, ...] = (anchor,)
-            if rule.condition == "thyroid" and anchor in pair_of:
-                rows += (pair_of[anchor],)
-            notes = tuple(rule.notes_of(records[anchor], thresholds))
-        else:
-            rows = tuple(row for key in hit.keys for row in finding_rows[key])
-            anchor, notes = rows[-1], ()
+        if rule.phase != "result":
+            first, second = (finding_rows[key] for key in hit.keys)
+            occurrences += _joined(rule, patient, first, second, records)
+            continue
+        anchor = hit.keys[0]
+        rows: tuple[int, ...] = (anchor,)
+        if rule.condition == "thyroid" and anchor in pair_of:
+            rows += (pair_of[anchor],)
+        notes = tuple(rule.notes_of(records[anchor], thresholds))
         last = records[rows[0]]
         for row in rows[1:]:
             if records[row]["collected_at"] > last["collected_at"]:
                 last = records[row]
         date, stamp = last["collected_at"], last["stamp"]
         occurrences.append(Occurrence(rule, patient, rows, anchor, date, stamp, grade, notes))
-    hit_rows = {row for rows in finding_rows.values() for row in rows}
     analyte_of = {row: str(record["analyte"]) for row, record in records.items()}
     quiet = _QuietResults(context, hit_rows, {o.patient_id for o in occurrences})
     episodes = _episodes(occurrences, thresholds, quiet, analyte_of)
     writer = _Writer(records, thresholds, rules_version)
     return [writer.row(episode) for episode in episodes]
+
+
+def _joined(
+    rule: Rule,
+    patient: str,
+    first: tuple[int, ...],
+    second: tuple[int, ...],
+    records: Mapping[int, Mapping[str, Any]],
+) -> list[Occurrence]:
+    """The occurrences of a composite hit on two finding facts, each standing for findings of
+    one day (``first`` and ``second``: their result rows). Every pair of them matched; a pair's
+    date is its later result. Those dates all fall within one day, so every pair lands in one
+    episode, and only the earliest and the latest can decide where an episode splits: the pair
+    (lowest rows first, as episodes order ties) at each of those two dates stands for all, the
+    other rows ride along as evidence (``more``)."""
+
+    def at(rows: tuple[int, ...]) -> list[tuple[dt.datetime, int]]:
+        return [(records[row]["collected_at"], row) for row in rows]
+
+    ones, twos = at(first), at(second)
+    latest_one, latest_two = max(ones)[0], max(twos)[0]
+    latest = max(latest_one, latest_two)
+    candidates = []
+    if latest_one == latest:
+        candidates.append((min(r for t, r in ones if t == latest), min(second)))
+    if latest_two == latest:
+        candidates.append((min(first), min(r for t, r in twos if t == latest)))
+    pairs = {min(candidates)}
+    early_one, early_two = min(ones)[0], min(twos)[0]
+    earliest = max(early_one, early_two)
+    pairs.add(
+        (
+            min(r for t, r in ones if (t == earliest if early_one >= early_two else t <= earliest)),
+            min(r for t, r in twos if (t == earliest if early_two >= early_one else t <= earliest)),
+        )
+    )
+    more = tuple(sorted({*first, *second}))
+    occurrences = []
+    for pair in sorted(pairs):
+        last = max((records[row] for row in pair), key=lambda r: r["collected_at"])
+        carried = tuple(row for row in more if row not in pair)
+        occurrences.append(
+            Occurrence(
+                rule,
+                patient,
+                pair,
+                pair[-1],
+                last["collected_at"],
+                last["stamp"],
+                None,
+                (),
+                carried,
+            )
+        )
+    return occurrences
 
 
 def _records(needed: pd.DataFrame) -> dict[int, dict[str, Any]]:
@@ -370,7 +427,7 @@ class _Writer:
         top = max(episode, key=lambda o: (o.rule.severity, o.date))
         rule = top.rule
         rows = sorted(
-            {row for o in episode for row in o.rows},
+            {row for o in episode for row in (*o.rows, *o.more)},
             key=lambda r: (records[r]["collected_at"], r),
         )
         evidence = [records[row] for row in rows]

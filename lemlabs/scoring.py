@@ -21,7 +21,7 @@ from lemlabs.ingest import Source, check_as_of, prepare_labs, prepare_patients, 
 from lemlabs.models import Finding, Report, frame_of_rows
 from lemlabs.normalise import normalise_prepared
 from lemlabs.rules import Rule
-from lemlabs.rules.conditions import evaluate
+from lemlabs.rules.conditions import evaluate, joins_equals
 from lemlabs.rules.records import RESULT_FIELDS, Phase, gates, rule_book
 from lemlabs.rules.thresholds import Thresholds, load_thresholds
 from lemlabs.schedule import monitoring_findings, schedule_table
@@ -118,16 +118,41 @@ def _run_engine(
         _run_phase(engine, "result", facts, progress),
         key=lambda item: (position[item[1].keys[0]], item[1].rule_id),
     )
-    rows = [hit.keys[0] for _, hit in singles]
-    found = facts.set_index("key").loc[rows].reset_index(drop=True)
+    found = facts.set_index("key").loc[[hit.keys[0] for _, hit in singles]].reset_index()
     found["code"] = [book.by_id[hit.rule_id].code for _, hit in singles]
-    found["key"] = np.arange(len(found))
-    finding_rows: dict[int, tuple[int, ...]] = {n: (row,) for n, row in enumerate(rows)}
     if not post_all:
         found = found[admitted(found, book.phase("finding"), thresholds)]
+    found, fact_rows = _finding_facts(found, thresholds, alone=post_all)
     composites = _run_phase(engine, "finding", found, progress)
     progress("engine", 1, 1)
-    return singles + composites, finding_rows
+    return singles + composites, fact_rows
+
+
+def _finding_facts(
+    found: pd.DataFrame, thresholds: Thresholds, alone: bool
+) -> tuple[pd.DataFrame, dict[int, tuple[int, ...]]]:
+    """One finding fact per patient and set of values the composite rules read, and the result
+    rows behind each. Findings that agree on all of them (same code, same day, ...) join with
+    exactly the same partners, so the engine sees each set once: a patient with hundreds of
+    results a day is as many facts as days, not as findings. Each finding is its own fact when
+    ``alone`` or when some composite could join two facts that agree on every field
+    (:func:`~lemlabs.rules.conditions.joins_equals`): then grouping them would lose matches."""
+    composites = rule_book().phase("finding")
+    if alone or any(joins_equals(r.when[0][1], r.when[1][1], thresholds) for r in composites):
+        groups: np.ndarray = np.arange(len(found))
+    else:
+        fields = ["patient_id", *rule_book().reads("finding")]
+        groups = found.groupby(fields, sort=False, dropna=False).ngroup().to_numpy()
+    rows = found["key"].to_numpy()
+    order = np.argsort(groups, kind="stable")
+    bounds = np.flatnonzero(np.diff(groups[order])) + 1
+    fact_rows = {
+        int(groups[part[0]]): tuple(sorted(rows[part].tolist()))
+        for part in np.split(order, bounds)
+        if len(part)
+    }
+    facts = found.assign(key=groups).drop_duplicates("key")
+    return facts, fact_rows
 
 
 def _monitoring(

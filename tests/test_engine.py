@@ -8,6 +8,8 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from rules_helpers import labs, patients
 
@@ -15,10 +17,11 @@ import lemlabs
 from lemlabs import examples
 from lemlabs.engine import RuleEngine
 from lemlabs.errors import RuleError
-from lemlabs.rules.conditions import own, parse, words
+from lemlabs.rules.conditions import joins_equals, own, parse, words
 from lemlabs.rules.records import gates, read_packs, rule_book
 from lemlabs.rules.thresholds import default_thresholds
 from lemlabs.scoring import score_unfiltered
+from lemlabs.synthetic import generate
 
 ROWS = [
     (-5, "PLT", "250", "10^9/L"),
@@ -182,3 +185,33 @@ def test_scoring_leaves_the_garbage_collector_as_it_found_it(enabled: bool) -> N
         assert gc.isenabled() is enabled
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def _one_patient(seed: int, patients: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A noisy cohort's rows under one patient id, at random minutes of their days: many
+    findings of one code on one day (a broken export), the case finding facts are grouped for."""
+    cohort = generate(patients=patients, months=12, seed=seed, variation=True, abnormal=0.3)
+    labs = cohort.labs.copy()
+    at = pd.to_datetime(labs["collected_at"], format="mixed", errors="coerce")
+    minutes = np.random.default_rng(seed).integers(0, 24 * 60, len(labs))
+    timed = (at.dt.normalize() + pd.to_timedelta(minutes, unit="min")).dt.strftime("%Y-%m-%dT%H:%M")
+    labs["collected_at"] = labs["collected_at"].where(at.isna(), timed)
+    return labs.assign(patient_id="ONE"), cohort.patients.head(1).assign(patient_id="ONE")
+
+
+@pytest.mark.parametrize("seed", [11, pytest.param(20, marks=pytest.mark.slow)])
+def test_grouped_finding_facts_give_the_findings_of_one_fact_per_finding(seed: int) -> None:
+    labs, people = _one_patient(seed, patients=40 if seed == 11 else 150)
+    grouped = lemlabs.score_frame(labs, people)
+    assert _dicts(grouped) == _dicts(score_unfiltered(labs, people)) and grouped.finding_list
+
+
+def test_no_composite_joins_two_facts_that_agree_on_every_field() -> None:
+    """The grouping of finding facts is exact only then; a rule that could would switch it off."""
+    thresholds = default_thresholds()
+    for rule in rule_book().phase("finding"):
+        (_, first), (_, second) = rule.when
+        assert not joins_equals(first, second, thresholds), rule.id
+    same_day = parse("day == first.day", set(), ("first",))
+    assert joins_equals(parse("code == 'a'", set()), same_day, thresholds)
+    assert not joins_equals(parse("code == 'a'", set()), parse("code == 'b'", set()), thresholds)

@@ -200,6 +200,47 @@ def own(node: Node) -> Node | None:
     return None if not parts else parts[0] if len(parts) == 1 else All(parts)
 
 
+def _equalities(node: Node | None) -> dict[str, set[tuple[str, Any]]]:
+    """``field == x`` / ``field != x`` tests a tree makes of its fact in every case (its
+    top-level ``and``)."""
+    parts = () if node is None else (node,) if isinstance(node, Comparison) else node.parts
+    found: dict[str, set[tuple[str, Any]]] = {}
+    if isinstance(node, Any_):
+        return found
+    for part in parts:
+        if (
+            isinstance(part, Comparison)
+            and part.op in ("==", "!=")
+            and not isinstance(part.operand, Field)
+        ):
+            found.setdefault(part.field, set()).add((part.op, part.operand))
+    return found
+
+
+def joins_equals(first: Node, second: Node, thresholds: Mapping[str, Any]) -> bool:
+    """Whether a join could match two facts that agree on every field: ``False`` only when the
+    trees prove it cannot (``code == 'a'`` against ``code == 'b'``, or ``day >= first.day + 14``
+    at equal days); ``True`` when unsure."""
+    mine, theirs = _equalities(own(first)), _equalities(own(second))
+    for field in mine.keys() & theirs.keys():
+        for op, value in mine[field]:
+            for other_op, other in theirs[field]:
+                equal = value == other
+                if (op == other_op == "==" and not equal) or (op != other_op and equal):
+                    return False
+    if isinstance(second, Any_):
+        return True
+    for part in (second,) if isinstance(second, Comparison) else second.parts:
+        if not isinstance(part, Comparison) or not isinstance(part.operand, Field):
+            continue
+        join = part.operand
+        if join.name == part.field:  # day >= first.day + 14 at equal days: 0 >= 14
+            offset = 0.0 if join.offset is None else float(value_of(join.offset, thresholds))
+            if not OPERATORS[part.op](0.0, join.sign * offset):
+                return False
+    return True
+
+
 def threshold_keys(node: Node) -> list[str]:
     """The threshold keys a tree uses, in reading order, without repeats."""
     keys: list[str] = []
