@@ -5,8 +5,9 @@ finding is decided by durable-rules, and its syntax and traps live in this modul
 
 Facts go to a ruleset in batches, one durable-rules session each: result facts to the ``result``
 ruleset (its rules read one fact, so a batch may hold several patients' results); the findings
-they produce, as facts, to the ``finding`` ruleset, one patient per session, where composite
-rules join them. A session's state is deleted after its batch.
+they produce, as facts (one per patient and set of values the composites read: see
+``lemlabs.scoring``), to the ``finding`` ruleset, one patient per session, where composite rules
+join them. A session's state is deleted after its batch.
 
 durable-rules' traps, and what this module does about them:
 
@@ -71,9 +72,10 @@ _SERIAL = itertools.count()
 # validated to be 0 or at least 0.001, so no comparison changes). NaN means "absent": it can pass
 # no threshold that a value must exceed.
 _ABSENT = 1e15
-# every action receives all of a batch's matches at once (durable's ``cap``): one Python
-# callback and one JSON round trip per rule and patient instead of one per match
-_BATCH = cap(1_000_000)
+# every action receives a batch's matches at once (durable's ``cap``): one Python callback and
+# one JSON round trip per rule and session instead of one per match; at most 5 000 a call, so
+# that one patient with millions of results does not decode all its matches in one string
+_BATCH = cap(5_000)
 _TINY = 1e-4
 
 

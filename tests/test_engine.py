@@ -215,3 +215,9 @@ def test_no_composite_joins_two_facts_that_agree_on_every_field() -> None:
     same_day = parse("day == first.day", set(), ("first",))
     assert joins_equals(parse("code == 'a'", set()), same_day, thresholds)
     assert not joins_equals(parse("code == 'a'", set()), parse("code == 'b'", set()), thresholds)
+
+
+def test_more_matches_than_one_action_call_takes_are_all_kept() -> None:
+    engine = _engine("lower < 100")
+    facts = [{"key": key, "lower": 40} for key in range(12_000)]  # 5 000 matches a call at most
+    assert sorted(h.keys[0] for h in engine.run("result", 1, facts)) == list(range(12_000))
