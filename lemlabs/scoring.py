@@ -119,7 +119,8 @@ def _run_engine(
         key=lambda item: (position[item[1].keys[0]], item[1].rule_id),
     )
     found = facts.set_index("key").loc[[hit.keys[0] for _, hit in singles]].reset_index()
-    found["code"] = [book.by_id[hit.rule_id].code for _, hit in singles]
+    codes = [book.by_id[hit.rule_id].code for _, hit in singles]
+    found["code"] = pd.Series(codes, index=found.index, dtype=object)
     if not post_all:
         found = found[admitted(found, book.phase("finding"), thresholds)]
     found, fact_rows = _finding_facts(found, thresholds, alone=post_all)

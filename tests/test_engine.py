@@ -17,7 +17,7 @@ import lemlabs
 from lemlabs import examples
 from lemlabs.engine import RuleEngine
 from lemlabs.errors import RuleError
-from lemlabs.rules.conditions import joins_equals, own, parse, words
+from lemlabs.rules.conditions import evaluate, joins_equals, own, parse, words
 from lemlabs.rules.records import gates, read_packs, rule_book
 from lemlabs.rules.thresholds import default_thresholds
 from lemlabs.scoring import score_unfiltered
@@ -221,3 +221,13 @@ def test_more_matches_than_one_action_call_takes_are_all_kept() -> None:
     engine = _engine("lower < 100")
     facts = [{"key": key, "lower": 40} for key in range(12_000)]  # 5 000 matches a call at most
     assert sorted(h.keys[0] for h in engine.run("result", 1, facts)) == list(range(12_000))
+
+
+@pytest.mark.parametrize("rows", [0, 2])
+def test_a_number_column_compared_with_a_text_holds_for_no_row(rows: int) -> None:
+    """numpy 1.x answers such a comparison with one bool (and none a row on an empty table);
+    the pre-filter needs one answer a row (it crashed on pandas 2.2 / numpy 1.24)."""
+    frame = pd.DataFrame({"code": np.zeros(rows)})
+    held = evaluate(parse("code == 'anti_gbm.haematuria' or code != 'x'", set()), frame, {})
+    assert held.shape == (rows,) and held.tolist() == [True] * rows
+    assert evaluate(parse("code == 'x'", set()), frame, {}).tolist() == [False] * rows

@@ -263,7 +263,9 @@ def evaluate(node: Node, frame: pd.DataFrame, thresholds: Mapping[str, Any]) -> 
         if isinstance(node.operand, Field):
             raise RuleDefinitionError(f"{node.field}: a join field needs the engine")
         column = frame[node.field].to_numpy()
-        return np.asarray(OPERATORS[node.op](column, value_of(node.operand, thresholds)), bool)
+        held = OPERATORS[node.op](column, value_of(node.operand, thresholds))
+        # numpy 1.x answers a number column compared with a text with one bool, not one a row
+        return np.broadcast_to(np.asarray(held, bool), column.shape)
     masks = np.vstack([evaluate(part, frame, thresholds) for part in node.parts])
     return np.asarray(masks.any(axis=0) if isinstance(node, Any_) else masks.all(axis=0), bool)
 
