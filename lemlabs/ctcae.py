@@ -287,16 +287,21 @@ def _inputs(term: Term, frame: Mapping[str, Any], size: int) -> dict[str, np.nda
     }
 
 
+def _term_grades(term: Term, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows of ``frame`` are the term's analyte, and their grades (as :func:`evaluate`)."""
+    mine = (frame["analyte"] == term.analyte).to_numpy()
+    if not mine.any():
+        return mine, np.zeros(0)
+    part = frame[mine]
+    return mine, evaluate(term, _inputs(term, {c: part[c] for c in part.columns}, len(part)))
+
+
 def grade_rows(key: str, frame: pd.DataFrame, version: str | None) -> np.ndarray:
     """The grade of every row of ``frame`` (result columns) for the term ``key`` (what a
     finding's rule names), as integers: 0 where it is not graded, normal or of another analyte."""
-    term = criteria(version).term(key)
     grades = np.zeros(len(frame), dtype="int64")
-    mine = (frame["analyte"] == term.analyte).to_numpy()
-    if mine.any():
-        part = frame[mine]
-        found = evaluate(term, _inputs(term, {c: part[c] for c in part.columns}, len(part)))
-        grades[mine] = np.nan_to_num(found).astype("int64")
+    mine, found = _term_grades(criteria(version).term(key), frame)
+    grades[mine] = np.nan_to_num(found).astype("int64")
     return grades
 
 
@@ -312,13 +317,10 @@ def grade_results(results: pd.DataFrame, version: str | None = None) -> pd.DataF
         for term in table.terms:
             if term.direction != direction:
                 continue
-            mine = results["analyte"] == term.analyte
-            if not mine.any():
-                continue
-            part = results[mine]
-            names = _inputs(term, {c: part[c] for c in part.columns}, len(part))
-            grades[mine] = evaluate(term, names)
-            terms[mine] = term.term
+            mine, found = _term_grades(term, results)
+            if mine.any():
+                grades[mine] = found
+                terms[mine] = term.term
         out[f"ctcae_term_{suffix}"] = terms
         out[f"ctcae_grade_{suffix}"] = grades.round().astype("Int64")
     return out[list(GRADE_COLUMNS)]
