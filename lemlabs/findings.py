@@ -92,11 +92,12 @@ class _QuietResults:
 
     def __init__(self, context: pd.DataFrame, hit_rows: set[int], patients: set[str]) -> None:
         quiet = context[context["patient_id"].isin(patients) & ~context["row"].isin(hit_rows)]
-        people, self._people = pd.factorize(quiet["patient_id"].astype(str))
-        analytes, self._analytes = pd.factorize(quiet["analyte"].astype(str))
-        self._person = {str(p): number for number, p in enumerate(self._people)}
-        self._analyte = {str(a): number for number, a in enumerate(self._analytes)}
-        codes = people.astype("int64") * max(1, len(self._analytes)) + analytes
+        people, names = pd.factorize(quiet["patient_id"].astype(str))
+        analytes, kinds = pd.factorize(quiet["analyte"].astype(str))
+        self._person = {str(p): number for number, p in enumerate(names)}
+        self._analyte = {str(a): number for number, a in enumerate(kinds)}
+        self._width = max(1, len(kinds))
+        codes = people.astype("int64") * self._width + analytes
         self._keys = np.sort(codes * self._STRIDE + _seconds(quiet["collected_at"]))
 
     def between(
@@ -104,10 +105,9 @@ class _QuietResults:
     ) -> np.ndarray:
         """For each (patient, analyte, start, end): whether such a result lies strictly between
         ``start`` and ``end`` (seconds)."""
-        width = max(1, len(self._analytes))
         people = np.array([self._person.get(p, -1) for p in patients], dtype="int64")
         kinds = np.array([self._analyte.get(a, -1) for a in analytes], dtype="int64")
-        base = (people * width + kinds) * self._STRIDE
+        base = (people * self._width + kinds) * self._STRIDE
         low = np.searchsorted(self._keys, base + starts, side="right")
         high = np.searchsorted(self._keys, base + ends, side="left")
         return np.asarray((high > low) & (people >= 0) & (kinds >= 0))
@@ -298,10 +298,7 @@ def assemble(
         if rule.condition == "thyroid" and anchor in pair_of:
             rows += (pair_of[anchor],)
         notes = tuple(rule.notes_of(records[anchor], thresholds))
-        last = records[rows[0]]
-        for row in rows[1:]:
-            if records[row]["collected_at"] > last["collected_at"]:
-                last = records[row]
+        last = _latest(rows, records)
         date, stamp = last["collected_at"], last["stamp"]
         occurrences.append(Occurrence(rule, patient, rows, anchor, date, stamp, grade, notes))
     analyte_of = {row: str(record["analyte"]) for row, record in records.items()}
@@ -309,6 +306,11 @@ def assemble(
     episodes = _episodes(occurrences, thresholds, quiet, analyte_of)
     writer = _Writer(records, thresholds, rules_version)
     return [writer.row(episode) for episode in episodes]
+
+
+def _latest(rows: tuple[int, ...], records: Mapping[int, Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The record of the latest of ``rows`` (the first of them on a tie)."""
+    return max((records[row] for row in rows), key=lambda r: r["collected_at"])
 
 
 def _joined(
@@ -348,7 +350,7 @@ def _joined(
     more = tuple(sorted({*first, *second}))
     occurrences = []
     for pair in sorted(pairs):
-        last = max((records[row] for row in pair), key=lambda r: r["collected_at"])
+        last = _latest(pair, records)
         carried = tuple(row for row in more if row not in pair)
         occurrences.append(
             Occurrence(
