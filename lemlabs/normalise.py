@@ -14,10 +14,10 @@ import pandas as pd
 
 from lemlabs.analytes import catalogue, identify
 from lemlabs.ingest import Source, date_problem, prepare_labs, prepare_patients
-from lemlabs.reference import lab_bound, reference_intervals
+from lemlabs.reference import reference_intervals
 from lemlabs.rules.thresholds import Thresholds, default_thresholds
 from lemlabs.units import Conversion, conversion
-from lemlabs.values import parse_value
+from lemlabs.values import parse_number, parse_value
 
 ISSUE_COLUMNS = ["row", "line", "patient_id", "field", "raw_value", "reason", "source"]
 """``row`` is the 0-based position in the input table; ``line`` the 1-based line of the file with
@@ -29,6 +29,7 @@ MAX_RAW_IN_ISSUE = 200
 #: makes the row a data issue before any parsing or caching (``value`` and ``unit`` have their
 #: own, shorter limits in :mod:`lemlabs.values` and :mod:`lemlabs.units`)
 MAX_FIELD_LENGTH = 256
+BOUND_FIELDS = ("ref_low", "ref_high")
 BOUNDED_FIELDS = (
     "patient_id",
     "test",
@@ -42,6 +43,12 @@ BOUNDED_FIELDS = (
 #: the ``source`` of an issue about the lab's own reference bound: the row is kept (with the
 #: default interval), so it is neither rejected nor counted in ``rows_rejected``
 REFERENCE_SOURCE = "reference"
+
+
+def _bound_number(text: Any) -> float:
+    """A lab's reference bound as a number (NaN where empty or unreadable)."""
+    number = parse_number(str(text).strip())
+    return np.nan if number is None else number
 
 
 def _clip(text: str) -> str:
@@ -68,45 +75,50 @@ class _Problems:
         self.reason[new] = reason if isinstance(reason, str) else [reason(int(i)) for i in new]
 
 
-def _per_unique(values: Any, func: Callable[[Any], Any], dtype: Any = object) -> np.ndarray:
-    """``func`` applied once per unique value, spread over the rows."""
-    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
-    return np.asarray([func(value) for value in uniques], dtype=dtype)[codes]
+def _labels(codes: np.ndarray, names: list[str]) -> np.ndarray:
+    """``names[code]`` per row, as an object column whose rows share each name's one string
+    (numpy's fixed-width text would cost a new Python string per row in pandas)."""
+    return np.array(names, dtype=object)[codes.astype(np.intp)]
+
+
+Coded = tuple[np.ndarray, np.ndarray]
+"""A column as ``(codes, uniques)``: row ``i`` holds ``uniques[codes[i]]`` (``pd.factorize``)."""
+
+
+def _coded(values: np.ndarray) -> Coded:
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    return codes, np.asarray(uniques, dtype=object)
 
 
 def _per_unique_rows(
-    columns: list[np.ndarray], func: Callable[..., Any], *attributes: str
+    columns: list[Coded], func: Callable[..., Any], *attributes: str
 ) -> list[np.ndarray]:
-    """``func(*row)`` once per unique combination of ``columns``; each named attribute of its
-    results spread over the rows."""
-    size = len(columns[0])
+    """``func(*row)`` once per unique combination of the coded ``columns``; each named
+    attribute of its results spread over the rows."""
+    size = len(columns[0][0])
     codes, count = np.zeros(size, dtype="int64"), 1
-    for column in columns:  # one code per combination so far (below the row count: no overflow)
-        column_codes, uniques = pd.factorize(column, use_na_sentinel=False)
+    for column_codes, uniques in columns:  # a code per combination so far (< rows: no overflow)
         codes, combinations = pd.factorize(
             codes * max(len(uniques), 1) + column_codes, use_na_sentinel=False
         )
         count = len(combinations)
     first = np.zeros(count, dtype="int64")  # a row that has each combination
     first[codes[::-1]] = np.arange(size)[::-1]
-    found = [func(*(column[row] for column in columns)) for row in first]
+    found = [func(*(uniques[column[row]] for column, uniques in columns)) for row in first]
     return [
         np.array([getattr(item, name) for item in found], dtype=object)[codes]
         for name in attributes
     ]
 
 
-def _identified(
-    frame: pd.DataFrame, usable: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _identified(rows: _Rows, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row: the analyte key ('' when not scored), why it is not scored, and a data issue
     when its name and LOINC contradict each other (:func:`lemlabs.analytes.identify`).
     Rows already flagged (a field too long) are identified as empty text: never cached."""
-    empty = np.full(len(frame), "", dtype=object)
-    columns = [
-        np.where(usable, frame[name].to_numpy(dtype=object), "") if name in frame.columns else empty
-        for name in ("test", "loinc", "specimen")
-    ]
+    columns = []
+    for name in ("test", "loinc", "specimen"):
+        codes, uniques = rows.coded(name)
+        columns.append((np.where(usable, codes, len(uniques)), np.append(uniques, "")))
     analyte, reason, issue = _per_unique_rows(
         columns, lambda *row: identify(*map(str, row)), "analyte", "reason", "issue"
     )
@@ -154,11 +166,12 @@ class _Rows:
         self.frame = frame
         self.problems = _Problems(len(frame))
         self.book = catalogue()
+        self._coded: dict[str, Coded] = {}
         self.patient_ids = frame["patient_id"].to_numpy(dtype=object)
         self.raw_values = frame["value"].to_numpy(dtype=object)
-        self.unit_text = _per_unique(frame["unit"], lambda u: str(u).strip())
+        self.unit_text = self.per_unique("unit", lambda u: str(u).strip())
         _check_lengths(self)
-        self.analyte, self.reason, self.conflict = _identified(frame, self.problems.ok)
+        self.analyte, self.reason, self.conflict = _identified(self, self.problems.ok)
         self.codes, self.analytes = pd.factorize(self.analyte, use_na_sentinel=False)
         self.scored = self.analyte != ""
         self.kind = self.attribute("kind", "")
@@ -167,9 +180,31 @@ class _Rows:
         self.counts = self.kind == "count_per_hpf"
         self.ordinal = self.kind == "ordinal"
 
+    def coded(self, name: str) -> Coded:
+        """A column of the lab table, factorized once (all ``""`` where the table has none)."""
+        if name not in self._coded:
+            if name in self.frame.columns:
+                self._coded[name] = _coded(self.frame[name].to_numpy(dtype=object))
+            else:
+                empty = np.array([""], dtype=object)
+                self._coded[name] = np.zeros(len(self.frame), dtype=np.intp), empty
+        return self._coded[name]
+
+    def per_unique(self, name: str, func: Callable[[Any], Any], dtype: Any = object) -> np.ndarray:
+        """``func`` once per distinct value of column ``name``, per row."""
+        codes, uniques = self.coded(name)
+        return np.asarray([func(value) for value in uniques], dtype=dtype)[codes]
+
     def attribute(self, name: str, default: Any = None, dtype: Any = object) -> np.ndarray:
         """A catalogue attribute per row (``default`` where unset or not scored)."""
-        table = [getattr(self.book[key], name) if key else None for key in self.analytes]
+        return self.per_analyte(lambda entry: getattr(entry, name), default, dtype)
+
+    def per_analyte(
+        self, func: Callable[[Any], Any], default: Any = None, dtype: Any = object
+    ) -> np.ndarray:
+        """``func(catalogue entry)`` once per analyte, per row (``default`` where it gives
+        ``None`` or the row is not scored)."""
+        table = [func(self.book[key]) if key else None for key in self.analytes]
         return np.asarray([default if v is None else v for v in table], dtype=dtype)[self.codes]
 
     def bounds(self, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -187,7 +222,7 @@ def _check_lengths(rows: _Rows) -> None:
 
 
 def _check_length(rows: _Rows, name: str) -> None:
-    lengths = _per_unique(rows.frame[name], lambda text: len(str(text)), int)
+    lengths = rows.per_unique(name, lambda text: len(str(text)), int)
     rows.problems.add(
         lengths > MAX_FIELD_LENGTH,
         name,
@@ -202,12 +237,12 @@ def _check_rows(rows: _Rows) -> None:
     if "problem" in frame.columns:  # a reader (FHIR) already found the row unusable
         reported = frame["problem"].to_numpy(dtype=object)
         problems.add(
-            _per_unique(reported, lambda p: bool(str(p).strip()), bool),
+            rows.per_unique("problem", lambda p: bool(str(p).strip()), bool),
             "source",
             lambda i: str(reported[i]),
         )
     problems.add(
-        _per_unique(rows.patient_ids, lambda p: not str(p).strip(), bool),
+        rows.per_unique("patient_id", lambda p: not str(p).strip(), bool),
         "patient_id",
         "patient_id is empty",
     )
@@ -267,17 +302,19 @@ def _convert(rows: _Rows, shape: np.ndarray) -> np.ndarray:
     (analyte, unit, target); a unit that cannot be converted is a data issue."""
     mass_protein = _mass_protein(rows, shape)
     needs_unit = rows.quantitative | mass_protein | (rows.counts & (rows.unit_text != ""))
-    target = np.where(mass_protein, rows.attribute("mass_unit", ""), "")
-    analyte = np.where(needs_unit, rows.analyte, "")
+    none = len(rows.analytes)  # the code of "" appended to the analytes and their mass units
+    mass_units = [rows.book[key].mass_unit or "" if key else "" for key in rows.analytes]
+    analyte = np.where(needs_unit, rows.codes, none), np.append(rows.analytes, "")
+    target = np.where(mass_protein, rows.codes, none), np.array([*mass_units, ""], dtype=object)
+    unit_codes, units = rows.coded("unit")
 
     def convert(key: str, unit: str, goal: str) -> Conversion:
         """A factor for every row (1 where the unit is unusable: that row is an issue)."""
         found = conversion(key, unit, goal or None) if key else Conversion(1.0)
         return Conversion(found.factor or 1.0, found.problem or "")
 
-    factor, problem = _per_unique_rows(
-        [analyte, rows.unit_text, target], convert, "factor", "problem"
-    )
+    unit = unit_codes, np.array([str(u).strip() for u in units], dtype=object)
+    factor, problem = _per_unique_rows([analyte, unit, target], convert, "factor", "problem")
     rows.problems.add(needs_unit & (problem != ""), "unit", lambda i: str(problem[i]))
     return factor.astype(float)
 
@@ -332,18 +369,21 @@ def _interpretation(
 ) -> np.ndarray:
     """HL7 v3 ObservationInterpretation codes: LL/HH at the critical thresholds, A for an
     abnormal dipstick, else the flag."""
-    critical_low, critical_high = (
-        np.array(
-            [table[key] if isinstance(key, str) else default for key in rows.attribute(side)],
-            dtype=float,
+
+    def critical(side: str, default: float) -> np.ndarray:
+        """The analyte's critical threshold on ``side`` (a threshold key), per row."""
+        return rows.per_analyte(
+            lambda entry: table[key] if (key := getattr(entry, side)) else None, default, float
         )
-        for side, default in (("critical_low", -np.inf), ("critical_high", np.inf))
+
+    critical_low, critical_high = (
+        critical("critical_low", -np.inf),
+        critical("critical_high", np.inf),
     )
-    return np.select(
-        [upper < critical_low, lower >= critical_high, rows.ordinal & (flag != "N")],
-        ["LL", "HH", "A"],
-        flag,
+    chosen = np.select(
+        [upper < critical_low, lower >= critical_high, rows.ordinal & (flag != "N")], [1, 2, 3], 0
     )
+    return np.where(chosen == 0, flag, _labels(chosen, ["", "LL", "HH", "A"]))
 
 
 def normalise_prepared(
@@ -370,19 +410,17 @@ def _normalise_rows(
     lower, upper = _bounds(value, censor)
 
     sex_of = {} if people is None else dict(zip(people["patient_id"], people["sex"], strict=True))
-    sex = _per_unique(rows.patient_ids, lambda p: sex_of.get(str(p).strip(), ""))
-    ref_factor, ref_note = _reference_units(
-        frame, rows.analyte, rows.unit_text, rows.quantitative, factor
-    )
+    sex = rows.per_unique("patient_id", lambda p: sex_of.get(str(p).strip(), ""))
+    ref_factor, ref_note = _reference_units(rows, factor)
     lab_low, lab_high, bound_issues = _lab_bounds(rows, ref_factor, ref_note)
     ref_low, ref_high, ref_source = reference_intervals(
         rows.codes, rows.analytes, sex, ref_factor, lab_low, lab_high
     )
-    flag = np.where(upper < ref_low, "L", np.where(lower > ref_high, "H", "N"))
+    flag = _labels(np.select([upper < ref_low, lower > ref_high], [1, 2], 0), ["N", "L", "H"])
     scored = rows.scored
     columns = {
         "analyte": rows.analyte,
-        "status": np.where(scored, "scored", "not_scored"),
+        "status": _labels(scored, ["not_scored", "scored"]),
         "status_reason": rows.reason,
         "kind": rows.kind,
         "raw_value": rows.raw_values,
@@ -412,21 +450,19 @@ def _lab_bounds(
     high one is not used. The row is kept with the default interval, ``ref_note`` says why
     (``ref_note`` is updated in place), and an issue with source ``reference`` names the bound.
 
-    Returns the bound texts to use (emptied where refused) and those issues.
+    Returns the bounds to use, as numbers in the row's unit (NaN where empty, unreadable or
+    refused), and those issues.
     """
     frame = rows.frame
-    empty = np.full(len(frame), "", dtype=object)
-    texts = [
-        _per_unique(frame[name], lambda text: str(text).strip()) if name in frame.columns else empty
-        for name in ("ref_low", "ref_high")
-    ]
+    texts = [rows.per_unique(name, lambda text: str(text).strip()) for name in BOUND_FIELDS]
+    numbers = [rows.per_unique(name, _bound_number, float) for name in BOUND_FIELDS]
     given = [text != "" for text in texts]
     checked = rows.quantitative & rows.problems.ok & (given[0] | given[1]) & ~np.isnan(ref_factor)
     if not checked.any():
-        return texts[0], texts[1], pd.DataFrame(columns=ISSUE_COLUMNS)
+        return numbers[0], numbers[1], pd.DataFrame(columns=ISSUE_COLUMNS)
     low, high = (
-        np.where(checked, lab_bound(text), np.nan) * np.where(checked, ref_factor, np.nan)
-        for text in texts
+        np.where(checked, number, np.nan) * np.where(checked, ref_factor, np.nan)
+        for number in numbers
     )
     plausible_low, plausible_high = rows.bounds("plausible")
     unit = rows.attribute("unit", "")
@@ -438,9 +474,11 @@ def _lab_bounds(
         field[new] = name
         reason[new] = [why(int(i)) for i in new]
 
-    def check_side(name: str, bound: np.ndarray, text: np.ndarray, mine: np.ndarray) -> None:
+    def check_side(
+        name: str, bound: np.ndarray, text: np.ndarray, number: np.ndarray, mine: np.ndarray
+    ) -> None:
         refuse(
-            mine & np.isnan(lab_bound(text)),
+            mine & np.isnan(number),
             name,
             lambda i: f"unreadable reference bound {_clip(str(text[i]))!r}",
         )
@@ -456,8 +494,8 @@ def _lab_bounds(
             ),
         )
 
-    check_side("ref_low", low, texts[0], given[0])
-    check_side("ref_high", high, texts[1], given[1])
+    check_side("ref_low", low, texts[0], numbers[0], given[0])
+    check_side("ref_high", high, texts[1], numbers[1], given[1])
     refuse(
         given[0] & given[1] & (low >= high),
         "ref_low",
@@ -468,7 +506,7 @@ def _lab_bounds(
         ref_note[i] = (
             f"the lab's reference range cannot be used ({reason[i]}): the default interval applies"
         )
-    texts = [np.where(reason != "", "", text) for text in texts]
+    numbers = [np.where(reason != "", np.nan, number) for number in numbers]
     issues = pd.DataFrame(
         {
             "row": refused,
@@ -481,7 +519,7 @@ def _lab_bounds(
         },
         columns=ISSUE_COLUMNS,
     )
-    return texts[0], texts[1], issues
+    return numbers[0], numbers[1], issues
 
 
 def _tables(
@@ -493,10 +531,12 @@ def _tables(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The accepted rows with their new columns, and one issue per rejected row."""
     accepted = rows.problems.ok
-    results = frame.copy()
-    results.insert(0, "row", np.arange(len(frame)))
+    kept = np.flatnonzero(accepted)
+    results = frame.take(kept)
+    results.index = pd.RangeIndex(len(kept))  # in place: no copy of the taken rows
+    results.insert(0, "row", kept)
     for name, column in columns.items():
-        results[name] = pd.Series(column, index=results.index, dtype=column.dtype)
+        results[name] = pd.Series(column[kept], index=results.index, dtype=column.dtype)
     issues = pd.DataFrame(
         {
             "row": np.arange(len(frame))[~accepted],
@@ -515,29 +555,22 @@ def _tables(
     if people is not None:
         issues = pd.concat([issues, _patient_issues(people)], ignore_index=True)
     issues = issues.astype({"row": "int64", "line": "int64"})
-    return results.loc[accepted].reset_index(drop=True), issues
+    return results, issues
 
 
-def _reference_units(
-    frame: pd.DataFrame,
-    analyte: np.ndarray,
-    unit_text: np.ndarray,
-    quantitative: np.ndarray,
-    factor: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+def _reference_units(rows: _Rows, factor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The factor that brings a row's own reference bounds to the canonical unit, and a note
     where they cannot be used (then the default interval applies, and the result says so).
 
     Bounds are in the row's unit unless ``ref_unit`` names another one (a FHIR referenceRange
     may say ``mIU/L`` where the value says ``m[IU]/L``): that unit is converted with pint.
     """
+    analyte, unit_text, quantitative = rows.analyte, rows.unit_text, rows.quantitative
     ref_factor = np.where(quantitative, factor, np.nan)
-    note = np.full(len(frame), "", dtype=object)
-    if "ref_note" in frame.columns:
-        note = _per_unique(frame["ref_note"], lambda text: str(text).strip())
-    if "ref_unit" not in frame.columns:
+    note = rows.per_unique("ref_note", lambda text: str(text).strip())
+    if "ref_unit" not in rows.frame.columns:
         return ref_factor, note
-    ref_unit = _per_unique(frame["ref_unit"], lambda text: str(text).strip())
+    ref_unit = rows.per_unique("ref_unit", lambda text: str(text).strip())
     own = np.flatnonzero(quantitative & (ref_unit != "") & (ref_unit != unit_text))
     if not len(own):
         return ref_factor, note

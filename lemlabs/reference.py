@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from lemlabs.analytes import catalogue
-from lemlabs.values import parse_number
 
 SEXES = ("", "F", "M")
 
@@ -23,13 +21,6 @@ def default_interval(analyte: str, sex: str) -> tuple[float, float]:
     )
 
 
-def lab_bound(raw: np.ndarray) -> np.ndarray:
-    """A lab bound's text as a number (NaN where empty or unreadable)."""
-    codes, uniques = pd.factorize(raw, use_na_sentinel=False)
-    numbers = [parse_number(str(text).strip()) for text in uniques]
-    return np.array([np.nan if n is None else n for n in numbers], dtype=float)[codes]
-
-
 def reference_intervals(
     analyte_codes: np.ndarray,
     analytes: np.ndarray,
@@ -40,19 +31,20 @@ def reference_intervals(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(ref_low, ref_high, ref_source)`` per row, in the canonical unit.
 
-    ``analyte_codes`` index into ``analytes`` (the unique analyte keys). A row's own bound is in
-    the row's unit and converts with its value (``factor``, NaN where a lab bound cannot apply);
-    a bound the row leaves empty or unreadable comes from the default for the patient's sex.
+    ``analyte_codes`` index into ``analytes`` (the unique analyte keys). A row's own bound
+    (``lab_low``, ``lab_high``: numbers, NaN where it has none) is in the row's unit and converts
+    with its value (``factor``, NaN where a lab bound cannot apply); a bound the row has not
+    comes from the default for the patient's sex.
     """
     sex_codes = np.select([sex == "F", sex == "M"], [1, 2], 0)
     table = np.array([[default_interval(a, s) for s in SEXES] for a in analytes], dtype=float)
     table = table.reshape(len(analytes), len(SEXES), 2)
     defaults = table[analyte_codes, sex_codes] if len(analytes) else np.empty((0, 2))
-    low = lab_bound(lab_low) * factor
-    high = lab_bound(lab_high) * factor
+    low = lab_low * factor
+    high = lab_high * factor
     from_lab = ~np.isnan(low) | ~np.isnan(high)
     return (
         np.where(np.isnan(low), defaults[:, 0], low),
         np.where(np.isnan(high), defaults[:, 1], high),
-        np.where(from_lab, "lab", "default"),
+        np.array(["default", "lab"], dtype=object)[from_lab.astype(np.intp)],
     )
