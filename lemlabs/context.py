@@ -13,6 +13,9 @@ import pandas as pd
 from lemlabs.rules.thresholds import Thresholds
 
 _EPOCH = pd.Timestamp("1970-01-01")
+# days since 1970 of the years lemlabs reads (1900-2199), shifted to be positive, stay below _DAYS
+_DAY_SHIFT = np.int64(100_000)
+_DAYS = np.int64(200_000)
 CONTEXT_COLUMNS = {
     "baseline": "float64",
     "baseline_date": "datetime64[ns]",
@@ -62,45 +65,79 @@ def course_table(patients: pd.DataFrame | None, thresholds: Thresholds) -> pd.Da
     return courses[columns].reset_index(drop=True)
 
 
-def _baselines(results: pd.DataFrame, first_course: pd.Series) -> pd.DataFrame:
-    day = results["collected_at"].dt.normalize()
-    first_day = first_course.reindex(results["patient_id"].to_numpy()).to_numpy()
-    before = pd.Series(day.to_numpy() <= first_day, index=results.index)
-    groups = [results["patient_id"], results["analyte"]]
-    pre = results["value"].where(before).groupby(groups).transform("last")
-    pre_date = results["collected_at"].where(before).groupby(groups).transform("last")
-    first = results.groupby(groups)["value"].transform("first")
-    first_date = results.groupby(groups)["collected_at"].transform("first")
-    return pd.DataFrame(
-        {
-            "baseline": pre.fillna(first),
-            "baseline_date": pre_date.fillna(first_date),
-            "baseline_kind": np.where(pre.notna(), "pre-treatment", "first on record"),
-        },
-        index=results.index,
-    )
+class _Sorted:
+    """Scored results sorted by patient, analyte and time, with the keys context steps share:
+    patient and (patient, analyte) group numbers in row order, days since 1970."""
+
+    def __init__(self, out: pd.DataFrame) -> None:
+        patient = out["patient_id"].to_numpy(dtype=object)
+        analyte = out["analyte"].to_numpy(dtype=object)
+        new_patient = np.r_[True, patient[1:] != patient[:-1]]
+        self.patient = np.cumsum(new_patient) - 1
+        self.patients = pd.Index(patient[new_patient])
+        self.group = np.cumsum(new_patient | np.r_[True, analyte[1:] != analyte[:-1]]) - 1
+        self.analyte = analyte
+        self.times = out["collected_at"].to_numpy(dtype="datetime64[ns]")
+        self.day = self.times.astype("datetime64[D]")
 
 
-def _rise_48h(results: pd.DataFrame, hours: int) -> pd.Series:
-    """Value minus the lowest result of the same analyte in the ``hours`` before (creatinine)."""
-    creatinine = results[results["analyte"] == "creatinine"]
-    if creatinine.empty:
-        return pd.Series(np.nan, index=results.index)
-    earlier = (
-        creatinine.set_index("collected_at")
-        .groupby("patient_id")["value"]
-        .rolling(f"{hours}h", closed="left")
-        .min()
-    )
-    rise = creatinine["lower"].to_numpy() - earlier.to_numpy()
-    return pd.Series(rise, index=creatinine.index).reindex(results.index)
+def _baselines(out: pd.DataFrame, rows: _Sorted, first_course: pd.Series) -> None:
+    first_day = first_course.reindex(rows.patients).to_numpy(dtype="datetime64[ns]")
+    before = rows.day <= first_day[rows.patient]  # NaT (no course): never before
+    pre = out["value"].where(before).groupby(rows.group).transform("last")
+    pre_date = out["collected_at"].where(before).groupby(rows.group).transform("last")
+    first = out["value"].groupby(rows.group).transform("first")
+    first_date = out["collected_at"].groupby(rows.group).transform("first")
+    out["baseline"] = pre.fillna(first)
+    out["baseline_date"] = pre_date.fillna(first_date)
+    names = np.array(["first on record", "pre-treatment"], dtype=object)
+    out["baseline_kind"] = names[pre.notna().to_numpy().astype(np.intp)]
 
 
-def _pair(results: pd.DataFrame, left: str, right: str, days: int) -> pd.DataFrame:
+def _range_min(values: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """The smallest of ``values[left:right]`` for each pair (NaN ignored; NaN for an empty
+    range), from a sparse table: a few numpy passes, whatever the ranges' lengths."""
+    table = [values]
+    while 2 ** len(table) <= len(values):
+        width = 2 ** (len(table) - 1)
+        table.append(np.fmin(table[-1][:-width], table[-1][width:]))
+    length = right - left
+    out = np.full(len(left), np.nan)
+    some = np.flatnonzero(length > 0)
+    level = np.floor(np.log2(length[some])).astype(np.intp)
+    for k in np.unique(level):
+        mine = some[level == k]
+        out[mine] = np.fmin(table[k][left[mine]], table[k][right[mine] - 2**k])
+    return out
+
+
+def _rise_48h(out: pd.DataFrame, rows: _Sorted, hours: int) -> np.ndarray:
+    """Value minus the lowest result of the same analyte in the ``hours`` before (creatinine):
+    before ``[t - hours, t)``, as pandas' time-based ``rolling(closed="left")`` counts."""
+    rise = np.full(len(out), np.nan)
+    creatinine = np.flatnonzero(rows.analyte == "creatinine")
+    if not len(creatinine):
+        return rise
+    times = rows.times[creatinine].astype("int64")
+    patient = rows.patient[creatinine]
+    # (patient, time) as one sortable integer: the time's rank among the distinct times
+    distinct = np.unique(times)
+    stride = len(distinct) + 1
+    keys = patient * stride + np.searchsorted(distinct, times)
+    start = times - np.int64(hours) * 3_600_000_000_000
+    left = np.searchsorted(keys, patient * stride + np.searchsorted(distinct, start), "left")
+    right = np.searchsorted(keys, keys, "left")
+    values = out["value"].to_numpy(dtype=float)[creatinine]
+    lower = out["lower"].to_numpy(dtype=float)[creatinine]
+    rise[creatinine] = lower - _range_min(values, left, right)
+    return rise
+
+
+def _pair(results: pd.DataFrame, rows: _Sorted, left: str, right: str, days: int) -> pd.DataFrame:
     """For each ``left`` result, the nearest ``right`` result of the patient within ``days``."""
     names = ["value", "flag", "collected_at", "row"]
-    a = results[results["analyte"] == left][["patient_id", "collected_at"]].reset_index()
-    b = results[results["analyte"] == right][["patient_id", *names]]
+    a = results.loc[rows.analyte == left, ["patient_id", "collected_at"]].reset_index()
+    b = results.loc[rows.analyte == right, ["patient_id", *names]]
     b = b.sort_values(["collected_at", "value", "row"])
     if a.empty or b.empty:
         return pd.DataFrame(columns=["pair_flag", "pair_row"], index=results.index[:0])
@@ -132,18 +169,18 @@ def _swing_until(results: pd.DataFrame, months: int) -> pd.Series:
     return days
 
 
-def _microscopy_negative(results: pd.DataFrame, rbc_positive: float) -> pd.Series:
+def _microscopy_negative(results: pd.DataFrame, rows: _Sorted, rbc_positive: float) -> np.ndarray:
     """1 for a dipstick blood result whose same-day microscopy shows fewer than
     ``rbc_positive`` RBC/HPF for certain (every count's upper bound below it), else 0."""
-    rbc = results[results["analyte"] == "urine_rbc"]
-    dipstick = results["analyte"] == "urine_blood"
-    if rbc.empty or not dipstick.any():
-        return pd.Series(0, index=results.index, dtype="int64")
-    highest = rbc.groupby(["patient_id", "day"])["upper"].max()
-    keys = pd.MultiIndex.from_arrays([results["patient_id"], results["day"]])
+    rbc = rows.analyte == "urine_rbc"
+    dipstick = rows.analyte == "urine_blood"
+    if not rbc.any() or not dipstick.any():
+        return np.zeros(len(results), dtype="int64")
+    day = rows.day.astype("int64")
+    keys = rows.patient * (day.max() - day.min() + 1) + (day - day.min())  # (patient, day)
+    highest = results["upper"][rbc].groupby(keys[rbc]).max()
     same_day = highest.reindex(keys).to_numpy()
-    negative = dipstick.to_numpy() & (same_day < rbc_positive)
-    return pd.Series(negative.astype("int64"), index=results.index)
+    return np.asarray(dipstick & (same_day < rbc_positive), dtype="int64")
 
 
 def add_context(
@@ -155,9 +192,10 @@ def add_context(
         return out.assign(
             **{name: pd.Series(dtype=dtype) for name, dtype in CONTEXT_COLUMNS.items()}
         )
+    rows = _Sorted(out)
     courses = course_table(patients, thresholds)
     first_course = courses.groupby("patient_id")["start"].min()
-    out = out.join(_baselines(out, first_course))
+    _baselines(out, rows, first_course)
     # a result taken before its baseline is not a change from it (a pre-treatment value weeks
     # before the baseline visit neither rises nor falls from a later baseline)
     positive = out["baseline"].where(
@@ -165,61 +203,44 @@ def add_context(
     )
     out["rise_ratio"] = out["lower"] / positive
     out["fall_fraction"] = 1 - out["upper"] / positive
-    out["rise_48h"] = _rise_48h(out, int(thresholds["renal.aki_window_hours"]))
-    out["day"] = (out["collected_at"].dt.normalize() - _EPOCH).dt.days
+    out["rise_48h"] = _rise_48h(out, rows, int(thresholds["renal.aki_window_hours"]))
+    out["day"] = rows.day.astype("int64")
     out["baseline_days"] = out["day"] - (out["baseline_date"].dt.normalize() - _EPOCH).dt.days
     months = int(thresholds["thyroid.fluctuation_window_months"])
     out["swing_until"] = _swing_until(out, months)
-    out["micro_neg"] = _microscopy_negative(out, thresholds["renal.rbc_haematuria_hpf"])
-
-    out = out.join(_course_context(out, courses))
+    out["micro_neg"] = _microscopy_negative(out, rows, thresholds["renal.rbc_haematuria_hpf"])
+    _course_context(out, rows, courses)
     days = int(thresholds["thyroid.pair_window_days"])
-    pairs = pd.concat([_pair(out, "tsh", "free_t4", days), _pair(out, "free_t4", "tsh", days)])
-    return out.join(pairs)
+    pairs = pd.concat(
+        [_pair(out, rows, "tsh", "free_t4", days), _pair(out, rows, "free_t4", "tsh", days)]
+    )
+    for name in ("pair_flag", "pair_row"):
+        out[name] = pairs[name].reindex(out.index)
+    return out
 
 
-def _course_context(results: pd.DataFrame, courses: pd.DataFrame) -> pd.DataFrame:
-    """Latest course started on or before each result, days since it, and the label's window."""
-    day = results["collected_at"].dt.normalize()
-    columns = ["days_since_course", "window_end", "window"]
-    if courses.empty:
-        return pd.DataFrame(
-            {
-                "days_since_course": np.nan,
-                "window_end": pd.NaT,
-                "window": "no_courses",
-            },
-            index=results.index,
-            columns=columns,
-        ).astype({"window_end": "datetime64[ns]"})
-    left = pd.DataFrame({"patient_id": results["patient_id"], "day": day}).reset_index()
-    latest = (
-        pd.merge_asof(
-            left.sort_values("day"),
-            courses.sort_values("start"),
-            left_on="day",
-            right_on="start",
-            by="patient_id",
-            direction="backward",
-        )
-        .set_index("index")
-        .reindex(results.index)
-    )
-    has_courses = results["patient_id"].isin(courses["patient_id"])
-    window = np.select(
-        [
-            ~has_courses.to_numpy(),
-            latest["start"].isna().to_numpy(),
-            (day > latest["window_end"]).to_numpy(),
-        ],
-        ["no_courses", "pre_treatment", "after_window"],
-        "in_window",
-    )
-    return pd.DataFrame(
-        {
-            "days_since_course": (day - latest["start"]).dt.days,
-            "window_end": latest["window_end"],
-            "window": window,
-        },
-        index=results.index,
-    )
+def _course_context(results: pd.DataFrame, rows: _Sorted, courses: pd.DataFrame) -> None:
+    """Latest course started on or before each result's day, days since it, and the label's
+    window (``days_since_course``, ``window_end``, ``window``)."""
+    mine = rows.patients.get_indexer(courses["patient_id"])  # courses by patient, then start
+    patient = mine[mine >= 0]
+    starts = courses["start"].to_numpy(dtype="datetime64[ns]")[mine >= 0]
+    ends = courses["window_end"].to_numpy(dtype="datetime64[ns]")[mine >= 0]
+    # (patient, day) as one sortable integer; a course counts from the day it starts on
+    first_day = (starts + np.timedelta64(1, "D") - np.timedelta64(1, "ns")).astype("datetime64[D]")
+    keys = patient * _DAYS + first_day.astype("int64") + _DAY_SHIFT
+    wanted = rows.patient * _DAYS + rows.day.astype("int64") + _DAY_SHIFT
+    latest = np.searchsorted(keys, wanted, side="right") - 1
+    found = latest >= 0
+    found[found] = patient[latest[found]] == rows.patient[found]
+    nat = np.datetime64("NaT", "ns")
+    start = np.where(found, starts[np.where(found, latest, 0)] if len(keys) else nat, nat)
+    end = np.where(found, ends[np.where(found, latest, 0)] if len(keys) else nat, nat)
+    day = rows.day.astype("datetime64[ns]")
+    since = (day - start).astype("timedelta64[D]").astype(float)
+    results["days_since_course"] = np.where(found, since, np.nan)
+    results["window_end"] = end
+    has_courses = np.isin(rows.patient, patient)
+    chosen = np.select([~has_courses, ~found, day > end], [0, 1, 2], 3)
+    names = np.array(["no_courses", "pre_treatment", "after_window", "in_window"], dtype=object)
+    results["window"] = names[chosen]
