@@ -21,7 +21,7 @@ from lemlabs.ingest import Source, check_as_of, prepare_labs, prepare_patients, 
 from lemlabs.models import Finding, Report, frame_of_rows
 from lemlabs.normalise import normalise_prepared
 from lemlabs.rules import Rule
-from lemlabs.rules.conditions import evaluate, joins_equals
+from lemlabs.rules.conditions import Columns, evaluate, joins_equals
 from lemlabs.rules.records import RESULT_FIELDS, Phase, gates, rule_book
 from lemlabs.rules.thresholds import Thresholds, load_thresholds
 from lemlabs.schedule import monitoring_findings, schedule_table
@@ -41,14 +41,15 @@ def rules_version(thresholds: Thresholds) -> str:
 def result_facts(context: pd.DataFrame, thresholds: Thresholds) -> pd.DataFrame:
     """Result facts as the engine reads them, one row per result: the fields rules name, numbers
     made safe for durable-rules, the packs' derived fields, and ``key`` (the input row)."""
-    facts = context[list(RESULT_FIELDS)].copy()
+    facts = context[list(RESULT_FIELDS)].copy(deep=False)  # replaced, never written into
     for column in _NUMERIC:
         facts[column] = json_safe(facts[column].to_numpy(dtype=float))
     for column in _INTEGER:
         facts[column] = facts[column].astype("int64")
     facts["pair_flag"] = context["pair_flag"].fillna("-").astype(str)
+    columns = Columns(facts)
     for name, node in rule_book().fields:
-        facts[name] = evaluate(node, facts, thresholds).astype("int64")
+        facts[name] = evaluate(node, columns, thresholds).astype("int64")
     facts["key"] = context["row"].astype("int64")
     facts["patient_id"] = context["patient_id"]
     return facts
@@ -60,10 +61,11 @@ def admitted(facts: pd.DataFrame, rules: Iterable[Rule], thresholds: Thresholds)
     same numbers, so the pre-filter cannot drift from the rules (a test scores with and without
     it)."""
     mask = np.zeros(len(facts), dtype=bool)
+    columns = Columns(facts)
     for node in gates(rules):
         if node is None:
             return np.ones(len(facts), dtype=bool)
-        mask |= evaluate(node, facts, thresholds)
+        mask |= evaluate(node, columns, thresholds)
     return mask
 
 

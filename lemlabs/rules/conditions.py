@@ -257,16 +257,39 @@ def value_of(operand: Operand, thresholds: Mapping[str, Any]) -> Any:
     return thresholds[operand.key] if isinstance(operand, Threshold) else operand
 
 
-def evaluate(node: Node, frame: pd.DataFrame, thresholds: Mapping[str, Any]) -> np.ndarray:
-    """Where a single-fact tree holds, row by row (the pandas twin of the engine's condition)."""
+class Columns:
+    """A table's columns as :func:`evaluate` reads them: a text column is factorized once and
+    compared once per distinct value, however many conditions name it."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self._texts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def compare(self, field: str, op: str, operand: Any) -> np.ndarray:
+        """Where ``field op operand`` holds, row by row."""
+        column = self.frame[field].to_numpy()
+        if column.dtype == object:
+            if field not in self._texts:
+                codes, uniques = pd.factorize(column, use_na_sentinel=False)
+                self._texts[field] = codes, np.asarray(uniques, dtype=object)
+            codes, uniques = self._texts[field]
+            held = OPERATORS[op](uniques, operand)
+            return np.broadcast_to(np.asarray(held, bool), uniques.shape)[codes]
+        # numpy 1.x answers a number column compared with a text with one bool, not one a row
+        return np.broadcast_to(np.asarray(OPERATORS[op](column, operand), bool), column.shape)
+
+
+def evaluate(
+    node: Node, frame: pd.DataFrame | Columns, thresholds: Mapping[str, Any]
+) -> np.ndarray:
+    """Where a single-fact tree holds, row by row (the pandas twin of the engine's condition).
+    Pass :class:`Columns` to evaluate several trees over one table."""
+    columns = frame if isinstance(frame, Columns) else Columns(frame)
     if isinstance(node, Comparison):
         if isinstance(node.operand, Field):
             raise RuleDefinitionError(f"{node.field}: a join field needs the engine")
-        column = frame[node.field].to_numpy()
-        held = OPERATORS[node.op](column, value_of(node.operand, thresholds))
-        # numpy 1.x answers a number column compared with a text with one bool, not one a row
-        return np.broadcast_to(np.asarray(held, bool), column.shape)
-    masks = np.vstack([evaluate(part, frame, thresholds) for part in node.parts])
+        return columns.compare(node.field, node.op, value_of(node.operand, thresholds))
+    masks = np.vstack([evaluate(part, columns, thresholds) for part in node.parts])
     return np.asarray(masks.any(axis=0) if isinstance(node, Any_) else masks.all(axis=0), bool)
 
 
