@@ -287,12 +287,22 @@ def _inputs(term: Term, frame: Mapping[str, Any], size: int) -> dict[str, np.nda
     }
 
 
-def _term_grades(term: Term, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Which rows of ``frame`` are the term's analyte, and their grades (as :func:`evaluate`)."""
-    mine = (frame["analyte"] == term.analyte).to_numpy()
+# the result columns :func:`_inputs` reads
+_READ = ("upper", "lower", "baseline", "rise_ratio", "ref_low", "ref_high", "censor")
+
+
+def _term_grades(
+    term: Term, frame: pd.DataFrame, of: Mapping[str, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows of ``frame`` are the term's analyte, and their grades (as :func:`evaluate`).
+    ``of``: each analyte's rows, when the caller grades several terms."""
+    if of is None:
+        mine = np.asarray(frame["analyte"].to_numpy() == term.analyte, dtype=bool)
+    else:
+        mine = of.get(term.analyte, np.zeros(len(frame), dtype=bool))
     if not mine.any():
         return mine, np.zeros(0)
-    part = frame[mine]
+    part = frame.loc[mine, [name for name in _READ if name in frame.columns]]
     return mine, evaluate(term, _inputs(term, {c: part[c] for c in part.columns}, len(part)))
 
 
@@ -311,13 +321,15 @@ def grade_results(results: pd.DataFrame, version: str | None = None) -> pd.DataF
     table = criteria(version)
     out = pd.DataFrame(index=results.index)
     out["ctcae_version"] = table.version
+    codes, names = pd.factorize(results["analyte"].to_numpy(dtype=object))
+    of = {str(name): codes == number for number, name in enumerate(names)}
     for direction, suffix in (("L", "low"), ("H", "high")):
         terms = pd.Series(None, index=results.index, dtype=object)
         grades = pd.Series(np.nan, index=results.index)
         for term in table.terms:
             if term.direction != direction:
                 continue
-            mine, found = _term_grades(term, results)
+            mine, found = _term_grades(term, results, of)
             if mine.any():
                 grades[mine] = found
                 terms[mine] = term.term

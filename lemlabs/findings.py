@@ -91,14 +91,16 @@ class _QuietResults:
     _STRIDE = 10**10  # seconds since 1900 stay below this for centuries
 
     def __init__(self, context: pd.DataFrame, hit_rows: set[int], patients: set[str]) -> None:
-        quiet = context[context["patient_id"].isin(patients) & ~context["row"].isin(hit_rows)]
-        people, names = pd.factorize(quiet["patient_id"].astype(str))
-        analytes, kinds = pd.factorize(quiet["analyte"].astype(str))
+        people, names = pd.factorize(context["patient_id"].to_numpy(dtype=object))
+        analytes, kinds = pd.factorize(context["analyte"].to_numpy(dtype=object))
+        hits = np.fromiter(hit_rows, dtype="int64", count=len(hit_rows))
+        quiet = np.isin(np.asarray(names, dtype=object), list(patients))[people]
+        quiet &= ~np.isin(context["row"].to_numpy(dtype="int64"), hits)
         self._person = {str(p): number for number, p in enumerate(names)}
         self._analyte = {str(a): number for number, a in enumerate(kinds)}
         self._width = max(1, len(kinds))
-        codes = people.astype("int64") * self._width + analytes
-        self._keys = np.sort(codes * self._STRIDE + _seconds(quiet["collected_at"]))
+        codes = people[quiet].astype("int64") * self._width + analytes[quiet]
+        self._keys = np.sort(codes * self._STRIDE + _seconds(context["collected_at"][quiet]))
 
     def between(
         self, patients: Sequence[str], analytes: Sequence[str], starts: np.ndarray, ends: np.ndarray

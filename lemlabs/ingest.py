@@ -10,6 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import pandas as pd
 
 from lemlabs.errors import LabInputError, MissingColumnError
@@ -351,9 +352,13 @@ def parse_dates(raw: pd.Series) -> pd.Series:
         outside = (dates.dt.year < FIRST_YEAR) | (dates.dt.year > LAST_YEAR)
         return dates.mask(outside).astype("datetime64[ns]")
     text = _as_text(raw)
-    uniques = text.unique()
-    parsed = {value: _parse_date(value) for value in uniques}
-    return pd.to_datetime(text.map(parsed), errors="coerce").astype("datetime64[ns]")
+    codes, uniques = pd.factorize(text.to_numpy(dtype=object), use_na_sentinel=False)
+    parsed = [_parse_date(str(value)) for value in uniques]
+    stamps = np.array(
+        [np.datetime64("NaT", "ns") if p is None else p.to_datetime64() for p in parsed],
+        dtype="datetime64[ns]",
+    )
+    return pd.Series(stamps[codes], index=raw.index, name=raw.name)
 
 
 def _is_prepared(source: Source) -> bool:
@@ -407,8 +412,11 @@ def _was_prepared(frame: pd.DataFrame) -> bool:
 
 def _strip_ids(ids: pd.Series) -> pd.Series:
     """Patient ids without surrounding spaces, in labs and patients alike ("P1 " is "P1")."""
-    stripped = ids.str.strip()
-    return ids if stripped.equals(ids) else stripped
+    codes, uniques = pd.factorize(ids.to_numpy(dtype=object), use_na_sentinel=False)
+    stripped = [str(text).strip() for text in uniques]
+    if all(a == b for a, b in zip(stripped, uniques, strict=True)):
+        return ids
+    return pd.Series(np.array(stripped, dtype=object)[codes], index=ids.index, name=ids.name)
 
 
 def read_labs(
