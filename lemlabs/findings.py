@@ -93,9 +93,11 @@ class _QuietResults:
     def __init__(self, context: pd.DataFrame, hit_rows: set[int], patients: set[str]) -> None:
         people, names = pd.factorize(context["patient_id"].to_numpy(dtype=object))
         analytes, kinds = pd.factorize(context["analyte"].to_numpy(dtype=object))
-        hits = np.fromiter(hit_rows, dtype="int64", count=len(hit_rows))
-        quiet = np.isin(np.asarray(names, dtype=object), list(patients))[people]
-        quiet &= ~np.isin(context["row"].to_numpy(dtype="int64"), hits)
+        rows = context["row"].to_numpy(dtype="int64")
+        hit = np.zeros(int(rows.max(initial=0)) + 1, dtype=bool)
+        hit[np.fromiter(hit_rows, dtype="int64", count=len(hit_rows))] = True  # context rows
+        mine = np.fromiter((name in patients for name in names), dtype=bool, count=len(names))
+        quiet = mine[people] & ~hit[rows]
         self._person = {str(p): number for number, p in enumerate(names)}
         self._analyte = {str(a): number for number, a in enumerate(kinds)}
         self._width = max(1, len(kinds))
