@@ -29,6 +29,7 @@ from lemlabs.rules.records import Rule
 from lemlabs.rules.thresholds import Thresholds
 
 _BASELINE_ANALYTES = {"platelets", "creatinine"}
+_NAME = {int(severity): str(severity) for severity in Severity}
 # what evidence, grades, notes and messages read of a result
 _RECORD_COLUMNS = [
     "row",
@@ -458,7 +459,7 @@ class _Writer:
             "patient_id": top.patient_id,
             "condition": str(rule.condition),
             "code": rule.code,
-            "severity": str(Severity(max(o.rule.severity for o in episode))),
+            "severity": _NAME[max(o.rule.severity for o in episode)],
             "ctcae_grade": max(grades) if grades else None,
             "date": evidence[-1]["day_text"],
             "evidence": [self._evidence_of(row) for row in rows],
@@ -474,6 +475,16 @@ class _Writer:
         }
 
 
+_RANK = {str(severity): int(severity) for severity in Severity}
+
+
 def row_order(row: Mapping[str, Any]) -> tuple[str, str, str, int]:
     """Stable order of findings rows: patient, date, code, severity (most severe last)."""
-    return (row["patient_id"], row["date"], row["code"], int(Severity.parse(row["severity"])))
+    severity = row["severity"]
+    rank = _RANK.get(severity) if isinstance(severity, str) else None
+    return (
+        row["patient_id"],
+        row["date"],
+        row["code"],
+        int(Severity.parse(severity)) if rank is None else rank,
+    )

@@ -223,7 +223,8 @@ def findings_frame(findings: Sequence[Finding]) -> pd.DataFrame:
 
 def frame_of_rows(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Findings as :meth:`Finding.to_dict` gives them → the typed findings table."""
-    return typed_findings(pd.DataFrame(rows, columns=FINDING_COLUMNS))
+    columns = {name: [row.get(name) for row in rows] for name in FINDING_COLUMNS}
+    return typed_findings(pd.DataFrame(columns, columns=FINDING_COLUMNS, dtype=object))
 
 
 def rows_of_frame(frame: pd.DataFrame) -> list[dict[str, Any]]:
