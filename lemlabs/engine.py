@@ -165,12 +165,12 @@ class RuleEngine:
         aliases = rule.aliases
 
         def record(context: Any) -> None:
-            try:
+            try:  # durable wraps each match's dict in a Content (``_d``): read the dict itself
                 if len(aliases) == 1:
-                    self._hits += [Hit(rule.id, (int(fact["key"]),)) for fact in context.m]
+                    self._hits += [Hit(rule.id, (int(fact._d["key"]),)) for fact in context.m]
                 else:
                     self._hits += [
-                        Hit(rule.id, tuple(int(match[alias]["key"]) for alias in aliases))
+                        Hit(rule.id, tuple(int(match._d[alias]["key"]) for alias in aliases))
                         for match in context.m
                     ]
             except Exception as error:  # durable-rules would swallow it: keep it for run()
