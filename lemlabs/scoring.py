@@ -267,6 +267,8 @@ def _score(
     people = prepare_patients(patients) if patients is not None else None
     report("normalise", 0, 1)
     results, issues = normalise_prepared(frame, people, table)
+    rows_in = len(frame)
+    del frame  # the results hold what is needed of it; its columns are memory the engine can use
     report("context", 0, 1)
     context = add_context(results[results["status"] == "scored"], people, table)
     hits, finding_rows = _run_engine(context, table, post_all, report)
@@ -285,7 +287,7 @@ def _score(
         findings=frame_of_rows(findings),
         issues=issues,
         results=results,
-        summary=_summary(len(frame), results, issues, findings),
+        summary=_summary(rows_in, results, issues, findings),
         patients=people,
     )
 
