@@ -222,6 +222,14 @@ def _counted(evidence: Sequence[Mapping[str, Any]]) -> str:
     return f"{text}, on {last}" if first == last else f"{text}, from {first} to {last}"
 
 
+def _certain_low(record: Mapping[str, Any]) -> tuple[float, float]:
+    return record["upper"], record["value"]
+
+
+def _certain_high(record: Mapping[str, Any]) -> tuple[float, float]:
+    return record["lower"], record["value"]
+
+
 def _worst(rule: Rule, anchors: Sequence[Mapping[str, Any]]) -> str:
     """The episode's extreme value per analyte, judged by what is certain of each value."""
     if rule.worst is None:
@@ -230,9 +238,9 @@ def _worst(rule: Rule, anchors: Sequence[Mapping[str, Any]]) -> str:
     for record in anchors:
         by_analyte.setdefault(str(record["analyte"]), []).append(record)
     if rule.worst == "lowest":
-        extremes = [min(rs, key=lambda r: (r["upper"], r["value"])) for rs in by_analyte.values()]
+        extremes = [min(rs, key=_certain_low) for rs in by_analyte.values()]
     else:
-        extremes = [max(rs, key=lambda r: (r["lower"], r["value"])) for rs in by_analyte.values()]
+        extremes = [max(rs, key=_certain_high) for rs in by_analyte.values()]
     return "; " + "; ".join(
         f"{rule.worst} {shown(r)} ({label_of(str(r['analyte']))}) on {r['day_text']}"
         for r in extremes
@@ -240,15 +248,16 @@ def _worst(rule: Rule, anchors: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _highest_level(
-    episode: Sequence[Occurrence], records: Mapping[int, Mapping[str, Any]], total: int
+    episode: Sequence[Occurrence], top: int, records: Mapping[int, Mapping[str, Any]], total: int
 ) -> str:
-    """When an episode mixes severities: which results reached the finding's severity."""
-    top = max(o.rule.severity for o in episode)
+    """When an episode mixes severities: which results reached the finding's severity ``top``."""
+    if all(o.rule.severity == top for o in episode):
+        return ""
     reached = sorted(
         {o.anchor_row for o in episode if o.rule.severity == top},
         key=lambda r: (records[r]["collected_at"], r),
     )
-    if len(reached) == total or all(o.rule.severity == top for o in episode):
+    if len(reached) == total:
         return ""
     listed = [f"{shown(records[r])} on {records[r]['day_text']}" for r in reached[:3]]
     more = f" and {len(reached) - 3} more" if len(reached) > 3 else ""
@@ -315,6 +324,8 @@ def assemble(
 
 def _latest(rows: tuple[int, ...], records: Mapping[int, Mapping[str, Any]]) -> Mapping[str, Any]:
     """The record of the latest of ``rows`` (the first of them on a tie)."""
+    if len(rows) == 1:
+        return records[rows[0]]
     return max((records[row] for row in rows), key=lambda r: r["collected_at"])
 
 
@@ -407,6 +418,10 @@ def _grades(
     return grades
 
 
+def _severity_and_date(occurrence: Occurrence) -> tuple[int, dt.datetime]:
+    return occurrence.rule.severity, occurrence.date
+
+
 class _Writer:
     """Findings table rows from episodes; what is the same for every finding of a rule (its
     message, action and sources) and every evidence of a result is written once."""
@@ -431,12 +446,11 @@ class _Writer:
 
     def row(self, episode: list[Occurrence]) -> dict[str, Any]:
         records, thresholds = self.records, self.thresholds
-        top = max(episode, key=lambda o: (o.rule.severity, o.date))
+        top = episode[0] if len(episode) == 1 else max(episode, key=_severity_and_date)
         rule = top.rule
-        rows = sorted(
-            {row for o in episode for row in (*o.rows, *o.more)},
-            key=lambda r: (records[r]["collected_at"], r),
-        )
+        rows = list({row for o in episode for row in (*o.rows, *o.more)})
+        if len(rows) > 1:
+            rows.sort(key=lambda r: (records[r]["collected_at"], r))
         evidence = [records[row] for row in rows]
         anchors = [records[o.anchor_row] for o in episode]
         notes = list(dict.fromkeys(note for o in episode for note in o.notes))
@@ -449,7 +463,7 @@ class _Writer:
             )
         message, action, source = self._text(rule)
         summary = _counted(evidence) + _worst(rule, anchors)
-        summary += _highest_level(episode, records, len(evidence))
+        summary += _highest_level(episode, rule.severity, records, len(evidence))
         message = f"{message} {summary}."
         if notes:
             message += " Note: " + "; ".join(notes) + "."
@@ -459,7 +473,7 @@ class _Writer:
             "patient_id": top.patient_id,
             "condition": str(rule.condition),
             "code": rule.code,
-            "severity": _NAME[max(o.rule.severity for o in episode)],
+            "severity": _NAME[rule.severity],
             "ctcae_grade": max(grades) if grades else None,
             "date": evidence[-1]["day_text"],
             "evidence": [self._evidence_of(row) for row in rows],
@@ -475,16 +489,8 @@ class _Writer:
         }
 
 
-_RANK = {str(severity): int(severity) for severity in Severity}
-
-
-def row_order(row: Mapping[str, Any]) -> tuple[str, str, str, int]:
-    """Stable order of findings rows: patient, date, code, severity (most severe last)."""
-    severity = row["severity"]
-    rank = _RANK.get(severity) if isinstance(severity, str) else None
-    return (
-        row["patient_id"],
-        row["date"],
-        row["code"],
-        int(Severity.parse(severity)) if rank is None else rank,
-    )
+def in_row_order(findings: pd.DataFrame) -> pd.DataFrame:
+    """A findings table (:func:`~lemlabs.models.typed_findings`) in its stable order: patient,
+    date, code, severity (most severe last); ties keep their order."""
+    order = findings.sort_values(["patient_id", "date", "code", "severity"], kind="stable")
+    return order.reset_index(drop=True)

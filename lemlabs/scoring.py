@@ -16,7 +16,7 @@ from lemlabs.analytes import looks_like
 from lemlabs.context import add_context
 from lemlabs.ctcae import GRADE_COLUMNS, grade_results, with_version
 from lemlabs.engine import Hit, RuleEngine, engine_for, json_safe
-from lemlabs.findings import assemble, row_order
+from lemlabs.findings import assemble, in_row_order
 from lemlabs.ingest import Source, check_as_of, prepare_labs, prepare_patients, rows_as_frame
 from lemlabs.models import Finding, Report, frame_of_rows
 from lemlabs.normalise import normalise_prepared
@@ -273,18 +273,14 @@ def _score(
     context = add_context(results[results["status"] == "scored"], people, table)
     hits, finding_rows = _run_engine(context, table, post_all, report)
     report("findings", 0, 1)
-    findings = sorted(
-        assemble(hits, context, rule_book().by_id, table, rules_version(table), finding_rows),
-        key=row_order,
-    )
+    findings = assemble(hits, context, rule_book().by_id, table, rules_version(table), finding_rows)
     if as_of is not None:
         day = check_as_of(as_of)
         findings += [f.to_dict() for f in _monitoring(results, people, context, day, table)]
-        findings.sort(key=row_order)
     report("findings", 1, 1)
     results = _with_grades(results, context, table)
     return Report(
-        findings=frame_of_rows(findings),
+        findings=in_row_order(frame_of_rows(findings)),
         issues=issues,
         results=results,
         summary=_summary(rows_in, results, issues, findings),
