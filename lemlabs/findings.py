@@ -180,7 +180,8 @@ def evidence_row(record: Mapping[str, Any]) -> dict[str, Any]:
         text = str(record[name])
         if text:
             out[name] = text
-    out["collected_at"] = _plain(record["collected_at"]).isoformat()
+    iso = record.get("collected_iso")
+    out["collected_at"] = iso if iso else _plain(record["collected_at"]).isoformat()
     out["row"] = int(record["row"])
     censor = str(record["censor"])
     if censor:
@@ -346,6 +347,12 @@ def _joined(
     def at(rows: tuple[int, ...]) -> list[tuple[dt.datetime, int]]:
         return [(records[row]["collected_at"], row) for row in rows]
 
+    if len(first) == 1 and len(second) == 1:  # one finding each (the usual case): one pair
+        last = _latest((first[0], second[0]), records)
+        pair = (first[0], second[0])
+        return [
+            Occurrence(rule, patient, pair, pair[1], last["collected_at"], last["stamp"], None, ())
+        ]
     ones, twos = at(first), at(second)
     latest_one, latest_two = max(ones)[0], max(twos)[0]
     latest = max(latest_one, latest_two)
@@ -384,17 +391,28 @@ def _joined(
     return occurrences
 
 
+def _iso(times: np.ndarray) -> list[str]:
+    """Times as ``datetime.isoformat`` writes them, computed by numpy for whole seconds."""
+    seconds = times.astype("datetime64[s]")
+    texts: list[str] = np.datetime_as_string(seconds).tolist()
+    for i in np.flatnonzero(times != seconds):  # a fraction of a second: Python's own text
+        texts[i] = times[i].astype(dt.datetime).isoformat()
+    return texts
+
+
 def _records(needed: pd.DataFrame) -> dict[int, dict[str, Any]]:
     """Context rows by row number as dicts, times as Python datetimes (fast to compare),
-    ``stamp`` (whole seconds since 1900) and ``day_text`` (the day as messages write it)."""
+    ``stamp`` (whole seconds since 1900), ``collected_iso`` (the time as evidence writes it)
+    and ``day_text`` (the day as messages write it)."""
     columns = list(needed.columns)
     values = {name: needed[name].tolist() for name in columns}
     for name in ("collected_at", "window_end"):
         values[name] = needed[name].to_numpy(dtype="datetime64[us]").astype(object).tolist()
     values["stamp"] = _seconds(needed["collected_at"]).tolist()
+    values["collected_iso"] = _iso(needed["collected_at"].to_numpy(dtype="datetime64[us]"))
     days = needed["collected_at"].to_numpy(dtype="datetime64[D]")
     values["day_text"] = np.datetime_as_string(days).tolist()
-    names = [*columns, "stamp", "day_text"]
+    names = [*columns, "stamp", "collected_iso", "day_text"]
     return {
         int(row): dict(zip(names, items, strict=True))
         for row, *items in zip(needed.index, *(values[name] for name in names), strict=True)

@@ -11,13 +11,16 @@ import datetime as dt
 import re
 from collections.abc import Iterable
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from rules_helpers import START, findings
 
 import lemlabs
 from lemlabs import examples
 from lemlabs import strategies as ls
+from lemlabs.findings import _iso
 from lemlabs.models import Finding
 
 COUNT = re.compile(r"(\d+) results?(?: \((.*?)\))?, (?:on|from) \d{4}-\d{2}-\d{2}")
@@ -137,3 +140,14 @@ def test_a_censored_worst_value_keeps_its_sign(
 ) -> None:
     found = findings([(200, test, value, unit)], sex="M")
     assert any(shown in f.message for f in found), [f.message for f in found]
+
+
+@given(
+    st.lists(
+        st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2199, 12, 31)),
+        max_size=20,
+    )
+)
+def test_evidence_times_are_written_as_isoformat_writes_them(times: list[dt.datetime]) -> None:
+    stamps = np.array(times, dtype="datetime64[us]")
+    assert _iso(stamps) == [when.isoformat() for when in times]
