@@ -147,12 +147,13 @@ def _finding_facts(
         fields = ["patient_id", *rule_book().reads("finding")]
         groups = found.groupby(fields, sort=False, dropna=False).ngroup().to_numpy()
     rows = found["key"].to_numpy()
-    order = np.argsort(groups, kind="stable")
-    bounds = np.flatnonzero(np.diff(groups[order])) + 1
+    order = np.lexsort((rows, groups))  # by fact, then row
+    ordered, facts_of = rows[order].tolist(), groups[order]
+    starts = [0, *(np.flatnonzero(np.diff(facts_of)) + 1).tolist()] if len(order) else []
+    ends = [*starts[1:], len(order)] if starts else []
     fact_rows = {
-        int(groups[part[0]]): tuple(sorted(rows[part].tolist()))
-        for part in np.split(order, bounds)
-        if len(part)
+        fact: tuple(ordered[a:b])
+        for fact, a, b in zip(facts_of[starts].tolist(), starts, ends, strict=True)
     }
     facts = found.assign(key=groups).drop_duplicates("key")
     return facts, fact_rows
