@@ -81,30 +81,29 @@ _RESULTS_PER_SESSION = 2000
 _WINDOW_FACTS = 2000
 
 
-def _windows(days: np.ndarray, reach: int | None, size: int) -> list[tuple[np.ndarray, int]]:
+def _windows(days: np.ndarray, reach: int | None, size: int) -> list[tuple[np.ndarray, int | None]]:
     """One patient's finding facts (their ``day``) as sessions: ``(positions, owned)``, the
-    facts to post and the last day whose hits the session keeps (``owned``).
+    facts to post and the last day of the session's core (``None``: it keeps every hit).
 
     Without windows (``reach`` ``None``: some composite joins facts however far apart; or at
     most ``size`` facts) one session holds every fact and keeps every hit. Otherwise each
     window's core is about ``size`` facts of whole days, in time order; the window holds its
     core and every fact of the ``reach`` days after the core's last day. Any match (two facts at
-    most ``reach`` days apart) thus lies whole in the window whose core holds its earlier fact,
-    and other windows may find it again; the window whose core holds its earlier fact keeps it:
-    every hit is kept once, as one session would find it."""
-    everything = np.arange(len(days))
+    most ``reach`` days apart) thus lies whole in the window whose core holds its earlier fact;
+    later windows may find it again, and only that window keeps it (its earlier fact's day is at
+    most ``owned``): every hit is kept once, as one session would find it."""
     if reach is None or len(days) <= size:
-        return [(everything, np.iinfo(np.int64).max)]
+        return [(np.arange(len(days)), None)]
     order = np.argsort(days, kind="stable")
     ordered = days[order]
-    windows = []
+    windows: list[tuple[np.ndarray, int | None]] = []
     start = 0
     while start < len(days):
         core_end = int(np.searchsorted(ordered, ordered[min(start + size, len(days)) - 1], "right"))
         last_day = int(ordered[core_end - 1])
         end = int(np.searchsorted(ordered, last_day + reach, "right"))
         if end == len(days):  # every later match lies whole in this window too: the last one
-            windows.append((order[start:], np.iinfo(np.int64).max))
+            windows.append((order[start:], None))
             break
         windows.append((order[start:end], last_day))
         start = core_end
@@ -130,8 +129,7 @@ def _run_phase(
         dict(zip(columns, values, strict=True))
         for values in zip(*(facts[name].tolist() for name in columns), strict=True)
     ]
-    sessions: list[tuple[np.ndarray, int]] = []
-    keep_all = np.iinfo(np.int64).max
+    sessions: list[tuple[np.ndarray, int | None]] = []
     if phase == "finding":
         codes = pd.factorize(patients)[0]
         bounds = (np.flatnonzero(np.diff(codes)) + 1).tolist()
@@ -143,7 +141,7 @@ def _run_phase(
     else:
         bounds = list(range(_RESULTS_PER_SESSION, len(records), _RESULTS_PER_SESSION))
         starts = [0, *bounds, len(records)] if records else [0]
-        sessions = [(np.arange(a, b), keep_all) for a, b in itertools.pairwise(starts)]
+        sessions = [(np.arange(a, b), None) for a, b in itertools.pairwise(starts)]
     patient_of = dict(zip(facts["key"].tolist(), patients.tolist(), strict=True))
     day_of = (
         dict(zip(facts["key"].tolist(), facts["day"].tolist(), strict=True))
@@ -156,7 +154,7 @@ def _run_phase(
         if session % step == 0:
             progress(f"engine:{phase}", session, len(sessions))
         found = engine.run(phase, session, [records[n] for n in positions.tolist()])
-        if owned != keep_all:  # a window keeps the matches whose earlier fact is in its core
+        if owned is not None:  # a window keeps the matches whose earlier fact is in its core
             found = [hit for hit in found if min(day_of[key] for key in hit.keys) <= owned]
         hits += [(str(patient_of[hit.keys[0]]), hit) for hit in found]
     progress(f"engine:{phase}", len(sessions), len(sessions))

@@ -120,7 +120,7 @@ def _kept_once(days: list[int], reach: int, size: int) -> Iterator[int]:
                 yield sum(
                     1
                     for part, owned in windows
-                    if {i, j} <= set(part.tolist()) and earlier <= owned
+                    if {i, j} <= set(part.tolist()) and (owned is None or earlier <= owned)
                 )
 
 
