@@ -94,7 +94,7 @@ class _PrivateHost(durable_engine.Host):  # type: ignore[misc]
         """Start no timer threads (lemlabs uses no durable timers)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Hit:
     """A rule that matched: its id and the ``key`` of each fact it matched, in alias order."""
 
@@ -143,6 +143,7 @@ class RuleEngine:
         self.rules = tuple(rules)
         self._hits: list[Hit] = []
         self._errors: list[str] = []
+        self._keys: dict[int, int] = {}
         serial = next(_SERIAL)
         phases: tuple[Phase, ...] = ("result", "finding", "schedule")
         self._names = {phase: f"lemlabs_{phase}_{serial}" for phase in phases}
@@ -168,10 +169,14 @@ class RuleEngine:
             try:  # durable wraps each match's dict in a Content (``_d``): read the dict itself
                 if len(aliases) == 1:
                     self._hits += [Hit(rule.id, (int(fact._d["key"]),)) for fact in context.m]
-                else:
+                else:  # a fact in thousands of matches: one int object, not thousands
+                    keys = self._keys
                     self._hits += [
-                        Hit(rule.id, tuple(int(match._d[alias]["key"]) for alias in aliases))
-                        for match in context.m
+                        Hit(rule.id, tuple(keys.setdefault(k, k) for k in pair))
+                        for pair in (
+                            [int(match._d[alias]["key"]) for alias in aliases]
+                            for match in context.m
+                        )
                     ]
             except Exception as error:  # durable-rules would swallow it: keep it for run()
                 self._errors.append(f"{rule.id}: {error!r}")
@@ -194,7 +199,7 @@ class RuleEngine:
             {**fact, "id": f"{phase[0]}{fact['key']}", "kind": phase, "sid": sid} for fact in facts
         ]
         with _LOCK:
-            self._hits, self._errors = [], []
+            self._hits, self._errors, self._keys = [], [], {}
             try:
                 self._host.assert_facts(name, batch)
             except durable_engine.MessageNotHandledException:

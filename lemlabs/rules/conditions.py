@@ -241,6 +241,45 @@ def joins_equals(first: Node, second: Node, thresholds: Mapping[str, Any]) -> bo
     return True
 
 
+Bound = tuple[str, float]
+"""``(name, offset)``: a join's ``day`` is bounded by the first fact's ``name`` plus ``offset``."""
+
+
+def day_bounds(
+    second: Node, thresholds: Mapping[str, Any], field: str = "day"
+) -> tuple[tuple[Bound, ...], tuple[Bound, ...]] | None:
+    """How a join's second condition bounds its fact's ``field`` by the first fact's fields:
+    the lower bounds (``field >= first.name + offset``) and the upper bounds (``field <=
+    first.name + offset``) it states in every case (its top-level ``and``), ``None`` when it
+    states no lower or no upper bound. ``<`` and ``>`` count as ``<=`` and ``>=`` (a bound a
+    little too wide is still a bound); ``==`` is both; ``!=``, an ``or`` and comparisons of other
+    fields bound nothing. ``day <= first.swing_until`` gives the upper bound ``("swing_until",
+    0.0)``: how far that reaches depends on the facts (see
+    :func:`lemlabs.rules.records.join_reach`)."""
+    lower: list[Bound] = []
+    upper: list[Bound] = []
+    pending = [second]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, All):
+            pending += node.parts
+            continue
+        if not isinstance(node, Comparison) or node.field != field:
+            continue
+        operand = node.operand
+        if not isinstance(operand, Field):
+            continue
+        offset = 0.0 if operand.offset is None else float(value_of(operand.offset, thresholds))
+        bound = (operand.name, operand.sign * offset)
+        if node.op in ("==", ">=", ">"):
+            lower.append(bound)
+        if node.op in ("==", "<=", "<"):
+            upper.append(bound)
+    if not lower or not upper:
+        return None
+    return tuple(sorted(lower)), tuple(sorted(upper))
+
+
 def threshold_keys(node: Node) -> list[str]:
     """The threshold keys a tree uses, in reading order, without repeats."""
     keys: list[str] = []

@@ -11,6 +11,7 @@ fact ``fields`` (an expression whose truth every result fact carries as 0/1).
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -20,6 +21,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
+
 from lemlabs.display import format_value
 from lemlabs.errors import RuleDefinitionError
 from lemlabs.rules.conditions import (
@@ -27,6 +30,8 @@ from lemlabs.rules.conditions import (
     Any_,
     Field,
     Node,
+    day_bounds,
+    evaluate,
     own,
     parse,
     threshold_keys,
@@ -165,6 +170,41 @@ def gates(rules: Iterable[Rule]) -> tuple[Node | None, ...]:
     fact left out); ``None`` where any fact may match. A fact that passes none of them cannot
     take part in any of their matches."""
     return tuple(own(node) for rule in rules for _, node in rule.when)
+
+
+def join_reach(
+    rules: Iterable[Rule], facts: pd.DataFrame, thresholds: Mapping[str, Any]
+) -> int | None:
+    """How many days apart (``day``) the two facts of any match of these joins can be, at most,
+    among ``facts`` (a table of finding facts): for each join, its second condition's bounds
+    (:func:`~lemlabs.rules.conditions.day_bounds`) evaluated on every fact that can be its
+    ``first``, so that a bound by another field (``day <= first.swing_until``) reaches as far
+    as the facts say. ``None`` when some join does not bound ``day`` on both sides (or a bound
+    is not a finite number): then any two facts may match, however far apart. Rules that are
+    not joins are left out; 0 when no join can match."""
+    reach = 0.0
+    for rule in rules:
+        if len(rule.when) != 2:
+            continue
+        (_, first), (_, second) = rule.when
+        bounds = day_bounds(second, thresholds)
+        if bounds is None:
+            return None
+        alone = own(first)
+        firsts = facts if alone is None else facts[evaluate(alone, facts, thresholds)]
+        if firsts.empty:
+            continue
+        day = firsts["day"].to_numpy(dtype=float)
+        lower, upper = (
+            [firsts[name].to_numpy(dtype=float) + offset - day for name, offset in side]
+            for side in bounds
+        )
+        # second.day - first.day lies within [max of the lower bounds, min of the upper ones]
+        furthest = float(np.maximum(np.min(upper, axis=0), -np.max(lower, axis=0)).max())
+        if not math.isfinite(furthest):
+            return None
+        reach = max(reach, furthest)
+    return math.ceil(reach)
 
 
 @dataclass(frozen=True)
