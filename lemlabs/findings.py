@@ -74,8 +74,9 @@ class Occurrence:
     """``date`` in seconds since 1900 (:func:`_seconds`)."""
     grade: int | None
     notes: tuple[str, ...]
-    more: tuple[int, ...] = ()
-    """Further rows the occurrence stands for (a composite's other findings of the same day)."""
+    more: tuple[tuple[int, ...], ...] = ()
+    """Further rows the occurrence stands for (a composite's other findings of the same day):
+    the two facts' own row tuples, shared by all their hits, not copied per hit."""
 
 
 _ORIGIN = np.datetime64("1900-01-01T00:00:00", "s")
@@ -370,11 +371,9 @@ def _joined(
             min(r for t, r in twos if (t == earliest if early_two >= early_one else t <= earliest)),
         )
     )
-    more = tuple(sorted({*first, *second}))
     occurrences = []
     for pair in sorted(pairs):
         last = _latest(pair, records)
-        carried = tuple(row for row in more if row not in pair)
         occurrences.append(
             Occurrence(
                 rule,
@@ -385,7 +384,7 @@ def _joined(
                 last["stamp"],
                 None,
                 (),
-                carried,
+                (first, second),
             )
         )
     return occurrences
@@ -466,7 +465,7 @@ class _Writer:
         records, thresholds = self.records, self.thresholds
         top = episode[0] if len(episode) == 1 else max(episode, key=_severity_and_date)
         rule = top.rule
-        rows = list({row for o in episode for row in (*o.rows, *o.more)})
+        rows = list({row for o in episode for part in (o.rows, *o.more) for row in part})
         if len(rows) > 1:
             rows.sort(key=lambda r: (records[r]["collected_at"], r))
         evidence = [records[row] for row in rows]
