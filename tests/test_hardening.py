@@ -133,10 +133,10 @@ def test_reserved_names_cover_every_column_lemlabs_adds() -> None:
     that a user column of that name is renamed rather than overwritten."""
     from lemlabs import examples
     from lemlabs.context import add_context
+    from lemlabs.facts import result_facts
     from lemlabs.ingest import LAB_COLUMNS, LAB_OPTIONAL, RESERVED_LAB_COLUMNS, prepare_labs
     from lemlabs.normalise import normalise_prepared
     from lemlabs.rules.thresholds import default_thresholds
-    from lemlabs.scoring import result_facts
 
     labs = prepare_labs(examples.path("labs"))
     people = lemlabs.read_patients(examples.path("patients"))

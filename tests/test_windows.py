@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import lemlabs
+from lemlabs import facts as fact_module
 from lemlabs import scoring
 from lemlabs.rules.conditions import day_bounds, parse
 from lemlabs.rules.records import join_reach, read_packs, rule_book
@@ -106,13 +107,13 @@ def test_a_composite_without_a_bounded_day_span_switches_the_windows_off() -> No
     assert join_reach(_pack("day >= first.day"), facts, THRESHOLDS) is None
     assert join_reach(_pack("flag == 'H'"), facts, THRESHOLDS) is None
     assert join_reach(_pack("day <= first.day + 5 and day >= first.day - 2"), facts, {}) == 5
-    whole = scoring._windows(np.arange(5000), None, 100)
+    whole = fact_module._windows(np.arange(5000), None, 100)
     assert len(whole) == 1 and whole[0][0].tolist() == list(range(5000))
 
 
 def _kept_once(days: list[int], reach: int, size: int) -> Iterator[int]:
     """For every pair of facts at most ``reach`` days apart: how many windows keep it."""
-    windows = scoring._windows(np.array(days, dtype="int64"), reach, size)
+    windows = fact_module._windows(np.array(days, dtype="int64"), reach, size)
     for i, a in enumerate(days):
         for j in range(i + 1, len(days)):
             if abs(days[j] - a) <= reach:
@@ -137,9 +138,9 @@ def test_every_pair_within_the_reach_is_kept_by_exactly_one_window(
 
 def test_windows_are_bounded_and_only_where_they_help() -> None:
     days = np.repeat(np.arange(1000), 10)  # 10 facts a day for 1000 days
-    windows = scoring._windows(days, 30, 200)
+    windows = fact_module._windows(days, 30, 200)
     assert len(windows) > 30 and max(len(part) for part, _ in windows) <= 200 + 10 + 30 * 10
-    assert len(scoring._windows(days[:200], 30, 200)) == 1
+    assert len(fact_module._windows(days[:200], 30, 200)) == 1
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +157,7 @@ def _scored(
     """The findings table, the hits and the number of finding sessions with windows of about
     ``size`` facts."""
     seen: dict[str, Any] = {"sessions": 0}
-    assemble, windows = scoring.assemble, scoring._windows
+    assemble, windows = scoring.assemble, fact_module._windows
 
     def keep(hits: Any, *rest: Any) -> Any:
         seen["hits"] = [(patient, hit.rule_id, hit.keys) for patient, hit in hits]
@@ -168,9 +169,9 @@ def _scored(
         return parts
 
     with monkeypatch.context() as patch:
-        patch.setattr(scoring, "_WINDOW_FACTS", size)
+        patch.setattr(fact_module, "_WINDOW_FACTS", size)
         patch.setattr(scoring, "assemble", keep)
-        patch.setattr(scoring, "_windows", count)
+        patch.setattr(fact_module, "_windows", count)
         report = lemlabs.score_frame(labs, people)
     return report.findings, seen["hits"], seen["sessions"]
 
@@ -202,7 +203,7 @@ def test_too_short_an_overlap_loses_matches(
     one day shorter than the pattern window (29 days) misses."""
     labs, people = one_patient
     once, _, _ = _scored(labs, people, monkeypatch, size=10**9)
-    monkeypatch.setattr(scoring, "join_reach", lambda *args: 29)
+    monkeypatch.setattr(fact_module, "join_reach", lambda *args: 29)
     windowed, _, _ = _scored(labs, people, monkeypatch, size=40)
     assert not once.equals(windowed)
 
@@ -222,7 +223,7 @@ def test_the_swing_reaches_six_calendar_months_from_the_facts(
     )
     people = patient_frame(("P1", "F", "2020-01-06"))
     if reach is not None:
-        monkeypatch.setattr(scoring, "join_reach", lambda *args: reach)
+        monkeypatch.setattr(fact_module, "join_reach", lambda *args: reach)
     findings, _, sessions = _scored(labs, people, monkeypatch, size=1)
     assert sessions == 3
     assert ("thyroid.fluctuation" in set(findings["code"])) == kept

@@ -1,0 +1,203 @@
+"""Facts for the rule engine, and the engine run over them: context rows → result facts (the
+fields rules read, made safe for durable-rules), pre-filtered by what some rule asks; their
+hits → finding facts (one per patient and set of values the composites read) for the composite
+rules, posted in sessions (a patient with many, in overlapping time windows)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from lemlabs.engine import Hit, RuleEngine, engine_for, json_safe
+from lemlabs.rules import Rule
+from lemlabs.rules.conditions import Columns, evaluate, joins_equals
+from lemlabs.rules.records import RESULT_FIELDS, Phase, gates, join_reach, rule_book
+from lemlabs.rules.thresholds import Thresholds
+
+Progress = Callable[[str, int, int], None]
+
+_NUMERIC = ["lower", "upper", "rise_ratio", "fall_fraction", "rise_48h"]
+_INTEGER = ["day", "swing_until", "micro_neg"]
+
+
+def result_facts(context: pd.DataFrame, thresholds: Thresholds) -> pd.DataFrame:
+    """Result facts as the engine reads them, one row per result: the fields rules name, numbers
+    made safe for durable-rules, the packs' derived fields, and ``key`` (the input row)."""
+    facts = context[list(RESULT_FIELDS)].copy(deep=False)  # replaced, never written into
+    for column in _NUMERIC:
+        facts[column] = json_safe(facts[column].to_numpy(dtype=float))
+    for column in _INTEGER:
+        facts[column] = facts[column].astype("int64")
+    facts["pair_flag"] = context["pair_flag"].fillna("-").astype(str)
+    columns = Columns(facts)
+    for name, node in rule_book().fields:
+        facts[name] = evaluate(node, columns, thresholds).astype("int64")
+    facts["key"] = context["row"].astype("int64")
+    facts["patient_id"] = context["patient_id"]
+    return facts
+
+
+def admitted(facts: pd.DataFrame, rules: Iterable[Rule], thresholds: Thresholds) -> np.ndarray:
+    """Facts that some rule asks for (:func:`~lemlabs.rules.records.gates`): the only ones posted
+    to the engine. The same condition trees the engine compiles, evaluated with pandas on the
+    same numbers, so the pre-filter cannot drift from the rules (a test scores with and without
+    it)."""
+    mask = np.zeros(len(facts), dtype=bool)
+    columns = Columns(facts)
+    for node in gates(rules):
+        if node is None:
+            return np.ones(len(facts), dtype=bool)
+        mask |= evaluate(node, columns, thresholds)
+    return mask
+
+
+_RESULTS_PER_SESSION = 2000
+# A patient with more finding facts than this is scored in time windows (:func:`_windows`) of
+# about this many facts each, plus the overlap. Measured on 1M rows of one patient (25 %
+# abnormal: 20 695 finding facts over 2 197 days, ~9.4 a day, reach 184 days, so an overlap of
+# ~1 730 facts; 3.0M composite hits), the finding phase alone, peak RSS / seconds on the shared
+# 2-core machine: one session 2.62 GB / 94 s (durable's join state ~1.2 GB); windows of 500
+# facts 1.82 GB / 242 s, 1 000: 1.77 GB / 110 s, 2 000: 1.80 GB / 79 s, 4 000: 2.00 GB / 67 s,
+# 8 000: 1.93 GB / 62 s (of which ~1.6 GB is the 3.0M hits themselves). Smaller windows post
+# the overlap more often; larger ones hold more of durable's state. Patients with up to this
+# many (a few dozen is usual) are one session, as before.
+_WINDOW_FACTS = 2000
+
+
+def _windows(days: np.ndarray, reach: int | None, size: int) -> list[tuple[np.ndarray, int | None]]:
+    """One patient's finding facts (their ``day``) as sessions: ``(positions, owned)``, the
+    facts to post and the last day of the session's core (``None``: it keeps every hit).
+
+    Without windows (``reach`` ``None``: some composite joins facts however far apart; or at
+    most ``size`` facts) one session holds every fact and keeps every hit. Otherwise each
+    window's core is about ``size`` facts of whole days, in time order; the window holds its
+    core and every fact of the ``reach`` days after the core's last day. Any match (two facts at
+    most ``reach`` days apart) thus lies whole in the window whose core holds its earlier fact;
+    later windows may find it again, and only that window keeps it (its earlier fact's day is at
+    most ``owned``): every hit is kept once, as one session would find it."""
+    if reach is None or len(days) <= size:
+        return [(np.arange(len(days)), None)]
+    order = np.argsort(days, kind="stable")
+    ordered = days[order]
+    windows: list[tuple[np.ndarray, int | None]] = []
+    start = 0
+    while start < len(days):
+        core_end = int(np.searchsorted(ordered, ordered[min(start + size, len(days)) - 1], "right"))
+        last_day = int(ordered[core_end - 1])
+        end = int(np.searchsorted(ordered, last_day + reach, "right"))
+        if end == len(days):  # every later match lies whole in this window too: the last one
+            windows.append((order[start:], None))
+            break
+        windows.append((order[start:end], last_day))
+        start = core_end
+    return windows
+
+
+def _run_phase(
+    engine: RuleEngine,
+    phase: Phase,
+    facts: pd.DataFrame,
+    progress: Progress,
+    reach: int | None = None,
+) -> list[tuple[str, Hit]]:
+    """One phase's facts through the engine; each fact carries only the fields the phase's rules
+    read, and its ``key``. A composite joins two facts of one patient, so ``finding`` facts
+    (sorted by patient) go one patient per session, or, for a patient with many, in time windows
+    that overlap by ``reach`` days (:func:`_windows`; :func:`~lemlabs.rules.records.join_reach`,
+    ``None``: no windows); result rules read one fact, so ``result`` facts go in sessions of a
+    few thousand, whoever's they are."""
+    patients = facts["patient_id"].to_numpy(dtype=object)
+    columns = [*rule_book().reads(phase), "key"]
+    records = [
+        dict(zip(columns, values, strict=True))
+        for values in zip(*(facts[name].tolist() for name in columns), strict=True)
+    ]
+    sessions: list[tuple[np.ndarray, int | None]] = []
+    if phase == "finding":
+        codes = pd.factorize(patients)[0]
+        bounds = (np.flatnonzero(np.diff(codes)) + 1).tolist()
+        days = facts["day"].to_numpy(dtype="int64")
+        for a, b in itertools.pairwise([0, *bounds, len(records)] if records else [0]):
+            sessions += [
+                (part + a, owned) for part, owned in _windows(days[a:b], reach, _WINDOW_FACTS)
+            ]
+    else:
+        bounds = list(range(_RESULTS_PER_SESSION, len(records), _RESULTS_PER_SESSION))
+        starts = [0, *bounds, len(records)] if records else [0]
+        sessions = [(np.arange(a, b), None) for a, b in itertools.pairwise(starts)]
+    patient_of = dict(zip(facts["key"].tolist(), patients.tolist(), strict=True))
+    day_of = (
+        dict(zip(facts["key"].tolist(), facts["day"].tolist(), strict=True))
+        if phase == "finding"
+        else {}
+    )
+    step = max(1, len(sessions) // 50)
+    hits: list[tuple[str, Hit]] = []
+    for session, (positions, owned) in enumerate(sessions):
+        if session % step == 0:
+            progress(f"engine:{phase}", session, len(sessions))
+        found = engine.run(phase, session, [records[n] for n in positions.tolist()])
+        if owned is not None:  # a window keeps the matches whose earlier fact is in its core
+            found = [hit for hit in found if min(day_of[key] for key in hit.keys) <= owned]
+        hits += [(str(patient_of[hit.keys[0]]), hit) for hit in found]
+    progress(f"engine:{phase}", len(sessions), len(sessions))
+    return hits
+
+
+def run_engine(
+    context: pd.DataFrame, thresholds: Thresholds, post_all: bool, progress: Progress
+) -> tuple[list[tuple[str, Hit]], dict[int, tuple[int, ...]]]:
+    """Every patient's result facts through the result rules, then the findings they produce
+    through the composite rules. Returns the hits and, per finding fact, its result rows."""
+    book = rule_book()
+    engine = engine_for(book.rules, thresholds, catch_all=post_all)
+    facts = result_facts(context, thresholds)
+    if not post_all:
+        facts = facts[admitted(facts, book.phase("result"), thresholds)]
+    progress("engine", 0, 1)
+    position = dict(zip(facts["key"].tolist(), range(len(facts)), strict=True))
+    singles = sorted(
+        _run_phase(engine, "result", facts, progress),
+        key=lambda item: (position[item[1].keys[0]], item[1].rule_id),
+    )
+    found = facts.set_index("key").loc[[hit.keys[0] for _, hit in singles]].reset_index()
+    codes = [book.by_id[hit.rule_id].code for _, hit in singles]
+    found["code"] = pd.Series(codes, index=found.index, dtype=object)
+    if not post_all:
+        found = found[admitted(found, book.phase("finding"), thresholds)]
+    found, fact_rows = _finding_facts(found, thresholds, alone=post_all)
+    reach = join_reach(book.phase("finding"), found, thresholds)
+    composites = _run_phase(engine, "finding", found, progress, reach)
+    progress("engine", 1, 1)
+    return singles + composites, fact_rows
+
+
+def _finding_facts(
+    found: pd.DataFrame, thresholds: Thresholds, alone: bool
+) -> tuple[pd.DataFrame, dict[int, tuple[int, ...]]]:
+    """One finding fact per patient and set of values the composite rules read, and the result
+    rows behind each. Findings that agree on all of them (same code, same day, ...) join with
+    exactly the same partners, so the engine sees each set once: a patient with hundreds of
+    results a day is as many facts as days, not as findings. Each finding is its own fact when
+    ``alone`` or when some composite could join two facts that agree on every field
+    (:func:`~lemlabs.rules.conditions.joins_equals`): then grouping them would lose matches."""
+    composites = rule_book().phase("finding")
+    if alone or any(joins_equals(r.when[0][1], r.when[1][1], thresholds) for r in composites):
+        groups: np.ndarray = np.arange(len(found))
+    else:
+        fields = ["patient_id", *rule_book().reads("finding")]
+        groups = found.groupby(fields, sort=False, dropna=False).ngroup().to_numpy()
+    rows = found["key"].to_numpy()
+    order = np.lexsort((rows, groups))  # by fact, then row
+    ordered, facts_of = rows[order].tolist(), groups[order]
+    starts = [0, *(np.flatnonzero(np.diff(facts_of)) + 1).tolist()] if len(order) else []
+    ends = [*starts[1:], len(order)] if starts else []
+    fact_rows = {
+        fact: tuple(ordered[a:b])
+        for fact, a, b in zip(facts_of[starts].tolist(), starts, ends, strict=True)
+    }
+    facts = found.assign(key=groups).drop_duplicates("key")
+    return facts, fact_rows
