@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -74,9 +74,36 @@ class Occurrence:
     """``date`` in seconds since 1900 (:func:`_seconds`)."""
     grade: int | None
     notes: tuple[str, ...]
-    more: tuple[tuple[int, ...], ...] = ()
+    more: Collection[tuple[int, ...]] = ()
     """Further rows the occurrence stands for (a composite's other findings of the same day):
     the two facts' own row tuples, shared by all their hits, not copied per hit."""
+
+
+def _absorbing(rules: Iterable[Rule]) -> set[str]:
+    """Composite codes whose rules name no extreme value and share one severity: an occurrence
+    of one of them stands for the others of its patient, rule and date (:func:`_absorb`), so
+    that one patient's million composite matches become a few thousand occurrences. Nothing
+    the writer says of such an episode reads an anchor (no extreme, no mixed levels): only
+    the rows, which :func:`_absorb` keeps."""
+    by_code: dict[str, list[Rule]] = defaultdict(list)
+    for rule in rules:
+        by_code[rule.code].append(rule)
+    return {
+        code
+        for code, mine in by_code.items()
+        if all(r.phase == "finding" and r.worst is None for r in mine)
+        and len({r.severity for r in mine}) == 1
+    }
+
+
+def _absorb(kept: Occurrence, twin: Occurrence) -> None:
+    """``kept`` stands for ``twin`` as well: a composite occurrence of the same patient, rule
+    and date. It keeps the rows that sort first (episodes order ties by rows, and the first
+    of the latest decides the finding's rule) and every row of both as evidence."""
+    kept.more = kept.more if isinstance(kept.more, set) else set(kept.more)
+    kept.more.update((kept.rows, twin.rows, *twin.more))
+    if twin.rows < kept.rows:
+        kept.rows, kept.anchor_row = twin.rows, twin.anchor_row
 
 
 _ORIGIN = np.datetime64("1900-01-01T00:00:00", "s")
@@ -269,9 +296,12 @@ def _highest_level(
     )
 
 
+_READ = ("", Hit("", ()))  # a composite hit's place in the hits once it is read
+
+
 @collector_paused()
 def assemble(
-    hits: Sequence[tuple[str, Hit]],
+    hits: list[tuple[str, Hit]],
     context: pd.DataFrame,
     rules: Mapping[str, Rule],
     thresholds: Thresholds,
@@ -281,7 +311,8 @@ def assemble(
     """Findings from hits, as :meth:`Finding.to_dict` gives them (the rows of the findings
     table). A result rule's hit holds the result's row; a composite's hit holds finding fact
     keys, which ``finding_rows`` maps to the result rows behind them (a fact stands for all
-    findings of a patient that agree on every field the composites read)."""
+    findings of a patient that agree on every field the composites read). ``hits`` is emptied
+    once read."""
     by_row = context.set_index("row", drop=False)
     hit_rows = {hit.keys[0] for _, hit in hits if rules[hit.rule_id].phase == "result"}
     rows_needed = hit_rows | {row for rows in finding_rows.values() for row in rows}
@@ -292,23 +323,26 @@ def assemble(
     ]
     records = _records(needed)
     pair_of = dict(zip(paired.index.astype(int).tolist(), paired.tolist(), strict=True))
+    superseding_codes = {rule.superseded_by for rule in rules.values() if rule.superseded_by}
     superseding = {
         (patient, hit.keys[0], rules[hit.rule_id].code)
         for patient, hit in hits
-        if rules[hit.rule_id].phase == "finding"
+        if rules[hit.rule_id].phase == "finding" and rules[hit.rule_id].code in superseding_codes
     }
-    kept = []
-    for patient, hit in hits:
-        rule = rules[hit.rule_id]
-        if not rule.superseded_by or (patient, hit.keys[0], rule.superseded_by) not in superseding:
-            kept.append((patient, hit, rule))
-    grades = _grades(kept, needed, thresholds)
+
+    def superseded(patient: str, hit: Hit, rule: Rule) -> bool:
+        return bool(rule.superseded_by) and (
+            (patient, hit.keys[0], rule.superseded_by) in superseding
+        )
+
+    singles = [
+        (patient, hit, rule)
+        for patient, hit in hits
+        if (rule := rules[hit.rule_id]).phase == "result" and not superseded(patient, hit, rule)
+    ]
+    grades = _grades(singles, needed, thresholds)
     occurrences = []
-    for (patient, hit, rule), grade in zip(kept, grades, strict=True):
-        if rule.phase != "result":
-            first, second = (finding_rows[key] for key in hit.keys)
-            occurrences += _joined(rule, patient, first, second, records)
-            continue
+    for (patient, hit, rule), grade in zip(singles, grades, strict=True):
         anchor = hit.keys[0]
         rows: tuple[int, ...] = (anchor,)
         if rule.condition == "thyroid" and anchor in pair_of:
@@ -317,6 +351,24 @@ def assemble(
         last = _latest(rows, records)
         date, stamp = last["collected_at"], last["stamp"]
         occurrences.append(Occurrence(rule, patient, rows, anchor, date, stamp, grade, notes))
+    plain = _absorbing(rules.values())
+    twins: dict[tuple[str, str, dt.datetime], Occurrence] = {}
+    for index, (patient, hit) in enumerate(hits):
+        rule = rules[hit.rule_id]
+        if rule.phase != "finding":
+            continue
+        hits[index] = _READ  # one patient's million matches are freed as they are read
+        if superseded(patient, hit, rule):
+            continue
+        first, second = (finding_rows[key] for key in hit.keys)
+        for occurrence in _joined(rule, patient, first, second, records):
+            if rule.code in plain:
+                twin = twins.setdefault((patient, rule.id, occurrence.date), occurrence)
+                if twin is not occurrence:
+                    _absorb(twin, occurrence)
+                    continue
+            occurrences.append(occurrence)
+    hits.clear()
     analyte_of = {row: str(record["analyte"]) for row, record in records.items()}
     quiet = _QuietResults(context, hit_rows, {o.patient_id for o in occurrences})
     episodes = _episodes(occurrences, thresholds, quiet, analyte_of)

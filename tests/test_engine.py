@@ -15,6 +15,7 @@ from rules_helpers import labs, patients
 
 import lemlabs
 from lemlabs import examples
+from lemlabs import findings as findings_module
 from lemlabs.engine import RuleEngine
 from lemlabs.errors import RuleError
 from lemlabs.rules.conditions import evaluate, joins_equals, own, parse, words
@@ -204,6 +205,21 @@ def test_grouped_finding_facts_give_the_findings_of_one_fact_per_finding(seed: i
     labs, people = _one_patient(seed, patients=40 if seed == 11 else 150)
     grouped = lemlabs.score_frame(labs, people)
     assert _dicts(grouped) == _dicts(score_unfiltered(labs, people)) and grouped.finding_list
+
+
+@pytest.mark.parametrize("seed", [11, pytest.param(20, marks=pytest.mark.slow)])
+def test_absorbed_composite_occurrences_give_the_findings_of_one_each(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One patient's composite matches of one rule and date are one occurrence (rows, evidence
+    and anchors kept): the same findings as one occurrence per match."""
+    labs, people = _one_patient(seed, patients=40 if seed == 11 else 150)
+    absorbed = lemlabs.score_frame(labs, people)
+    monkeypatch.setattr(findings_module, "_absorbing", lambda rules: set())
+    one_each = lemlabs.score_frame(labs, people)
+    composites = {rule.code for rule in rule_book().phase("finding")}
+    assert set(absorbed.findings["code"]) & composites
+    pd.testing.assert_frame_equal(absorbed.findings, one_each.findings)
 
 
 def test_no_composite_joins_two_facts_that_agree_on_every_field() -> None:
