@@ -509,9 +509,12 @@ class _Writer:
         return self._texts[rule.id]
 
     def _evidence_of(self, row: int) -> dict[str, Any]:
-        if row not in self._evidence:
-            self._evidence[row] = evidence_row(self.records[row])
-        return dict(self._evidence[row])
+        """The result's evidence: built once, a copy for each later finding (none share one)."""
+        known = self._evidence.get(row)
+        if known is None:
+            self._evidence[row] = known = evidence_row(self.records[row])
+            return known
+        return dict(known)
 
     def row(self, episode: list[Occurrence]) -> dict[str, Any]:
         records, thresholds = self.records, self.thresholds

@@ -151,3 +151,13 @@ def test_a_censored_worst_value_keeps_its_sign(
 def test_evidence_times_are_written_as_isoformat_writes_them(times: list[dt.datetime]) -> None:
     stamps = np.array(times, dtype="datetime64[us]")
     assert _iso(stamps) == [when.isoformat() for when in times]
+
+
+def test_no_two_findings_share_an_evidence_dict() -> None:
+    """A result is evidence of several findings (a composite and its parts): each finding has
+    its own copy, so editing one finding's evidence leaves the others as they were."""
+    report = lemlabs.score_frame(examples.path("labs"), examples.path("patients"))
+    dicts = [item for evidence in report.findings["evidence"] for item in evidence]
+    rows = [item["row"] for item in dicts]
+    assert len(rows) > len(set(rows))  # some result is evidence twice
+    assert len({id(item) for item in dicts}) == len(dicts)
