@@ -166,7 +166,7 @@ class _Rows:
         self.frame = frame
         self.problems = _Problems(len(frame))
         self.book = catalogue()
-        self._coded: dict[str, Coded] = {}
+        self._columns: dict[str, Coded] = {}
         self.patient_ids = frame["patient_id"].to_numpy(dtype=object)
         self.raw_values = frame["value"].to_numpy(dtype=object)
         self.unit_text = self.per_unique("unit", lambda u: str(u).strip())
@@ -182,13 +182,13 @@ class _Rows:
 
     def coded(self, name: str) -> Coded:
         """A column of the lab table, factorized once (all ``""`` where the table has none)."""
-        if name not in self._coded:
+        if name not in self._columns:
             if name in self.frame.columns:
-                self._coded[name] = _coded(self.frame[name].to_numpy(dtype=object))
+                self._columns[name] = _coded(self.frame[name].to_numpy(dtype=object))
             else:
                 empty = np.array([""], dtype=object)
-                self._coded[name] = np.zeros(len(self.frame), dtype=np.intp), empty
-        return self._coded[name]
+                self._columns[name] = np.zeros(len(self.frame), dtype=np.intp), empty
+        return self._columns[name]
 
     def per_unique(self, name: str, func: Callable[[Any], Any], dtype: Any = object) -> np.ndarray:
         """``func`` once per distinct value of column ``name``, per row."""
