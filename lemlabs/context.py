@@ -16,6 +16,13 @@ _EPOCH = pd.Timestamp("1970-01-01")
 # days since 1970 of the years lemlabs reads (1900-2199), shifted to be positive, stay below _DAYS
 _DAY_SHIFT = np.int64(100_000)
 _DAYS = np.int64(200_000)
+
+
+def _patient_day(patient: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """(patient number, day) as one integer that sorts by patient, then day."""
+    return np.asarray(patient * _DAYS + day.astype("datetime64[D]").astype("int64") + _DAY_SHIFT)
+
+
 CONTEXT_COLUMNS = {
     "baseline": "float64",
     "baseline_date": "datetime64[ns]",
@@ -176,8 +183,7 @@ def _microscopy_negative(results: pd.DataFrame, rows: _Sorted, rbc_positive: flo
     dipstick = rows.analyte == "urine_blood"
     if not rbc.any() or not dipstick.any():
         return np.zeros(len(results), dtype="int64")
-    day = rows.day.astype("int64")
-    keys = rows.patient * (day.max() - day.min() + 1) + (day - day.min())  # (patient, day)
+    keys = _patient_day(rows.patient, rows.day)
     highest = results["upper"][rbc].groupby(keys[rbc]).max()
     same_day = highest.reindex(keys).to_numpy()
     return np.asarray(dipstick & (same_day < rbc_positive), dtype="int64")
@@ -226,16 +232,15 @@ def _course_context(results: pd.DataFrame, rows: _Sorted, courses: pd.DataFrame)
     patient = mine[mine >= 0]
     starts = courses["start"].to_numpy(dtype="datetime64[ns]")[mine >= 0]
     ends = courses["window_end"].to_numpy(dtype="datetime64[ns]")[mine >= 0]
-    # (patient, day) as one sortable integer; a course counts from the day it starts on
+    # a course counts from the day it starts on
     first_day = (starts + np.timedelta64(1, "D") - np.timedelta64(1, "ns")).astype("datetime64[D]")
-    keys = patient * _DAYS + first_day.astype("int64") + _DAY_SHIFT
-    wanted = rows.patient * _DAYS + rows.day.astype("int64") + _DAY_SHIFT
-    latest = np.searchsorted(keys, wanted, side="right") - 1
+    keys = _patient_day(patient, first_day)
+    latest = np.searchsorted(keys, _patient_day(rows.patient, rows.day), side="right") - 1
     found = latest >= 0
     found[found] = patient[latest[found]] == rows.patient[found]
     nat = np.datetime64("NaT", "ns")
-    start = np.where(found, starts[np.where(found, latest, 0)] if len(keys) else nat, nat)
-    end = np.where(found, ends[np.where(found, latest, 0)] if len(keys) else nat, nat)
+    pick = np.where(found, latest, -1)  # -1: the NaT appended to each column
+    start, end = np.append(starts, nat)[pick], np.append(ends, nat)[pick]
     day = rows.day.astype("datetime64[ns]")
     since = (day - start).astype("timedelta64[D]").astype(float)
     results["days_since_course"] = np.where(found, since, np.nan)
