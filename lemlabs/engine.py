@@ -6,8 +6,9 @@ finding is decided by durable-rules, and its syntax and traps live in this modul
 Facts go to a ruleset in batches, one durable-rules session each: result facts to the ``result``
 ruleset (its rules read one fact, so a batch may hold several patients' results); the findings
 they produce, as facts (one per patient and set of values the composites read: see
-``lemlabs.scoring``), to the ``finding`` ruleset, one patient per session, where composite rules
-join them. A session's state is deleted after its batch.
+``lemlabs.facts``), to the ``finding`` ruleset, one patient per session (a patient with many in
+overlapping time windows), where composite rules join them. A session's state is deleted after
+its batch.
 
 durable-rules' traps, and what this module does about them:
 

@@ -128,12 +128,9 @@ def _run_phase(
         bounds = list(range(_RESULTS_PER_SESSION, len(records), _RESULTS_PER_SESSION))
         starts = [0, *bounds, len(records)] if records else [0]
         sessions = [(np.arange(a, b), None) for a, b in itertools.pairwise(starts)]
-    patient_of = dict(zip(facts["key"].tolist(), patients.tolist(), strict=True))
-    day_of = (
-        dict(zip(facts["key"].tolist(), facts["day"].tolist(), strict=True))
-        if phase == "finding"
-        else {}
-    )
+    keys = facts["key"].tolist()
+    patient_of = dict(zip(keys, patients.tolist(), strict=True))
+    day_of = dict(zip(keys, facts["day"].tolist(), strict=True)) if phase == "finding" else {}
     step = max(1, len(sessions) // 50)
     hits: list[tuple[str, Hit]] = []
     for session, (positions, owned) in enumerate(sessions):

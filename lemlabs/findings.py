@@ -396,33 +396,10 @@ def _joined(
     episode, and only the earliest and the latest can decide where an episode splits: the pair
     (lowest rows first, as episodes order ties) at each of those two dates stands for all, the
     other rows ride along as evidence (``more``)."""
-
-    def at(rows: tuple[int, ...]) -> list[tuple[dt.datetime, int]]:
-        return [(records[row]["collected_at"], row) for row in rows]
-
     if len(first) == 1 and len(second) == 1:  # one finding each (the usual case): one pair
-        last = _latest((first[0], second[0]), records)
-        pair = (first[0], second[0])
-        return [
-            Occurrence(rule, patient, pair, pair[1], last["collected_at"], last["stamp"], None, ())
-        ]
-    ones, twos = at(first), at(second)
-    latest_one, latest_two = max(ones)[0], max(twos)[0]
-    latest = max(latest_one, latest_two)
-    candidates = []
-    if latest_one == latest:
-        candidates.append((min(r for t, r in ones if t == latest), min(second)))
-    if latest_two == latest:
-        candidates.append((min(first), min(r for t, r in twos if t == latest)))
-    pairs = {min(candidates)}
-    early_one, early_two = min(ones)[0], min(twos)[0]
-    earliest = max(early_one, early_two)
-    pairs.add(
-        (
-            min(r for t, r in ones if (t == earliest if early_one >= early_two else t <= earliest)),
-            min(r for t, r in twos if (t == earliest if early_two >= early_one else t <= earliest)),
-        )
-    )
+        pairs = {(first[0], second[0])}
+    else:
+        pairs = _deciding_pairs(first, second, records)
     occurrences = []
     for pair in sorted(pairs):
         last = _latest(pair, records)
@@ -440,6 +417,35 @@ def _joined(
             )
         )
     return occurrences
+
+
+def _deciding_pairs(
+    first: tuple[int, ...], second: tuple[int, ...], records: Mapping[int, Mapping[str, Any]]
+) -> set[tuple[int, int]]:
+    """The pairs at the earliest and at the latest date of all pairs of ``first`` and
+    ``second`` (see :func:`_joined`)."""
+
+    def at(rows: tuple[int, ...]) -> list[tuple[dt.datetime, int]]:
+        return [(records[row]["collected_at"], row) for row in rows]
+
+    ones, twos = at(first), at(second)
+    latest_one, latest_two = max(ones)[0], max(twos)[0]
+    latest = max(latest_one, latest_two)
+    candidates = []
+    if latest_one == latest:
+        candidates.append((min(r for t, r in ones if t == latest), min(second)))
+    if latest_two == latest:
+        candidates.append((min(first), min(r for t, r in twos if t == latest)))
+    pairs = {min(candidates)}
+    early_one, early_two = min(ones)[0], min(twos)[0]
+    earliest = max(early_one, early_two)
+    pairs.add(
+        (
+            min(r for t, r in ones if (t == earliest if early_one >= early_two else t <= earliest)),
+            min(r for t, r in twos if (t == earliest if early_two >= early_one else t <= earliest)),
+        )
+    )
+    return pairs
 
 
 def _iso(times: np.ndarray) -> list[str]:
