@@ -157,7 +157,7 @@ def run_engine(
     progress("engine", 0, 1)
     position = dict(zip(facts["key"].tolist(), range(len(facts)), strict=True))
     singles = sorted(
-        _run_phase(engine, "result", facts, progress),
+        _result_hits(engine, facts, alone=post_all, progress=progress),
         key=lambda item: (position[item[1].keys[0]], item[1].rule_id),
     )
     found = facts.set_index("key").loc[[hit.keys[0] for _, hit in singles]].reset_index()
@@ -170,6 +170,31 @@ def run_engine(
     composites = _run_phase(engine, "finding", found, progress, reach)
     progress("engine", 1, 1)
     return singles + composites, fact_rows
+
+
+def _result_hits(
+    engine: RuleEngine, facts: pd.DataFrame, alone: bool, progress: Progress
+) -> list[tuple[str, Hit]]:
+    """The result rules' hits on ``facts``, one per rule and result row (as many as the rule
+    matched that result). A result rule reads one fact, so results that agree on every field
+    the rules read match exactly the same rules: the engine sees each such set once (values
+    repeat: a lab reports platelets in whole numbers), and its hits go to every result of the
+    set. Each result is its own fact when ``alone``."""
+    if alone:
+        return _run_phase(engine, "result", facts, progress)
+    groups = facts.groupby(list(rule_book().reads("result")), sort=False).ngroup().to_numpy()
+    order = np.argsort(groups, kind="stable")
+    starts = np.searchsorted(groups[order], np.arange(groups.max() + 2 if len(groups) else 1))
+    posted = facts.iloc[order[starts[:-1]]].assign(key=np.arange(len(starts) - 1))
+    rows = facts["key"].to_numpy()[order].tolist()
+    patients = facts["patient_id"].to_numpy(dtype=object)[order].tolist()
+    bounds = starts.tolist()
+    hits: list[tuple[str, Hit]] = []
+    for _, hit in _run_phase(engine, "result", posted, progress):
+        group = hit.keys[0]
+        for n in range(bounds[group], bounds[group + 1]):
+            hits.append((str(patients[n]), Hit(hit.rule_id, (rows[n],))))
+    return hits
 
 
 def _finding_facts(

@@ -6,19 +6,24 @@ import os
 import subprocess
 import sys
 import threading
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rules_helpers import labs, patients
 
 import lemlabs
 from lemlabs import examples
+from lemlabs import facts as facts_module
 from lemlabs import findings as findings_module
 from lemlabs.engine import RuleEngine
 from lemlabs.errors import RuleError
-from lemlabs.rules.conditions import evaluate, joins_equals, own, parse, words
+from lemlabs.rules.conditions import evaluate, joins_equals, own, parse, value_of, walk, words
 from lemlabs.rules.records import gates, read_packs, rule_book
 from lemlabs.rules.thresholds import default_thresholds
 from lemlabs.scoring import score_unfiltered
@@ -247,3 +252,78 @@ def test_a_number_column_compared_with_a_text_holds_for_no_row(rows: int) -> Non
     held = evaluate(parse("code == 'anti_gbm.haematuria' or code != 'x'", set()), frame, {})
     assert held.shape == (rows,) and held.tolist() == [True] * rows
     assert evaluate(parse("code == 'x'", set()), frame, {}).tolist() == [False] * rows
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_grouped_result_facts_give_every_result_the_hits_of_its_own_fact(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Results that agree on every field the result rules read are posted once: each result
+    still gets exactly the hits (rule, row, and how many) it gets as its own fact."""
+    result_hits = facts_module._result_hits
+    hits: dict[bool, Counter[tuple[str, str, tuple[int, ...]]]] = {}
+    sizes: list[tuple[int, int]] = []
+
+    def both(engine: RuleEngine, facts: pd.DataFrame, alone: bool, progress: Any) -> Any:
+        for each in (True, False):
+            found = result_hits(engine, facts, alone=each, progress=progress)
+            hits[each] = Counter((patient, hit.rule_id, hit.keys) for patient, hit in found)
+        sizes.append((len(facts), facts.groupby(list(rule_book().reads("result"))).ngroups))
+        return found
+
+    monkeypatch.setattr(facts_module, "_result_hits", both)
+    cohort = generate(patients=30, months=24, seed=seed, variation=True, abnormal=0.25)
+    assert lemlabs.score_frame(cohort.labs, cohort.patients).finding_list
+    [(facts, sets)] = sizes
+    assert facts > 1.5 * sets  # many results share every field the rules read
+    assert hits[False] == hits[True] and sum(hits[False].values()) > 500
+
+
+def _cut_offs() -> dict[str, list[Any]]:
+    """Per field the result rules read, every value they compare it with, and numbers just
+    below and above each: the values on which the rules decide differently (-1e15: absent)."""
+    thresholds = default_thresholds()
+    values: dict[str, set[Any]] = {field: set() for field in rule_book().reads("result")}
+    for rule in rule_book().phase("result"):
+        for _, node in rule.when:
+            for comparison in walk(node):
+                value = value_of(comparison.operand, thresholds)
+                if isinstance(value, str):
+                    values[comparison.field].add(value)
+                else:
+                    values[comparison.field] |= {value - 0.01, value, value + 0.01, -1e15}
+    return {field: sorted(found, key=str) for field, found in values.items()}
+
+
+_VALUES = {**_cut_offs(), "patient_id": ["P1", "P2"]}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries({k: st.sampled_from(v) for k, v in _VALUES.items()}),
+        min_size=1,
+        max_size=30,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_grouping_result_facts_keeps_each_results_hits_at_every_cut_off(
+    rows: list[dict[str, Any]], rnd: Any
+) -> None:
+    """Facts that differ in any one field the result rules read are never posted as one;
+    identical ones share their hits, row by row (values drawn at the thresholds' cut-offs, so
+    that many facts agree on all fields but one)."""
+    for _ in range(2 * len(rows)):  # repeats, and repeats with one field changed
+        row = {**rnd.choice(rows)}
+        field = rnd.choice([*row, "none"])
+        if field != "none":
+            row[field] = rnd.choice(_VALUES[field])
+        rows.append(row)
+    facts = pd.DataFrame(rows).assign(key=range(len(rows)))
+    engine = RuleEngine(rule_book().rules, default_thresholds())
+
+    def hits(alone: bool) -> Counter[tuple[str, str, tuple[int, ...]]]:
+        found = facts_module._result_hits(engine, facts, alone, lambda *_: None)
+        return Counter((patient, hit.rule_id, hit.keys) for patient, hit in found)
+
+    assert hits(alone=False) == hits(alone=True)
