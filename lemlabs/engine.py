@@ -39,7 +39,8 @@ from __future__ import annotations
 import itertools
 import threading
 import warnings
-from collections.abc import Callable, Iterable
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import reduce
 from typing import Any
@@ -55,7 +56,7 @@ except ImportError as error:  # not installed, or its C extension built without 
 import numpy as np
 
 from lemlabs.rules.conditions import OPERATORS, All, Any_, Comparison, Field, Node, value_of
-from lemlabs.rules.records import Phase, Rule
+from lemlabs.rules.records import ALIASES, Phase, Rule
 from lemlabs.rules.thresholds import Thresholds
 
 # durable-rules calls datetime.utcfromtimestamp on every post, deprecated from Python 3.12 on.
@@ -103,6 +104,39 @@ class Hit:
     keys: tuple[int, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Hits:
+    """Matches as arrays (a patient's millions of matches fit in memory): per match its rule,
+    an index into ``rule_ids``, and a row of ``keys``: the key of each fact it matched, in alias
+    order. Iterating gives each match as a :class:`Hit`."""
+
+    rule_ids: tuple[str, ...]
+    rules: np.ndarray
+    keys: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def __iter__(self) -> Iterator[Hit]:
+        for rule, keys in zip(self.rules.tolist(), self.keys.tolist(), strict=True):
+            yield Hit(self.rule_ids[rule], tuple(keys))
+
+    def take(self, which: np.ndarray) -> Hits:
+        """The matches ``which`` selects (a mask or positions)."""
+        return Hits(self.rule_ids, self.rules[which], self.keys[which])
+
+    @staticmethod
+    def joined(parts: Sequence[Hits], rule_ids: tuple[str, ...], arity: int) -> Hits:
+        """``parts`` one after the other (none: no matches of ``arity`` facts each)."""
+        if not parts:
+            return Hits(rule_ids, np.zeros(0, np.int32), np.zeros((0, arity), np.int64))
+        return Hits(
+            rule_ids,
+            np.concatenate([part.rules for part in parts]),
+            np.concatenate([part.keys for part in parts]),
+        )
+
+
 def _operand(node: Comparison, thresholds: Thresholds) -> Any:
     operand = node.operand
     if not isinstance(operand, Field):
@@ -142,9 +176,9 @@ class RuleEngine:
         """Rulesets for ``rules`` with ``thresholds`` filled in; ``catch_all`` gives the
         ``result`` ruleset, too, a rule that takes facts no other rule matches."""
         self.rules = tuple(rules)
-        self._hits: list[Hit] = []
+        self.rule_ids = tuple(rule.id for rule in self.rules)
+        self._matched, self._keys = array("i"), array("q")
         self._errors: list[str] = []
-        self._keys: dict[int, int] = {}
         serial = next(_SERIAL)
         phases: tuple[Phase, ...] = ("result", "finding", "schedule")
         self._names = {phase: f"lemlabs_{phase}_{serial}" for phase in phases}
@@ -153,9 +187,10 @@ class RuleEngine:
             for phase, name in self._names.items():
                 definition = ruleset(name)
                 with definition:
-                    for rule in self.rules:
+                    for index, rule in enumerate(self.rules):
                         if rule.phase == phase:
-                            when_all(_BATCH, *_conditions(rule, thresholds))(self._action(rule))
+                            action = self._action(index, rule.aliases)
+                            when_all(_BATCH, *_conditions(rule, thresholds))(action)
                     if catch_all or phase != "result":
                         when_all(_BATCH, +m.kind)(self._ignore)
                 durable_lang._rulesets.pop(name, None)
@@ -163,24 +198,17 @@ class RuleEngine:
                 definitions[key] = body
             self._host = _PrivateHost(definitions)
 
-    def _action(self, rule: Rule) -> Callable[[Any], None]:
-        aliases = rule.aliases
-
+    def _action(self, index: int, aliases: tuple[str, ...]) -> Callable[[Any], None]:
         def record(context: Any) -> None:
             try:  # durable wraps each match's dict in a Content (``_d``): read the dict itself
+                matches = context.m
                 if len(aliases) == 1:
-                    self._hits += [Hit(rule.id, (int(fact._d["key"]),)) for fact in context.m]
-                else:  # a fact in thousands of matches: one int object, not thousands
-                    keys = self._keys
-                    self._hits += [
-                        Hit(rule.id, tuple(keys.setdefault(k, k) for k in pair))
-                        for pair in (
-                            [int(match._d[alias]["key"]) for alias in aliases]
-                            for match in context.m
-                        )
-                    ]
+                    self._keys.extend([match._d["key"] for match in matches])
+                else:
+                    self._keys.extend([match._d[a]["key"] for match in matches for a in aliases])
+                self._matched.extend(itertools.repeat(index, len(matches)))
             except Exception as error:  # durable-rules would swallow it: keep it for run()
-                self._errors.append(f"{rule.id}: {error!r}")
+                self._errors.append(f"{self.rule_ids[index]}: {error!r}")
 
         return record
 
@@ -188,19 +216,20 @@ class RuleEngine:
     def _ignore(context: Any) -> None:
         """Catch-all: a fact that no clinical rule matches is fine, not an engine error."""
 
-    def run(self, phase: Phase, session: int, facts: list[dict[str, Any]]) -> list[Hit]:
+    def run(self, phase: Phase, session: int, facts: list[dict[str, Any]]) -> Hits:
         """Post one patient's facts (each with a unique integer ``key``) to ``phase``'s rules;
         return the hits. ``session`` numbers the patient (durable's JSON reader is fragile, so
         neither the patient id nor free text goes into its ids)."""
+        arity = len(ALIASES[phase])
         if not facts:
-            return []
+            return Hits.joined([], self.rule_ids, arity)
         name = self._names[phase]
         sid = f"s{session}"
         batch = [
             {**fact, "id": f"{phase[0]}{fact['key']}", "kind": phase, "sid": sid} for fact in facts
         ]
         with _LOCK:
-            self._hits, self._errors, self._keys = [], [], {}
+            self._matched, self._keys, self._errors = array("i"), array("q"), []
             try:
                 self._host.assert_facts(name, batch)
             except durable_engine.MessageNotHandledException:
@@ -210,10 +239,11 @@ class RuleEngine:
                 ) from None
             finally:
                 self._host.delete_state(name, sid)
-            hits, errors = self._hits, self._errors
+            matched, keys, errors = self._matched, self._keys, self._errors
+            self._matched, self._keys = array("i"), array("q")
         if errors:
             raise RuleError(f"rule actions failed in session {session}: {'; '.join(errors)}")
-        return hits
+        return Hits(self.rule_ids, np.array(matched), np.array(keys).reshape(-1, arity))
 
 
 _ENGINES: dict[str, RuleEngine] = {}

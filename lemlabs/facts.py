@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from lemlabs.engine import Hit, RuleEngine, engine_for, json_safe
+from lemlabs.engine import Hits, RuleEngine, engine_for, json_safe
 from lemlabs.rules import Rule
 from lemlabs.rules.conditions import Columns, evaluate, joins_equals
-from lemlabs.rules.records import RESULT_FIELDS, Phase, gates, join_reach, rule_book
+from lemlabs.rules.records import ALIASES, RESULT_FIELDS, Phase, gates, join_reach, rule_book
 from lemlabs.rules.thresholds import Thresholds
 
 Progress = Callable[[str, int, int], None]
@@ -96,13 +97,25 @@ def _windows(days: np.ndarray, reach: int | None, size: int) -> list[tuple[np.nd
     return windows
 
 
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A phase's hits and the patient of each (a row of ``patients`` per match)."""
+
+    patients: np.ndarray
+    hits: Hits
+
+    def take(self, which: np.ndarray) -> Found:
+        """The matches ``which`` selects (a mask or positions)."""
+        return Found(self.patients[which], self.hits.take(which))
+
+
 def _run_phase(
     engine: RuleEngine,
     phase: Phase,
     facts: pd.DataFrame,
     progress: Progress,
     reach: int | None = None,
-) -> list[tuple[str, Hit]]:
+) -> Found:
     """One phase's facts through the engine; each fact carries only the fields the phase's rules
     read, and its ``key``. A composite joins two facts of one patient, so ``finding`` facts
     (sorted by patient) go one patient per session, or, for a patient with many, in time windows
@@ -128,40 +141,42 @@ def _run_phase(
         bounds = list(range(_RESULTS_PER_SESSION, len(records), _RESULTS_PER_SESSION))
         starts = [0, *bounds, len(records)] if records else [0]
         sessions = [(np.arange(a, b), None) for a, b in itertools.pairwise(starts)]
-    keys = facts["key"].tolist()
-    patient_of = dict(zip(keys, patients.tolist(), strict=True))
-    day_of = dict(zip(keys, facts["day"].tolist(), strict=True)) if phase == "finding" else {}
+    keys = pd.Index(facts["key"].to_numpy(dtype="int64"))
     step = max(1, len(sessions) // 50)
-    hits: list[tuple[str, Hit]] = []
+    parts = []
     for session, (positions, owned) in enumerate(sessions):
         if session % step == 0:
             progress(f"engine:{phase}", session, len(sessions))
         found = engine.run(phase, session, [records[n] for n in positions.tolist()])
         if owned is not None:  # a window keeps the matches whose earlier fact is in its core
-            found = [hit for hit in found if min(day_of[key] for key in hit.keys) <= owned]
-        hits += [(str(patient_of[hit.keys[0]]), hit) for hit in found]
+            earlier = days[keys.get_indexer(found.keys.ravel())].reshape(found.keys.shape)
+            found = found.take(earlier.min(axis=1) <= owned)
+        parts.append(found)
     progress(f"engine:{phase}", len(sessions), len(sessions))
-    return hits
+    hits = Hits.joined(parts, engine.rule_ids, len(ALIASES[phase]))
+    return Found(patients[keys.get_indexer(hits.keys[:, 0])], hits)
 
 
 def run_engine(
     context: pd.DataFrame, thresholds: Thresholds, post_all: bool, progress: Progress
-) -> tuple[list[tuple[str, Hit]], dict[int, tuple[int, ...]]]:
+) -> tuple[Found, Found, dict[int, tuple[int, ...]]]:
     """Every patient's result facts through the result rules, then the findings they produce
-    through the composite rules. Returns the hits and, per finding fact, its result rows."""
+    through the composite rules. Returns the result rules' hits (a result row each, in row
+    order), the composites' hits (two finding facts each) and, per finding fact, its result
+    rows."""
     book = rule_book()
     engine = engine_for(book.rules, thresholds, catch_all=post_all)
     facts = result_facts(context, thresholds)
     if not post_all:
         facts = facts[admitted(facts, book.phase("result"), thresholds)]
     progress("engine", 0, 1)
-    position = dict(zip(facts["key"].tolist(), range(len(facts)), strict=True))
-    singles = sorted(
-        _result_hits(engine, facts, alone=post_all, progress=progress),
-        key=lambda item: (position[item[1].keys[0]], item[1].rule_id),
-    )
-    found = facts.set_index("key").loc[[hit.keys[0] for _, hit in singles]].reset_index()
-    codes = [book.by_id[hit.rule_id].code for _, hit in singles]
+    singles = _result_hits(engine, facts, alone=post_all, progress=progress)
+    rows = singles.hits.keys[:, 0]
+    by_id = np.argsort(np.argsort(np.array(engine.rule_ids)))  # each rule's rank by its id
+    position = pd.Index(facts["key"].to_numpy(dtype="int64")).get_indexer(rows)
+    singles = singles.take(np.lexsort((by_id[singles.hits.rules], position)))
+    found = facts.set_index("key").loc[singles.hits.keys[:, 0]].reset_index()
+    codes = np.array([rule.code for rule in engine.rules], dtype=object)[singles.hits.rules]
     found["code"] = pd.Series(codes, index=found.index, dtype=object)
     if not post_all:
         found = found[admitted(found, book.phase("finding"), thresholds)]
@@ -169,32 +184,29 @@ def run_engine(
     reach = join_reach(book.phase("finding"), found, thresholds)
     composites = _run_phase(engine, "finding", found, progress, reach)
     progress("engine", 1, 1)
-    return singles + composites, fact_rows
+    return singles, composites, fact_rows
 
 
-def _result_hits(
-    engine: RuleEngine, facts: pd.DataFrame, alone: bool, progress: Progress
-) -> list[tuple[str, Hit]]:
+def _result_hits(engine: RuleEngine, facts: pd.DataFrame, alone: bool, progress: Progress) -> Found:
     """The result rules' hits on ``facts``, one per rule and result row (as many as the rule
     matched that result). A result rule reads one fact, so results that agree on every field
     the rules read match exactly the same rules: the engine sees each such set once (values
     repeat: a lab reports platelets in whole numbers), and its hits go to every result of the
     set. Each result is its own fact when ``alone``."""
-    if alone:
+    if alone or facts.empty:
         return _run_phase(engine, "result", facts, progress)
     groups = facts.groupby(list(rule_book().reads("result")), sort=False).ngroup().to_numpy()
     order = np.argsort(groups, kind="stable")
-    starts = np.searchsorted(groups[order], np.arange(groups.max() + 2 if len(groups) else 1))
+    starts = np.searchsorted(groups[order], np.arange(groups.max() + 2))
     posted = facts.iloc[order[starts[:-1]]].assign(key=np.arange(len(starts) - 1))
-    rows = facts["key"].to_numpy()[order].tolist()
-    patients = facts["patient_id"].to_numpy(dtype=object)[order].tolist()
-    bounds = starts.tolist()
-    hits: list[tuple[str, Hit]] = []
-    for _, hit in _run_phase(engine, "result", posted, progress):
-        group = hit.keys[0]
-        for n in range(bounds[group], bounds[group + 1]):
-            hits.append((str(patients[n]), Hit(hit.rule_id, (rows[n],))))
-    return hits
+    hits = _run_phase(engine, "result", posted, progress).hits
+    group = hits.keys[:, 0]
+    counts = starts[group + 1] - starts[group]  # the results of each hit's set
+    within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    members = order[np.repeat(starts[group], counts) + within]
+    rows = facts["key"].to_numpy(dtype="int64")[members]
+    each = Hits(hits.rule_ids, np.repeat(hits.rules, counts), rows[:, np.newaxis])
+    return Found(facts["patient_id"].to_numpy(dtype=object)[members], each)
 
 
 def _finding_facts(

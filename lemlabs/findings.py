@@ -22,7 +22,7 @@ import pandas as pd
 
 from lemlabs.analytes import catalogue
 from lemlabs.display import label_of, shown
-from lemlabs.engine import Hit
+from lemlabs.facts import Found
 from lemlabs.memory import collector_paused
 from lemlabs.models import Evidence, Severity
 from lemlabs.rules.records import Rule
@@ -241,6 +241,8 @@ def _counted(evidence: Sequence[Mapping[str, Any]]) -> str:
     """ "3 results (2 TSH, 1 free T4), from A to B": every result of the episode, counted once."""
     first, last = evidence[0]["day_text"], evidence[-1]["day_text"]
     count = len(evidence)
+    if count == 1:
+        return f"1 result, on {first}"
     text = f"{count} result{'s' if count != 1 else ''}"
     analytes = [str(record["analyte"]) for record in evidence]
     if analytes.count(analytes[0]) != count:
@@ -263,17 +265,21 @@ def _worst(rule: Rule, anchors: Sequence[Mapping[str, Any]]) -> str:
     """The episode's extreme value per analyte, judged by what is certain of each value."""
     if rule.worst is None:
         return ""
-    by_analyte: dict[str, list[Mapping[str, Any]]] = {}
-    for record in anchors:
-        by_analyte.setdefault(str(record["analyte"]), []).append(record)
-    if rule.worst == "lowest":
-        extremes = [min(rs, key=_certain_low) for rs in by_analyte.values()]
-    else:
-        extremes = [max(rs, key=_certain_high) for rs in by_analyte.values()]
+    extremes = anchors if len(anchors) == 1 else _extremes(rule.worst, anchors)
     return "; " + "; ".join(
         f"{rule.worst} {shown(r)} ({label_of(str(r['analyte']))}) on {r['day_text']}"
         for r in extremes
     )
+
+
+def _extremes(worst: str, anchors: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Per analyte, the anchor whose certain value is the ``worst`` (lowest or highest)."""
+    by_analyte: dict[str, list[Mapping[str, Any]]] = {}
+    for record in anchors:
+        by_analyte.setdefault(str(record["analyte"]), []).append(record)
+    if worst == "lowest":
+        return [min(rs, key=_certain_low) for rs in by_analyte.values()]
+    return [max(rs, key=_certain_high) for rs in by_analyte.values()]
 
 
 def _highest_level(
@@ -296,12 +302,13 @@ def _highest_level(
     )
 
 
-_READ = ("", Hit("", ()))  # a composite hit's place in the hits once it is read
+_CHUNK = 100_000  # composite hits read as Python objects at a time
 
 
 @collector_paused()
 def assemble(
-    hits: list[tuple[str, Hit]],
+    singles: Found,
+    composites: Found,
     context: pd.DataFrame,
     rules: Mapping[str, Rule],
     thresholds: Thresholds,
@@ -309,12 +316,12 @@ def assemble(
     finding_rows: Mapping[int, tuple[int, ...]],
 ) -> list[dict[str, Any]]:
     """Findings from hits, as :meth:`Finding.to_dict` gives them (the rows of the findings
-    table). A result rule's hit holds the result's row; a composite's hit holds finding fact
-    keys, which ``finding_rows`` maps to the result rows behind them (a fact stands for all
-    findings of a patient that agree on every field the composites read). ``hits`` is emptied
-    once read."""
+    table). A result rule's hit (``singles``) holds the result's row; a composite's hit holds
+    finding fact keys, which ``finding_rows`` maps to the result rows behind them (a fact stands
+    for all findings of a patient that agree on every field the composites read)."""
+    rule_of = [rules[rule_id] for rule_id in singles.hits.rule_ids]  # by the hits' rule index
+    hit_rows = set(singles.hits.keys[:, 0].tolist())
     by_row = context.set_index("row", drop=False)
-    hit_rows = {hit.keys[0] for _, hit in hits if rules[hit.rule_id].phase == "result"}
     rows_needed = hit_rows | {row for rows in finding_rows.values() for row in rows}
     paired = by_row.loc[sorted(rows_needed), "pair_row"].dropna().astype(int)
     needed = by_row.loc[
@@ -324,26 +331,34 @@ def assemble(
     records = _records(needed)
     pair_of = dict(zip(paired.index.astype(int).tolist(), paired.tolist(), strict=True))
     superseding_codes = {rule.superseded_by for rule in rules.values() if rule.superseded_by}
-    superseding = {
-        (patient, hit.keys[0], rules[hit.rule_id].code)
-        for patient, hit in hits
-        if rules[hit.rule_id].phase == "finding" and rules[hit.rule_id].code in superseding_codes
-    }
-
-    def superseded(patient: str, hit: Hit, rule: Rule) -> bool:
-        return bool(rule.superseded_by) and (
-            (patient, hit.keys[0], rule.superseded_by) in superseding
+    joins = composites.hits
+    superseding_rules = [n for n, r in enumerate(rule_of) if r.code in superseding_codes]
+    supersede = np.isin(joins.rules, superseding_rules)
+    superseding = set(
+        zip(
+            composites.patients[supersede].tolist(),
+            joins.keys[supersede, 0].tolist(),
+            [rule_of[n].code for n in joins.rules[supersede].tolist()],
+            strict=True,
         )
+    )
 
-    singles = [
-        (patient, hit, rule)
-        for patient, hit in hits
-        if (rule := rules[hit.rule_id]).phase == "result" and not superseded(patient, hit, rule)
+    def superseded(patient: str, key: int, rule: Rule) -> bool:
+        return bool(rule.superseded_by) and (patient, key, rule.superseded_by) in superseding
+
+    kept = [
+        (patient, row, rule)
+        for patient, row, rule in zip(
+            singles.patients.tolist(),
+            singles.hits.keys[:, 0].tolist(),
+            [rule_of[n] for n in singles.hits.rules.tolist()],
+            strict=True,
+        )
+        if not superseded(patient, row, rule)
     ]
-    grades = _grades(singles, needed, thresholds)
+    grades = _grades(kept, needed, thresholds)
     occurrences = []
-    for (patient, hit, rule), grade in zip(singles, grades, strict=True):
-        anchor = hit.keys[0]
+    for (patient, anchor, rule), grade in zip(kept, grades, strict=True):
         rows: tuple[int, ...] = (anchor,)
         if rule.condition == "thyroid" and anchor in pair_of:
             rows += (pair_of[anchor],)
@@ -353,22 +368,24 @@ def assemble(
         occurrences.append(Occurrence(rule, patient, rows, anchor, date, stamp, grade, notes))
     plain = _absorbing(rules.values())
     twins: dict[tuple[str, str, dt.datetime], Occurrence] = {}
-    for index, (patient, hit) in enumerate(hits):
-        rule = rules[hit.rule_id]
-        if rule.phase != "finding":
-            continue
-        hits[index] = _READ  # one patient's million matches are freed as they are read
-        if superseded(patient, hit, rule):
-            continue
-        first, second = (finding_rows[key] for key in hit.keys)
-        for occurrence in _joined(rule, patient, first, second, records):
-            if rule.code in plain:
-                twin = twins.setdefault((patient, rule.id, occurrence.date), occurrence)
-                if twin is not occurrence:
-                    _absorb(twin, occurrence)
-                    continue
-            occurrences.append(occurrence)
-    hits.clear()
+    for start in range(0, len(joins), _CHUNK):  # a patient's millions of matches, a part at a time
+        part = slice(start, start + _CHUNK)
+        for patient, number, (one, two) in zip(
+            composites.patients[part].tolist(),
+            joins.rules[part].tolist(),
+            joins.keys[part].tolist(),
+            strict=True,
+        ):
+            rule = rule_of[number]
+            if superseded(patient, one, rule):
+                continue
+            for occurrence in _joined(rule, patient, finding_rows[one], finding_rows[two], records):
+                if rule.code in plain:
+                    twin = twins.setdefault((patient, rule.id, occurrence.date), occurrence)
+                    if twin is not occurrence:
+                        _absorb(twin, occurrence)
+                        continue
+                occurrences.append(occurrence)
     analyte_of = {row: str(record["analyte"]) for row, record in records.items()}
     quiet = _QuietResults(context, hit_rows, {o.patient_id for o in occurrences})
     episodes = _episodes(occurrences, thresholds, quiet, analyte_of)
@@ -477,17 +494,18 @@ def _records(needed: pd.DataFrame) -> dict[int, dict[str, Any]]:
 
 
 def _grades(
-    kept: Sequence[tuple[str, Hit, Rule]], needed: pd.DataFrame, thresholds: Thresholds
+    kept: Sequence[tuple[str, int, Rule]], needed: pd.DataFrame, thresholds: Thresholds
 ) -> list[int | None]:
-    """Each hit's CTCAE grade, computed per rule for all of its results at once."""
+    """Each result hit's CTCAE grade (``kept``: patient, row, rule), computed per rule for all
+    of its results at once."""
     grades: list[int | None] = [None] * len(kept)
     by_rule: dict[str, list[int]] = defaultdict(list)
-    for number, (_, hit, rule) in enumerate(kept):
-        if rule.phase == "result" and rule.grade:
-            by_rule[hit.rule_id].append(number)
+    for number, (_, _, rule) in enumerate(kept):
+        if rule.grade:
+            by_rule[rule.id].append(number)
     for numbers in by_rule.values():
         rule = kept[numbers[0]][2]
-        anchors = needed.loc[[kept[number][1].keys[0] for number in numbers]]
+        anchors = needed.loc[[kept[number][1] for number in numbers]]
         for number, grade in zip(numbers, rule.grades_of(anchors, thresholds), strict=True):
             grades[number] = grade
     return grades
@@ -526,12 +544,15 @@ class _Writer:
         records, thresholds = self.records, self.thresholds
         top = episode[0] if len(episode) == 1 else max(episode, key=_severity_and_date)
         rule = top.rule
-        rows = list({row for o in episode for part in (o.rows, *o.more) for row in part})
-        if len(rows) > 1:
+        if len(episode) == 1 and len(top.rows) == 1 and not top.more:  # one result
+            rows = list(top.rows)
+            notes = list(dict.fromkeys(top.notes))
+        else:
+            rows = list({row for o in episode for part in (o.rows, *o.more) for row in part})
             rows.sort(key=lambda r: (records[r]["collected_at"], r))
+            notes = list(dict.fromkeys(note for o in episode for note in o.notes))
         evidence = [records[row] for row in rows]
         anchors = [records[o.anchor_row] for o in episode]
-        notes = list(dict.fromkeys(note for o in episode for note in o.notes))
         ended = [r["window_end"] for r in evidence if r["window"] == "after_window"]
         if ended:
             notes.append(

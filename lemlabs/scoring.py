@@ -146,9 +146,11 @@ def _score(
     del frame  # the results hold what is needed of it; its columns are memory the engine can use
     report("context", 0, 1)
     context = add_context(results[results["status"] == "scored"], people, table)
-    hits, finding_rows = run_engine(context, table, post_all, report)
+    singles, composites, finding_rows = run_engine(context, table, post_all, report)
     report("findings", 0, 1)
-    findings = assemble(hits, context, rule_book().by_id, table, rules_version(table), finding_rows)
+    version = rules_version(table)
+    by_id = rule_book().by_id
+    findings = assemble(singles, composites, context, by_id, table, version, finding_rows)
     if as_of is not None:
         day = check_as_of(as_of)
         findings += [f.to_dict() for f in _monitoring(results, people, context, day, table)]

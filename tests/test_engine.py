@@ -267,7 +267,10 @@ def test_grouped_result_facts_give_every_result_the_hits_of_its_own_fact(
     def both(engine: RuleEngine, facts: pd.DataFrame, alone: bool, progress: Any) -> Any:
         for each in (True, False):
             found = result_hits(engine, facts, alone=each, progress=progress)
-            hits[each] = Counter((patient, hit.rule_id, hit.keys) for patient, hit in found)
+            hits[each] = Counter(
+                (patient, hit.rule_id, hit.keys)
+                for patient, hit in zip(found.patients.tolist(), found.hits, strict=True)
+            )
         sizes.append((len(facts), facts.groupby(list(rule_book().reads("result"))).ngroups))
         return found
 
@@ -324,6 +327,9 @@ def test_grouping_result_facts_keeps_each_results_hits_at_every_cut_off(
 
     def hits(alone: bool) -> Counter[tuple[str, str, tuple[int, ...]]]:
         found = facts_module._result_hits(engine, facts, alone, lambda *_: None)
-        return Counter((patient, hit.rule_id, hit.keys) for patient, hit in found)
+        return Counter(
+            (patient, hit.rule_id, hit.keys)
+            for patient, hit in zip(found.patients.tolist(), found.hits, strict=True)
+        )
 
     assert hits(alone=False) == hits(alone=True)

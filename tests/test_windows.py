@@ -159,9 +159,13 @@ def _scored(
     seen: dict[str, Any] = {"sessions": 0}
     assemble, windows = scoring.assemble, fact_module._windows
 
-    def keep(hits: Any, *rest: Any) -> Any:
-        seen["hits"] = [(patient, hit.rule_id, hit.keys) for patient, hit in hits]
-        return assemble(hits, *rest)
+    def keep(singles: Any, composites: Any, *rest: Any) -> Any:
+        seen["hits"] = [
+            (patient, hit.rule_id, hit.keys)
+            for found in (singles, composites)
+            for patient, hit in zip(found.patients.tolist(), found.hits, strict=True)
+        ]
+        return assemble(singles, composites, *rest)
 
     def count(*args: Any) -> Any:
         parts = windows(*args)

@@ -61,7 +61,7 @@ RESULT_FIELDS = (
 )
 """What a result fact holds (besides derived fields); numbers in canonical units."""
 SCHEDULE_FIELDS = ("missed",)
-_ALIASES: dict[str, tuple[str, ...]] = {
+ALIASES: dict[str, tuple[str, ...]] = {  # what a rule of each phase calls the facts it matches
     "result": ("m",),
     "finding": ("first", "second"),
     "schedule": ("m",),
@@ -261,11 +261,11 @@ def _rule(
     if unknown:
         raise RuleDefinitionError(f"{where}: unknown entries {', '.join(sorted(unknown))}")
     phase: Phase = raw.get("phase", "result")
-    if phase not in _ALIASES:
+    if phase not in ALIASES:
         raise RuleDefinitionError(f"{where}: phase must be result, finding or schedule")
     names = ("first", "second") if phase == "finding" else ("when",)
     written = tuple((name, _expressions(raw.get(name), f"{where} {name}")) for name in names)
-    aliases = _ALIASES[phase]
+    aliases = ALIASES[phase]
     when = tuple(
         (alias, _tree(texts, keys, aliases if alias == "second" else ()))
         for alias, (_, texts) in zip(aliases, written, strict=True)
