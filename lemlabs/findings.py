@@ -10,7 +10,9 @@ grade of the episode, reports its extreme value, and lists every result as evide
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import itertools
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -99,9 +101,10 @@ def _absorbing(rules: Iterable[Rule]) -> set[str]:
 def _absorb(kept: Occurrence, twin: Occurrence) -> None:
     """``kept`` stands for ``twin`` as well: a composite occurrence of the same patient, rule
     and date. It keeps the rows that sort first (episodes order ties by rows, and the first
-    of the latest decides the finding's rule) and every row of both as evidence."""
+    of the latest decides the finding's rule) and every row of both as evidence: their
+    ``more``, the two facts' row tuples, which hold their pairs' rows."""
     kept.more = kept.more if isinstance(kept.more, set) else set(kept.more)
-    kept.more.update((kept.rows, twin.rows, *twin.more))
+    kept.more.update(twin.more)
     if twin.rows < kept.rows:
         kept.rows, kept.anchor_row = twin.rows, twin.anchor_row
 
@@ -321,15 +324,15 @@ def assemble(
     for all findings of a patient that agree on every field the composites read)."""
     rule_of = [rules[rule_id] for rule_id in singles.hits.rule_ids]  # by the hits' rule index
     hit_rows = set(singles.hits.keys[:, 0].tolist())
-    by_row = context.set_index("row", drop=False)
     rows_needed = hit_rows | {row for rows in finding_rows.values() for row in rows}
-    paired = by_row.loc[sorted(rows_needed), "pair_row"].dropna().astype(int)
-    needed = by_row.loc[
-        sorted(rows_needed | set(paired)),
-        [*_RECORD_COLUMNS, *by_row.columns.intersection(["source_id"])],
-    ]
+    at = pd.Index(context["row"])  # a row's position in the context
+    pair_row = context["pair_row"].take(at.get_indexer(sorted(rows_needed)))
+    paired = pair_row.set_axis(sorted(rows_needed)).dropna().astype(int)
+    columns = [*_RECORD_COLUMNS, *context.columns.intersection(["source_id"])]
+    chosen = sorted(rows_needed | set(paired))
+    needed = context[columns].take(at.get_indexer(chosen)).set_axis(chosen)
     records = _records(needed)
-    pair_of = dict(zip(paired.index.astype(int).tolist(), paired.tolist(), strict=True))
+    pair_of = dict(zip(paired.index.tolist(), paired.tolist(), strict=True))
     superseding_codes = {rule.superseded_by for rule in rules.values() if rule.superseded_by}
     joins = composites.hits
     superseding_rules = [n for n, r in enumerate(rule_of) if r.code in superseding_codes]
@@ -358,16 +361,19 @@ def assemble(
     ]
     grades = _grades(kept, needed, thresholds)
     occurrences = []
+    texts: dict[tuple[str, ...], tuple[str, ...]] = {}  # equal notes: one tuple, not one each
     for (patient, anchor, rule), grade in zip(kept, grades, strict=True):
         rows: tuple[int, ...] = (anchor,)
         if rule.condition == "thyroid" and anchor in pair_of:
             rows += (pair_of[anchor],)
         notes = tuple(rule.notes_of(records[anchor], thresholds))
+        notes = texts.setdefault(notes, notes)
         last = _latest(rows, records)
         date, stamp = last["collected_at"], last["stamp"]
         occurrences.append(Occurrence(rule, patient, rows, anchor, date, stamp, grade, notes))
     plain = _absorbing(rules.values())
     twins: dict[tuple[str, str, dt.datetime], Occurrence] = {}
+    facts = _FindingFacts(finding_rows, records)
     for start in range(0, len(joins), _CHUNK):  # a patient's millions of matches, a part at a time
         part = slice(start, start + _CHUNK)
         for patient, number, (one, two) in zip(
@@ -379,7 +385,7 @@ def assemble(
             rule = rule_of[number]
             if superseded(patient, one, rule):
                 continue
-            for occurrence in _joined(rule, patient, finding_rows[one], finding_rows[two], records):
+            for occurrence in _joined(rule, patient, (one, two), facts, records):
                 if rule.code in plain:
                     twin = twins.setdefault((patient, rule.id, occurrence.date), occurrence)
                     if twin is not occurrence:
@@ -400,23 +406,72 @@ def _latest(rows: tuple[int, ...], records: Mapping[int, Mapping[str, Any]]) -> 
     return max((records[row] for row in rows), key=lambda r: r["collected_at"])
 
 
+@dataclass(frozen=True, slots=True)
+class _Span:
+    """A finding fact's result rows in time order: for any time, the lowest row at or before
+    it (what :func:`_deciding_pairs` asks of every match the fact is in)."""
+
+    times: list[dt.datetime]
+    lowest: list[int]
+    """``lowest[n]``: the lowest row among the first ``n + 1`` in time order."""
+    at_latest: int
+    """The lowest row at the latest time."""
+
+    @classmethod
+    def of(cls, rows: tuple[int, ...], records: Mapping[int, Mapping[str, Any]]) -> _Span:
+        timed = sorted((records[row]["collected_at"], row) for row in rows)
+        times = [time for time, _ in timed]
+        at_latest = timed[bisect.bisect_left(times, times[-1])][1]
+        return cls(times, list(itertools.accumulate((row for _, row in timed), min)), at_latest)
+
+    @property
+    def latest(self) -> dt.datetime:
+        return self.times[-1]
+
+    @property
+    def earliest(self) -> dt.datetime:
+        return self.times[0]
+
+    def lowest_until(self, when: dt.datetime) -> int:
+        """The lowest row at or before ``when`` (not before the earliest)."""
+        return self.lowest[bisect.bisect_right(self.times, when) - 1]
+
+
+class _FindingFacts:
+    """Finding facts' result rows (``rows``), and the :class:`_Span` of a fact of several rows,
+    made once however many matches it is in."""
+
+    def __init__(
+        self, rows: Mapping[int, tuple[int, ...]], records: Mapping[int, Mapping[str, Any]]
+    ) -> None:
+        self.rows, self._records = rows, records
+        self._spans: dict[int, _Span] = {}
+
+    def span(self, key: int) -> _Span:
+        known = self._spans.get(key)
+        if known is None:
+            self._spans[key] = known = _Span.of(self.rows[key], self._records)
+        return known
+
+
 def _joined(
     rule: Rule,
     patient: str,
-    first: tuple[int, ...],
-    second: tuple[int, ...],
+    keys: tuple[int, int],
+    facts: _FindingFacts,
     records: Mapping[int, Mapping[str, Any]],
 ) -> list[Occurrence]:
-    """The occurrences of a composite hit on two finding facts, each standing for findings of
-    one day (``first`` and ``second``: their result rows). Every pair of them matched; a pair's
-    date is its later result. Those dates all fall within one day, so every pair lands in one
-    episode, and only the earliest and the latest can decide where an episode splits: the pair
-    (lowest rows first, as episodes order ties) at each of those two dates stands for all, the
-    other rows ride along as evidence (``more``)."""
+    """The occurrences of a composite hit on two finding facts (``keys``), each standing for
+    findings of one day (:attr:`_FindingFacts.rows`: their result rows). Every pair of them
+    matched; a pair's date is its later result. Those dates all fall within one day, so every
+    pair lands in one episode, and only the earliest and the latest can decide where an episode
+    splits: the pair (lowest rows first, as episodes order ties) at each of those two dates
+    stands for all, the other rows ride along as evidence (``more``)."""
+    first, second = facts.rows[keys[0]], facts.rows[keys[1]]
     if len(first) == 1 and len(second) == 1:  # one finding each (the usual case): one pair
         pairs = {(first[0], second[0])}
     else:
-        pairs = _deciding_pairs(first, second, records)
+        pairs = _deciding_pairs(facts.span(keys[0]), facts.span(keys[1]))
     occurrences = []
     for pair in sorted(pairs):
         last = _latest(pair, records)
@@ -436,33 +491,20 @@ def _joined(
     return occurrences
 
 
-def _deciding_pairs(
-    first: tuple[int, ...], second: tuple[int, ...], records: Mapping[int, Mapping[str, Any]]
-) -> set[tuple[int, int]]:
-    """The pairs at the earliest and at the latest date of all pairs of ``first`` and
-    ``second`` (see :func:`_joined`)."""
-
-    def at(rows: tuple[int, ...]) -> list[tuple[dt.datetime, int]]:
-        return [(records[row]["collected_at"], row) for row in rows]
-
-    ones, twos = at(first), at(second)
-    latest_one, latest_two = max(ones)[0], max(twos)[0]
-    latest = max(latest_one, latest_two)
+def _deciding_pairs(one: _Span, two: _Span) -> set[tuple[int, int]]:
+    """The pairs at the earliest and at the latest date of all pairs of two facts' rows (see
+    :func:`_joined`). At the latest: the lowest row at that time on the side that reaches it,
+    with the other side's lowest row (either side, when both do: the lower pair). At the
+    earliest (the later of the two earliest times): the lowest row at or before it on each
+    side."""
+    latest = max(one.latest, two.latest)
     candidates = []
-    if latest_one == latest:
-        candidates.append((min(r for t, r in ones if t == latest), min(second)))
-    if latest_two == latest:
-        candidates.append((min(first), min(r for t, r in twos if t == latest)))
-    pairs = {min(candidates)}
-    early_one, early_two = min(ones)[0], min(twos)[0]
-    earliest = max(early_one, early_two)
-    pairs.add(
-        (
-            min(r for t, r in ones if (t == earliest if early_one >= early_two else t <= earliest)),
-            min(r for t, r in twos if (t == earliest if early_two >= early_one else t <= earliest)),
-        )
-    )
-    return pairs
+    if one.latest == latest:
+        candidates.append((one.at_latest, two.lowest[-1]))
+    if two.latest == latest:
+        candidates.append((one.lowest[-1], two.at_latest))
+    earliest = max(one.earliest, two.earliest)
+    return {min(candidates), (one.lowest_until(earliest), two.lowest_until(earliest))}
 
 
 def _iso(times: np.ndarray) -> list[str]:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rules_helpers import findings, summary
+
+from lemlabs import findings as findings_module
 
 HAEM = ("anti_gbm.haematuria", "watch", None)
 BASELINE = (-5, "Creat", "60", "umol/L")
@@ -96,3 +102,26 @@ def test_one_pattern_per_episode_and_separate_episodes_stay_separate() -> None:
     ]
     patterns = [f for f in findings(apart, sex="M") if f.code == "anti_gbm.pattern"]
     assert len(patterns) == 2
+
+
+@settings(max_examples=300)  # microseconds each
+@given(
+    st.lists(st.integers(0, 3), min_size=1, max_size=6),
+    st.lists(st.integers(0, 3), min_size=1, max_size=6),
+)
+def test_the_deciding_pairs_are_the_lowest_at_the_earliest_and_the_latest_date(
+    first_hours: list[int], second_hours: list[int]
+) -> None:
+    """Two finding facts' rows at a few times of one day: of all pairs (dated by their later
+    result), the lowest pair at the latest date and the lowest at the earliest, as counted
+    over every pair."""
+    day = dt.datetime(2024, 5, 1)
+    first = tuple(range(len(first_hours)))
+    second = tuple(range(10, 10 + len(second_hours)))
+    hours = dict(zip(first + second, first_hours + second_hours, strict=True))
+    records = {row: {"collected_at": day + dt.timedelta(hours=h)} for row, h in hours.items()}
+    dated = [(max(hours[a], hours[b]), (a, b)) for a in first for b in second]
+    latest = min(pair for when, pair in dated if when == max(dated)[0])
+    earliest = min(pair for when, pair in dated if when == min(dated)[0])
+    one, two = (findings_module._Span.of(rows, records) for rows in (first, second))
+    assert findings_module._deciding_pairs(one, two) == {latest, earliest}
