@@ -55,6 +55,45 @@ def admitted(facts: pd.DataFrame, rules: Iterable[Rule], thresholds: Thresholds)
     return mask
 
 
+def partnered(facts: pd.DataFrame, rules: Iterable[Rule], thresholds: Thresholds) -> np.ndarray:
+    """Finding facts that can take part in a match of some of these joins: a fact that passes
+    what one side asks of its fact alone (:func:`~lemlabs.rules.records.gates`), with a fact
+    of the same patient that passes the other side's within the join's reach of days
+    (:func:`~lemlabs.rules.records.join_reach`). Only these are posted: the others complete no
+    match (a test posts both and compares the hits)."""
+    patient = pd.factorize(facts["patient_id"].to_numpy(dtype=object))[0]
+    day = facts["day"].to_numpy(dtype="int64")
+    columns = Columns(facts)
+    anyone = np.ones(len(facts), dtype=bool)
+    mask = np.zeros(len(facts), dtype=bool)
+    for rule in rules:
+        one, two = (
+            anyone if node is None else evaluate(node, columns, thresholds)
+            for node in gates([rule])
+        )
+        reach = join_reach([rule], facts, thresholds)
+        mask |= _near(patient, day, one, two, reach) | _near(patient, day, two, one, reach)
+    return mask
+
+
+def _near(
+    patient: np.ndarray, day: np.ndarray, of: np.ndarray, to: np.ndarray, reach: int | None
+) -> np.ndarray:
+    """Per fact: whether it is one of ``of`` with one of ``to`` of the same patient at most
+    ``reach`` days away (``None``: however far)."""
+    near = np.zeros(len(day), dtype=bool)
+    if not of.any() or not to.any():
+        return near
+    if reach is None:
+        return of & np.isin(patient, patient[to])
+    stride = int(day.max() - day.min()) + 2 * reach + 1  # patients' keys never overlap
+    key = patient.astype("int64") * stride + (day - day.min())
+    targets = np.sort(key[to])
+    low = np.searchsorted(targets, key[of] - reach, "left")
+    near[of] = np.searchsorted(targets, key[of] + reach, "right") > low
+    return near
+
+
 _RESULTS_PER_SESSION = 2000
 # A patient with more finding facts than this is scored in time windows (:func:`_windows`) of
 # about this many facts each, plus the overlap. Measured on 1M rows of one patient (25 %
@@ -181,6 +220,8 @@ def run_engine(
     if not post_all:
         found = found[admitted(found, book.phase("finding"), thresholds)]
     found, fact_rows = _finding_facts(found, thresholds, alone=post_all)
+    if not post_all:
+        found = found[partnered(found, book.phase("finding"), thresholds)]
     reach = join_reach(book.phase("finding"), found, thresholds)
     composites = _run_phase(engine, "finding", found, progress, reach)
     progress("engine", 1, 1)

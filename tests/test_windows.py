@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import lab_frame, patient_frame
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lemlabs
@@ -208,6 +208,7 @@ def test_too_short_an_overlap_loses_matches(
     labs, people = one_patient
     once, _, _ = _scored(labs, people, monkeypatch, size=10**9)
     monkeypatch.setattr(fact_module, "join_reach", lambda *args: 29)
+    monkeypatch.setattr(fact_module, "partnered", lambda facts, *args: np.ones(len(facts), bool))
     windowed, _, _ = _scored(labs, people, monkeypatch, size=40)
     assert not once.equals(windowed)
 
@@ -228,6 +229,131 @@ def test_the_swing_reaches_six_calendar_months_from_the_facts(
     people = patient_frame(("P1", "F", "2020-01-06"))
     if reach is not None:
         monkeypatch.setattr(fact_module, "join_reach", lambda *args: reach)
+    # every fact posted (a fact's partner is found by the windows alone, not by partnered)
+    monkeypatch.setattr(fact_module, "partnered", lambda facts, *args: np.ones(len(facts), bool))
     findings, _, sessions = _scored(labs, people, monkeypatch, size=1)
     assert sessions == 3
     assert ("thyroid.fluctuation" in set(findings["code"])) == kept
+
+
+_CODES = [
+    "anti_gbm.haematuria",
+    "anti_gbm.creatinine_rise",
+    "anti_gbm.proteinuria",
+    "anti_gbm.albuminuria",
+    "thyroid.subclinical_hypothyroidism",
+    "itp.suspected",
+]
+
+
+# days at and around each join's reach from day 0 (pattern 30, persistent haematuria 7 to 90,
+# a swing to swing_until) and from day 300, so that many pairs sit on an edge
+_DAYS = sorted(
+    {base + edge for base in (0, 300) for e in (0, 7, 30, 90, 184) for edge in (e - 1, e, e + 1)}
+)
+
+
+@settings(max_examples=150)  # a few milliseconds each
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["P1", "P2"]),
+            st.sampled_from(_CODES),
+            st.sampled_from([("tsh", "L"), ("tsh", "H"), ("creatinine", "H"), ("urine", "N")]),
+            st.sampled_from(_DAYS),
+            st.sampled_from([183, 184]),  # swing_until - day
+            st.integers(0, 1),  # micro_neg
+            st.integers(0, 1),  # rise
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_facts_without_a_partner_within_reach_complete_no_match(
+    rows: list[tuple[str, str, tuple[str, str], int, int, int, int]],
+) -> None:
+    """Posting only the finding facts :func:`~lemlabs.facts.partnered` keeps gives exactly the
+    composite hits of posting all (days drawn so that partners fall at, inside and just past
+    each join's reach)."""
+    facts = pd.DataFrame(
+        [
+            {
+                "patient_id": patient,
+                "code": code,
+                "analyte": analyte,
+                "flag": flag,
+                "day": day,
+                "swing_until": day + swing,
+                "micro_neg": micro_neg,
+                "rise": rise,
+                "key": key,
+            }
+            for key, (patient, code, (analyte, flag), day, swing, micro_neg, rise) in enumerate(
+                sorted(rows)
+            )
+        ]
+    )
+    composites = rule_book().phase("finding")
+    engine = fact_module.engine_for(rule_book().rules, THRESHOLDS)
+    kept = fact_module.partnered(facts, composites, THRESHOLDS)
+
+    def hits(posted: pd.DataFrame) -> list[tuple[str, str, tuple[int, ...]]]:
+        found = fact_module._run_phase(engine, "finding", posted, lambda *_: None)
+        pairs = zip(found.patients.tolist(), found.hits, strict=True)
+        return sorted((patient, hit.rule_id, hit.keys) for patient, hit in pairs)
+
+    assert hits(facts[kept]) == hits(facts)
+
+
+def _pair(*facts: tuple[str, str, str, int, int]) -> pd.DataFrame:
+    """Finding facts of one patient: (code, analyte, flag, day, micro_neg) each, rise 1, a swing
+    reaching 184 days."""
+    return pd.DataFrame(
+        [
+            {"patient_id": "P1", "code": code, "analyte": analyte, "flag": flag, "day": day}
+            | {"swing_until": day + 184, "micro_neg": micro_neg, "rise": 1, "key": key}
+            for key, (code, analyte, flag, day, micro_neg) in enumerate(facts)
+        ]
+    )
+
+
+def _posted(facts: pd.DataFrame) -> list[bool]:
+    return fact_module.partnered(facts, rule_book().phase("finding"), THRESHOLDS).tolist()
+
+
+# haematuria whose microscopy was negative: only the pattern (not persistence) can join it
+HAEM = ("anti_gbm.haematuria", "urine_blood", "H", 0, 1)
+LOW, HIGH = ("thyroid.x", "tsh", "L"), ("thyroid.x", "tsh", "H")
+
+
+@pytest.mark.parametrize(("day", "kept"), [(30, True), (-30, True), (31, False), (-31, False)])
+def test_haematuria_is_posted_with_a_creatinine_rise_up_to_the_pattern_window(
+    day: int, kept: bool
+) -> None:
+    assert _posted(_pair(HAEM, ("anti_gbm.creatinine_rise", "creatinine", "H", day, 0))) == [
+        kept,
+        kept,
+    ]
+
+
+def test_haematuria_is_posted_with_a_repeat_at_the_end_of_the_repeat_window() -> None:
+    """(a haematuria fact is in both sides of the persistence join, so it is always posted:
+    whether it can join itself is durable's to say)"""
+    repeat = ("anti_gbm.haematuria", "urine_blood", "H", 90, 0)
+    assert _posted(_pair((*HAEM[:4], 0), repeat)) == [True, True]
+
+
+@pytest.mark.parametrize(("day", "kept"), [(184, True), (185, False)])
+@pytest.mark.parametrize("swing", [(LOW, HIGH), (HIGH, LOW)])
+def test_a_tsh_swing_is_posted_up_to_its_reach(
+    day: int, kept: bool, swing: tuple[tuple[str, str, str], tuple[str, str, str]]
+) -> None:
+    assert _posted(_pair((*swing[0], 0, 0), (*swing[1], day, 0))) == [kept, kept]
+
+
+def test_a_partner_must_be_the_same_patients() -> None:
+    """One patient's haematuria on the last day, another's creatinine rise on the first."""
+    facts = _pair(
+        (*HAEM[:3], 100, 1), ("anti_gbm.creatinine_rise", "creatinine", "H", 0, 0)
+    ).assign(patient_id=["P1", "P2"])
+    assert _posted(facts) == [False, False]
