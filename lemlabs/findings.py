@@ -26,7 +26,7 @@ from lemlabs.analytes import catalogue
 from lemlabs.display import label_of, shown
 from lemlabs.facts import Found
 from lemlabs.memory import collector_paused
-from lemlabs.models import Evidence, Severity
+from lemlabs.models import FINDING_COLUMNS, Evidence, Severity
 from lemlabs.rules.records import Rule
 from lemlabs.rules.thresholds import Thresholds
 
@@ -317,9 +317,10 @@ def assemble(
     thresholds: Thresholds,
     rules_version: str,
     finding_rows: Mapping[int, tuple[int, ...]],
-) -> list[dict[str, Any]]:
-    """Findings from hits, as :meth:`Finding.to_dict` gives them (the rows of the findings
-    table). A result rule's hit (``singles``) holds the result's row; a composite's hit holds
+) -> dict[str, list[Any]]:
+    """Findings from hits, as the findings table's columns (a list per field of
+    :data:`~lemlabs.models.FINDING_COLUMNS`, values as :meth:`Finding.to_dict` gives them).
+    A result rule's hit (``singles``) holds the result's row; a composite's hit holds
     finding fact keys, which ``finding_rows`` maps to the result rows behind them (a fact stands
     for all findings of a patient that agree on every field the composites read)."""
     rule_of = [rules[rule_id] for rule_id in singles.hits.rule_ids]  # by the hits' rule index
@@ -396,7 +397,9 @@ def assemble(
     quiet = _QuietResults(context, hit_rows, {o.patient_id for o in occurrences})
     episodes = _episodes(occurrences, thresholds, quiet, analyte_of)
     writer = _Writer(records, thresholds, rules_version)
-    return [writer.row(episode) for episode in episodes]
+    for episode in episodes:
+        writer.write(episode)
+    return writer.columns
 
 
 def _latest(rows: tuple[int, ...], records: Mapping[int, Mapping[str, Any]]) -> Mapping[str, Any]:
@@ -521,18 +524,18 @@ def _records(needed: pd.DataFrame) -> dict[int, dict[str, Any]]:
     ``stamp`` (whole seconds since 1900), ``collected_iso`` (the time as evidence writes it)
     and ``day_text`` (the day as messages write it)."""
     columns = list(needed.columns)
-    values = {name: needed[name].tolist() for name in columns}
-    for name in ("collected_at", "window_end"):
+    times = ("collected_at", "window_end")  # pandas' Timestamps are slow to make and compare
+    values = {name: needed[name].tolist() for name in columns if name not in times}
+    for name in times:
         values[name] = needed[name].to_numpy(dtype="datetime64[us]").astype(object).tolist()
     values["stamp"] = _seconds(needed["collected_at"]).tolist()
     values["collected_iso"] = _iso(needed["collected_at"].to_numpy(dtype="datetime64[us]"))
     days = needed["collected_at"].to_numpy(dtype="datetime64[D]")
     values["day_text"] = np.datetime_as_string(days).tolist()
     names = [*columns, "stamp", "collected_iso", "day_text"]
-    return {
-        int(row): dict(zip(names, items, strict=True))
-        for row, *items in zip(needed.index, *(values[name] for name in names), strict=True)
-    }
+    rows = zip(*(values[name] for name in names), strict=True)
+    records = [dict(zip(names, row, strict=True)) for row in rows]
+    return dict(zip(needed.index.tolist(), records, strict=True))
 
 
 def _grades(
@@ -558,21 +561,34 @@ def _severity_and_date(occurrence: Occurrence) -> tuple[int, dt.datetime]:
 
 
 class _Writer:
-    """Findings table rows from episodes; what is the same for every finding of a rule (its
-    message, action and sources) and every evidence of a result is written once."""
+    """The findings table's columns (``columns``), a finding per episode; what is the same for
+    every finding of a rule (its message, action and sources) and every evidence of a result
+    is written once."""
 
     def __init__(
         self, records: Mapping[int, Mapping[str, Any]], thresholds: Thresholds, version: str
     ) -> None:
         self.records, self.thresholds, self.version = records, thresholds, version
-        self._texts: dict[str, tuple[str, str, str]] = {}
+        self.columns: dict[str, list[Any]] = {name: [] for name in FINDING_COLUMNS}
+        self._add = [self.columns[name].append for name in FINDING_COLUMNS]
+        self._texts: dict[str, tuple[str, str, str, str, str]] = {}
         self._evidence: dict[int, dict[str, Any]] = {}
 
-    def _text(self, rule: Rule) -> tuple[str, str, str]:
-        if rule.id not in self._texts:
+    def _text(self, rule: Rule) -> tuple[str, str, str, str, str]:
+        """The rule's message, action, sources, condition and severity as the table writes
+        them."""
+        known = self._texts.get(rule.id)
+        if known is None:
             message, action = rule.text(self.thresholds)
-            self._texts[rule.id] = (message, action, rule.source(self.thresholds))
-        return self._texts[rule.id]
+            source, condition = rule.source(self.thresholds), str(rule.condition)
+            known = self._texts[rule.id] = (
+                message,
+                action,
+                source,
+                condition,
+                _NAME[rule.severity],
+            )
+        return known
 
     def _evidence_of(self, row: int) -> dict[str, Any]:
         """The result's evidence: built once, a copy for each later finding (none share one)."""
@@ -582,7 +598,8 @@ class _Writer:
             return known
         return dict(known)
 
-    def row(self, episode: list[Occurrence]) -> dict[str, Any]:
+    def write(self, episode: list[Occurrence]) -> None:
+        """The episode's finding, a value in each column."""
         records, thresholds = self.records, self.thresholds
         top = episode[0] if len(episode) == 1 else max(episode, key=_severity_and_date)
         rule = top.rule
@@ -602,32 +619,34 @@ class _Writer:
                 f"ended on {min(ended).date()}; "
                 "results after it are still scored"
             )
-        message, action, source = self._text(rule)
+        message, action, source, condition, severity = self._text(rule)
         summary = _counted(evidence) + _worst(rule, anchors)
         summary += _highest_level(episode, rule.severity, records, len(evidence))
         message = f"{message} {summary}."
         if notes:
             message += " Note: " + "; ".join(notes) + "."
         grades = [o.grade for o in episode if o.grade is not None]
-        since_course = evidence[0]["days_since_course"]
-        return {
-            "patient_id": top.patient_id,
-            "condition": str(rule.condition),
-            "code": rule.code,
-            "severity": _NAME[rule.severity],
-            "ctcae_grade": max(grades) if grades else None,
-            "date": evidence[-1]["day_text"],
-            "evidence": [self._evidence_of(row) for row in rows],
-            "message": message,
-            "action": action,
-            "source": source,
-            "rule_id": rule.id,
-            "rules_version": self.version,
-            "episode_start": evidence[0]["day_text"],
-            "days_from_course": int(since_course) if pd.notna(since_course) else None,
-            "results_in_episode": len(evidence),
-            "notes": notes,
-        }
+        since_course = evidence[0]["days_since_course"]  # a float: NaN if no course before
+        values = (  # in the order of FINDING_COLUMNS
+            top.patient_id,
+            condition,
+            rule.code,
+            severity,
+            max(grades) if grades else None,
+            evidence[-1]["day_text"],
+            [self._evidence_of(row) for row in rows],
+            message,
+            action,
+            source,
+            rule.id,
+            self.version,
+            evidence[0]["day_text"],
+            None if since_course != since_course else int(since_course),
+            len(evidence),
+            notes,
+        )
+        for add, value in zip(self._add, values, strict=True):
+            add(value)
 
 
 def in_row_order(findings: pd.DataFrame) -> pd.DataFrame:

@@ -223,7 +223,12 @@ def findings_frame(findings: Sequence[Finding]) -> pd.DataFrame:
 
 def frame_of_rows(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Findings as :meth:`Finding.to_dict` gives them → the typed findings table."""
-    columns = {name: [row.get(name) for row in rows] for name in FINDING_COLUMNS}
+    return frame_of_columns({name: [row.get(name) for row in rows] for name in FINDING_COLUMNS})
+
+
+def frame_of_columns(columns: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
+    """Findings as columns (a list per field of :data:`FINDING_COLUMNS`, values as
+    :meth:`Finding.to_dict` gives them) → the typed findings table."""
     return typed_findings(pd.DataFrame(columns, columns=FINDING_COLUMNS, dtype=object))
 
 

@@ -18,7 +18,7 @@ from lemlabs.engine import engine_for
 from lemlabs.facts import Progress, run_engine
 from lemlabs.findings import assemble, in_row_order
 from lemlabs.ingest import Source, check_as_of, prepare_labs, prepare_patients, rows_as_frame
-from lemlabs.models import Finding, Report, frame_of_rows
+from lemlabs.models import Finding, Report, frame_of_columns
 from lemlabs.normalise import normalise_prepared
 from lemlabs.rules import Rule
 from lemlabs.rules.records import rule_book
@@ -80,7 +80,7 @@ def _not_scored(results: pd.DataFrame) -> dict[str, dict[str, Any]]:
 
 
 def _summary(
-    rows_in: int, results: pd.DataFrame, issues: pd.DataFrame, findings: list[dict[str, Any]]
+    rows_in: int, results: pd.DataFrame, issues: pd.DataFrame, findings: pd.DataFrame
 ) -> dict[str, Any]:
     lab_issues = issues[issues["source"] == "labs"]
     return {
@@ -92,8 +92,8 @@ def _summary(
         "patient_issues": int((issues["source"] == "patients").sum()),
         "patients": int(results["patient_id"].nunique()),
         "findings": len(findings),
-        "findings_by_condition": dict(sorted(Counter(f["condition"] for f in findings).items())),
-        "findings_by_severity": dict(sorted(Counter(f["severity"] for f in findings).items())),
+        "findings_by_condition": dict(sorted(Counter(findings["condition"].tolist()).items())),
+        "findings_by_severity": dict(sorted(Counter(findings["severity"].tolist()).items())),
     }
 
 
@@ -150,14 +150,17 @@ def _score(
     report("findings", 0, 1)
     version = rules_version(table)
     by_id = rule_book().by_id
-    findings = assemble(singles, composites, context, by_id, table, version, finding_rows)
+    columns = assemble(singles, composites, context, by_id, table, version, finding_rows)
     if as_of is not None:
         day = check_as_of(as_of)
-        findings += [f.to_dict() for f in _monitoring(results, people, context, day, table)]
+        for finding in _monitoring(results, people, context, day, table):
+            for name, value in finding.to_dict().items():
+                columns[name].append(value)
+    findings = in_row_order(frame_of_columns(columns))
     report("findings", 1, 1)
     results = _with_grades(results, context, table)
     return Report(
-        findings=in_row_order(frame_of_rows(findings)),
+        findings=findings,
         issues=issues,
         results=results,
         summary=_summary(rows_in, results, issues, findings),
