@@ -175,7 +175,7 @@ class RuleEngine:
     ) -> None:
         """Rulesets for ``rules`` with ``thresholds`` filled in; ``catch_all`` gives the
         ``result`` ruleset, too, a rule that takes facts no other rule matches."""
-        self.rules = tuple(rules)
+        self.rules, self.thresholds = tuple(rules), thresholds
         self.rule_ids = tuple(rule.id for rule in self.rules)
         self._matched, self._keys = array("i"), array("q")
         self._errors: list[str] = []

@@ -14,7 +14,7 @@ import pandas as pd
 
 from lemlabs.engine import Hits, RuleEngine, engine_for, json_safe
 from lemlabs.rules import Rule
-from lemlabs.rules.conditions import Columns, evaluate, joins_equals
+from lemlabs.rules.conditions import Columns, Field, evaluate, joins_equals, value_of, walk
 from lemlabs.rules.records import ALIASES, RESULT_FIELDS, Phase, gates, join_reach, rule_book
 from lemlabs.rules.thresholds import Thresholds
 
@@ -230,13 +230,15 @@ def run_engine(
 
 def _result_hits(engine: RuleEngine, facts: pd.DataFrame, alone: bool, progress: Progress) -> Found:
     """The result rules' hits on ``facts``, one per rule and result row (as many as the rule
-    matched that result). A result rule reads one fact, so results that agree on every field
-    the rules read match exactly the same rules: the engine sees each such set once (values
-    repeat: a lab reports platelets in whole numbers), and its hits go to every result of the
-    set. Each result is its own fact when ``alone``."""
+    matched that result). A result rule compares the fields of one fact with numbers and
+    texts, so results that no comparison tells apart (:func:`_classes`) match exactly the same
+    rules: the engine sees one of each such set, with its own values, and its hits go to every
+    result of the set. Each result is its own fact when ``alone``."""
     if alone or facts.empty:
         return _run_phase(engine, "result", facts, progress)
-    groups = facts.groupby(list(rule_book().reads("result")), sort=False).ngroup().to_numpy()
+    rules = [rule for rule in engine.rules if rule.phase == "result"]
+    classes = _classes(facts, rules, engine.thresholds)
+    groups = classes.groupby(list(classes.columns), sort=False).ngroup().to_numpy()
     order = np.argsort(groups, kind="stable")
     starts = np.searchsorted(groups[order], np.arange(groups.max() + 2))
     posted = facts.iloc[order[starts[:-1]]].assign(key=np.arange(len(starts) - 1))
@@ -248,6 +250,34 @@ def _result_hits(engine: RuleEngine, facts: pd.DataFrame, alone: bool, progress:
     rows = facts["key"].to_numpy(dtype="int64")[members]
     each = Hits(hits.rule_ids, np.repeat(hits.rules, counts), rows[:, np.newaxis])
     return Found(facts["patient_id"].to_numpy(dtype=object)[members], each)
+
+
+def _classes(facts: pd.DataFrame, rules: Iterable[Rule], thresholds: Thresholds) -> pd.DataFrame:
+    """Per field the rules read, a column that tells apart exactly the values some comparison
+    tells apart: for a field compared only with numbers, the place of its value among them
+    (below, at or above each: ``2k`` between the k-th and the next, ``2k + 1`` at the k-th);
+    any other field as it is."""
+    numbers: dict[str, set[float]] = {}
+    exact: set[str] = set()
+    for rule in rules:
+        for _, node in rule.when:
+            for comparison in walk(node):
+                operand = comparison.operand
+                value = None if isinstance(operand, Field) else value_of(operand, thresholds)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    numbers.setdefault(comparison.field, set()).add(float(value))
+                else:
+                    exact.add(comparison.field)
+    classes = {}
+    for field in sorted(exact | set(numbers)):
+        if field in exact:
+            classes[field] = facts[field].to_numpy()
+            continue
+        cuts = np.array(sorted(numbers[field]))
+        values = facts[field].to_numpy(dtype=float)
+        below, at_most = (np.searchsorted(cuts, values, side) for side in ("left", "right"))
+        classes[field] = below + at_most
+    return pd.DataFrame(classes, index=facts.index)
 
 
 def _finding_facts(
