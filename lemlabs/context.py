@@ -88,6 +88,12 @@ class _Sorted:
         self.day = self.times.astype("datetime64[D]")
 
 
+def _text(labels: np.ndarray, index: pd.Index) -> pd.Series:
+    """Labels as an object column, as :data:`CONTEXT_COLUMNS` says (pandas 3 would make each
+    row a new string of its own text type)."""
+    return pd.Series(labels, index=index, dtype=object)
+
+
 def _baselines(out: pd.DataFrame, rows: _Sorted, first_course: pd.Series) -> None:
     first_day = first_course.reindex(rows.patients).to_numpy(dtype="datetime64[ns]")
     before = rows.day <= first_day[rows.patient]  # NaT (no course): never before
@@ -98,7 +104,7 @@ def _baselines(out: pd.DataFrame, rows: _Sorted, first_course: pd.Series) -> Non
     out["baseline"] = pre.fillna(first)
     out["baseline_date"] = pre_date.fillna(first_date)
     names = np.array(["first on record", "pre-treatment"], dtype=object)
-    out["baseline_kind"] = names[pre.notna().to_numpy().astype(np.intp)]
+    out["baseline_kind"] = _text(names[pre.notna().to_numpy().astype(np.intp)], out.index)
 
 
 def _range_min(values: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -248,4 +254,4 @@ def _course_context(results: pd.DataFrame, rows: _Sorted, courses: pd.DataFrame)
     has_courses = np.isin(rows.patient, patient)
     chosen = np.select([~has_courses, ~found, day > end], [0, 1, 2], 3)
     names = np.array(["no_courses", "pre_treatment", "after_window", "in_window"], dtype=object)
-    results["window"] = names[chosen]
+    results["window"] = _text(names[chosen], results.index)
