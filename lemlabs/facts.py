@@ -1,7 +1,8 @@
 """Facts for the rule engine, and the engine run over them: context rows → result facts (the
-fields rules read, made safe for durable-rules), pre-filtered by what some rule asks; their
-hits → finding facts (one per patient and set of values the composites read) for the composite
-rules, posted in sessions (a patient with many, in overlapping time windows)."""
+fields rules read, made safe for durable-rules), pre-filtered by what some rule asks and posted
+once per set that no rule tells apart; their hits → finding facts (one per patient and set of
+values the composites read, posted only with a partner) for the composite rules, in sessions (a
+patient with many, in overlapping time windows)."""
 
 from __future__ import annotations
 
