@@ -239,9 +239,10 @@ def _result_hits(engine: RuleEngine, facts: pd.DataFrame, alone: bool, progress:
         return _run_phase(engine, "result", facts, progress)
     rules = [rule for rule in engine.rules if rule.phase == "result"]
     classes = _classes(facts, rules, engine.thresholds)
-    groups = classes.groupby(list(classes.columns), sort=False).ngroup().to_numpy()
+    grouped = classes.groupby(list(classes.columns), sort=False)
+    groups = grouped.ngroup().to_numpy()
     order = np.argsort(groups, kind="stable")
-    starts = np.searchsorted(groups[order], np.arange(groups.max() + 2))
+    starts = np.searchsorted(groups[order], np.arange(grouped.ngroups + 1))
     posted = facts.iloc[order[starts[:-1]]].assign(key=np.arange(len(starts) - 1))
     hits = _run_phase(engine, "result", posted, progress).hits
     group = hits.keys[:, 0]
