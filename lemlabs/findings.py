@@ -325,12 +325,12 @@ def assemble(
     for all findings of a patient that agree on every field the composites read)."""
     rule_of = [rules[rule_id] for rule_id in singles.hits.rule_ids]  # by the hits' rule index
     hit_rows = set(singles.hits.keys[:, 0].tolist())
-    rows_needed = hit_rows | {row for rows in finding_rows.values() for row in rows}
+    rows_needed = sorted(hit_rows | {row for rows in finding_rows.values() for row in rows})
     at = pd.Index(context["row"])  # a row's position in the context
-    pair_row = context["pair_row"].take(at.get_indexer(sorted(rows_needed)))
-    paired = pair_row.set_axis(sorted(rows_needed)).dropna().astype(int)
+    pair_row = context["pair_row"].take(at.get_indexer(rows_needed)).set_axis(rows_needed)
+    paired = pair_row.dropna().astype(int)
     columns = [*_RECORD_COLUMNS, *context.columns.intersection(["source_id"])]
-    chosen = sorted(rows_needed | set(paired))
+    chosen = sorted({*rows_needed, *paired})
     needed = context[columns].take(at.get_indexer(chosen)).set_axis(chosen)
     records = _records(needed)
     pair_of = dict(zip(paired.index.tolist(), paired.tolist(), strict=True))
