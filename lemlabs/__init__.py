@@ -3,10 +3,9 @@
 The pipeline: ingest (read_labs) → normalise → context → engine → findings (score_frame).
 """
 
-__version__ = "0.1.0"
-
 # engine first: when durable-rules cannot load, its guard raises one EngineUnavailableError (with
 # the reinstall command) before any rule module imports durable and fails with a bare ImportError
+from lemlabs import _moved
 from lemlabs import engine as _engine  # noqa: F401
 from lemlabs import frame as _frame  # noqa: F401  registers DataFrame.lemlabs
 from lemlabs.errors import (
@@ -19,13 +18,14 @@ from lemlabs.errors import (
     RuleError,
     ThresholdError,
 )
-from lemlabs.ingest import read_labs, read_patients
-from lemlabs.models import Condition, DataIssue, Evidence, Finding, Report, Severity
-from lemlabs.normalise import normalise
-from lemlabs.rules.thresholds import Thresholds, default_thresholds, load_thresholds
-from lemlabs.schedule import schedule
-from lemlabs.scoring import rules_version, score, score_frame
-from lemlabs.sdtm import read_sdtm
+from lemlabs.formats.labs import read_labs, read_patients
+from lemlabs.formats.sdtm import read_sdtm
+from lemlabs.models import Condition, DataIssue, Evidence, Finding, Severity
+from lemlabs.packs.thresholds import Thresholds, default_thresholds, load_thresholds, rules_version
+from lemlabs.pipeline import Report, normalise, schedule, score, score_frame
+from lemlabs.version import __version__
+
+_moved.install()  # old module names (lemlabs.ingest, ...) still import, with a warning
 
 __all__ = [
     "Condition",

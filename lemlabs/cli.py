@@ -20,11 +20,18 @@ import pandas as pd
 import lemlabs
 from lemlabs import examples
 from lemlabs.errors import LabInputError, LemlabsError, require_extra
-from lemlabs.export import FORMATS, write_csv, write_findings, write_findings_table, write_issues
-from lemlabs.ingest import check_as_of
-from lemlabs.models import Report, Severity
-from lemlabs.rules.listing import rules_text
-from lemlabs.rules.thresholds import load_thresholds, site_template
+from lemlabs.formats.export import (
+    FORMATS,
+    write_csv,
+    write_findings,
+    write_findings_table,
+    write_issues,
+)
+from lemlabs.models import Severity
+from lemlabs.packs.listing import rules_text
+from lemlabs.packs.thresholds import load_thresholds, site_template
+from lemlabs.pipeline import Report
+from lemlabs.stages.ingest import check_as_of
 
 EXIT_OK, EXIT_INPUT, EXIT_FAIL_ON = 0, 2, 3
 DASK_WORKERS = 2
@@ -388,7 +395,7 @@ def _fhir_inputs(labs: Path, patients: Path | None) -> tuple[Any, Any]:
     it holds Patient or alemtuzumab resources and no --patients was given."""
     if labs.suffix.lower() not in FHIR_SUFFIXES:
         return labs, patients
-    from lemlabs import fhir
+    from lemlabs.formats import fhir
 
     table = fhir.read_observations(labs)
     source = patients if patients is not None else labs
@@ -440,11 +447,12 @@ def _trial_inputs(args: argparse.Namespace) -> tuple[Any, Any]:
     labs = lemlabs.read_labs(args.labs, columns=args.columns, sep=args.sep)
     if args.dm is None and args.ex is None:
         return labs, args.patients
-    from lemlabs.ingest import prepare_patients
-    from lemlabs.sdtm import patients_from, read_table
+    from lemlabs.formats.files import read_dataset
+    from lemlabs.formats.sdtm import patients_from
+    from lemlabs.stages.ingest import prepare_patients
 
-    dm = read_table(args.dm, "SDTM DM") if args.dm is not None else None
-    ex = read_table(args.ex, "SDTM EX") if args.ex is not None else None
+    dm = read_dataset(args.dm, "SDTM DM") if args.dm is not None else None
+    ex = read_dataset(args.ex, "SDTM EX") if args.ex is not None else None
     people = patients_from(dm, ex, sorted(set(labs["patient_id"])))
     return labs, prepare_patients(people)
 
@@ -528,7 +536,7 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
     require_extra("report", "lemlabs report")
     if args.labs.suffix.lower() == ".parquet":
         require_extra("parquet", "reading Parquet input")
-    from lemlabs.report import inputs_of, write_html
+    from lemlabs.formats.report import inputs_of, write_html
 
     report = lemlabs.score_frame(
         args.labs, args.patients, args.thresholds, progress=_Progress(not args.quiet)
@@ -570,7 +578,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         labs, patients, thresholds, progress=progress, as_of=as_of, ctcae=ctcae
     )
     if args.command == "score" and args.output is not None and args.adlb:
-        from lemlabs.adlb import write_adlb
+        from lemlabs.formats.adlb import write_adlb
 
         write_adlb(report.to_adlb(), args.output)
     elif args.command == "score" and args.output is not None:

@@ -27,12 +27,15 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError("lemlabs.dask needs Dask: pip install 'lemlabs[dask]'") from error
 
 from lemlabs.errors import LabInputError
-from lemlabs.export import findings_table
-from lemlabs.ingest import LAB_COLUMNS, Source, prepare_patients, unshift
-from lemlabs.models import Finding, typed_findings
-from lemlabs.normalise import HEADER_LINES, ISSUE_COLUMNS, REFERENCE_SOURCE
-from lemlabs.rules.thresholds import Thresholds, load_thresholds
-from lemlabs.scoring import ThresholdInput, score_frame
+from lemlabs.formats.export import findings_table
+from lemlabs.formats.files import Source, unshift
+from lemlabs.formats.labs import read_patients
+from lemlabs.models import Finding
+from lemlabs.packs.thresholds import Thresholds, load_thresholds
+from lemlabs.pipeline import ThresholdInput, score_frame
+from lemlabs.stages.ingest import LAB_COLUMNS
+from lemlabs.stages.normalise import HEADER_LINES, ISSUE_COLUMNS, REFERENCE_SOURCE
+from lemlabs.tables import typed_findings
 
 ROW = "__lemlabs_row"
 SHIFT = 32  # packed row ids: input partition << SHIFT | position in it
@@ -205,7 +208,7 @@ def score_dask(
 
         raise MissingColumnError(missing[0], "dask input")
     table = load_thresholds(thresholds)
-    people = prepare_patients(patients) if patients is not None else None
+    people = read_patients(patients) if patients is not None else None
     patient_issues = 0 if people is None else int((people["problem"] != "").sum())
     if "patient_id" in frame.columns:  # "P1 " is "P1": one patient, one partition
         frame = frame.map_partitions(_stripped_ids, meta=frame._meta)

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lemlabs.ingest import Source
-from lemlabs.models import Report
-from lemlabs.normalise import normalise
-from lemlabs.scoring import ThresholdInput, score_frame
+from lemlabs.formats.files import Source
+from lemlabs.pipeline import Report, ThresholdInput, normalise, score_frame
 
 
 @pd.api.extensions.register_dataframe_accessor("lemlabs")

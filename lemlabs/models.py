@@ -1,16 +1,14 @@
-"""The records lemlabs hands out: Severity, Condition, Evidence, Finding, DataIssue, Report."""
+"""The records lemlabs hands out: Severity, Condition, Evidence, Finding, DataIssue (the Report
+that holds them is :class:`lemlabs.pipeline.Report`)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
-from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
+from lemlabs.tables import FINDING_COLUMNS
 from lemlabs.vocabulary import Condition, Severity
 
 
@@ -80,13 +78,13 @@ class Finding:
 
     def to_fhir(self) -> Any:
         """This finding as a FHIR R4 DetectedIssue (needs the ``fhir`` extra)."""
-        from lemlabs.fhir import detected_issue
+        from lemlabs.formats.fhir import detected_issue
 
         return detected_issue(self)
 
     def to_cds_card(self) -> dict[str, Any]:
         """This finding as a CDS Hooks card (needs the ``fhir`` extra)."""
-        from lemlabs.fhir import cds_card
+        from lemlabs.formats.fhir import cds_card
 
         return cds_card(self)
 
@@ -135,9 +133,6 @@ class Finding:
         )
 
 
-FINDING_COLUMNS = list(Finding.__dataclass_fields__)
-
-
 @dataclass(frozen=True)
 class DataIssue:
     """A row lemlabs could not use: its 0-based ``row`` (and 1-based file ``line``), the ``field``
@@ -153,171 +148,7 @@ class DataIssue:
     """1-based line in the file, header counted (``row + 2`` for a CSV with one header line)."""
 
 
-ISSUE_TEXT = ("patient_id", "field", "raw_value", "reason", "source")  # object, even when empty
+if list(Finding.__dataclass_fields__) != FINDING_COLUMNS:  # one order for records and tables
+    raise AssertionError("lemlabs.tables.FINDING_COLUMNS differs from Finding's fields")
 
-
-def stable_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
-    """The same dtypes on pandas 2.2 and 3.x: text as object (plain Python str, never pandas 3's
-    inferred ``str`` dtype, which pandas 2.2 lacks), datetimes in nanoseconds, categoricals with
-    object categories."""
-    changes: dict[Any, Any] = {}
-    categoricals: dict[Any, pd.CategoricalDtype] = {}
-    for column, dtype in frame.dtypes.items():
-        if isinstance(dtype, pd.StringDtype):
-            changes[column] = object
-        elif isinstance(dtype, pd.CategoricalDtype) and isinstance(
-            dtype.categories.dtype, pd.StringDtype
-        ):
-            categories = pd.Index(list(dtype.categories), dtype=object)
-            categoricals[column] = pd.CategoricalDtype(categories, ordered=dtype.ordered)
-        elif (
-            dtype.kind == "M"
-            and not isinstance(dtype, pd.DatetimeTZDtype)
-            and (str(dtype) != "datetime64[ns]")
-        ):
-            changes[column] = "datetime64[ns]"
-    if not changes and not categoricals:
-        return frame
-    frame = frame.astype(changes)
-    for column, categorical in categoricals.items():  # astype keeps "equal" categories as they are
-        codes = frame[column].cat.codes.to_numpy()
-        frame[column] = pd.Categorical.from_codes(codes, dtype=categorical)
-    return frame
-
-
-def typed_findings(frame: pd.DataFrame) -> pd.DataFrame:
-    """The one set of dtypes of every findings table (``score_frame``, ``score_dask``): text as
-    object, dates as ``datetime64[ns]``, severity an ordered categorical, grades and days as
-    nullable integers — the same on pandas 2.2 and 3.x."""
-    text = [c for c in FINDING_COLUMNS if c not in (*_TYPED_COLUMNS, "evidence", "notes")]
-    frame = frame.astype(
-        {
-            **dict.fromkeys(text, object),
-            "ctcae_grade": "Int64",
-            "days_from_course": "Int64",
-            "results_in_episode": "int64",
-        }
-    )
-    for column in ("date", "episode_start"):
-        frame[column] = pd.to_datetime(frame[column]).astype("datetime64[ns]")
-    frame["severity"] = pd.Categorical(
-        frame["severity"], categories=[str(s) for s in Severity], ordered=True
-    )
-    return stable_dtypes(frame)
-
-
-_TYPED_COLUMNS = (
-    "severity",
-    "ctcae_grade",
-    "date",
-    "episode_start",
-    "days_from_course",
-    "results_in_episode",
-)
-
-
-def findings_frame(findings: Sequence[Finding]) -> pd.DataFrame:
-    """Findings as a tidy DataFrame (see :func:`typed_findings`); evidence and notes as lists."""
-    return frame_of_rows([finding.to_dict() for finding in findings])
-
-
-def frame_of_rows(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Findings as :meth:`Finding.to_dict` gives them → the typed findings table."""
-    return frame_of_columns({name: [row.get(name) for row in rows] for name in FINDING_COLUMNS})
-
-
-def frame_of_columns(columns: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
-    """Findings as columns (a list per field of :data:`FINDING_COLUMNS`, values as
-    :meth:`Finding.to_dict` gives them) → the typed findings table."""
-    return typed_findings(pd.DataFrame(columns, columns=FINDING_COLUMNS, dtype=object))
-
-
-def rows_of_frame(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """A typed findings table (:func:`typed_findings`) → the dicts :meth:`Finding.to_dict` gives."""
-    columns = [frame[name].tolist() for name in FINDING_COLUMNS]
-    rows = []
-    for values in zip(*columns, strict=True):
-        row = dict(zip(FINDING_COLUMNS, values, strict=True))
-        for name in ("ctcae_grade", "days_from_course"):
-            row[name] = None if pd.isna(row[name]) else int(row[name])
-        for name in ("date", "episode_start"):
-            row[name] = None if pd.isna(row[name]) else row[name].date().isoformat()
-        row["severity"] = str(row["severity"])
-        row["results_in_episode"] = int(row["results_in_episode"])
-        row["evidence"] = [dict(item) for item in row["evidence"]]
-        row["notes"] = list(row["notes"])
-        rows.append(row)
-    return rows
-
-
-@dataclass(frozen=True)
-class Report:
-    """What :func:`lemlabs.score_frame` returns."""
-
-    findings: pd.DataFrame
-    issues: pd.DataFrame
-    results: pd.DataFrame
-    summary: dict[str, Any]
-    patients: pd.DataFrame | None = None
-    """The patients table as read (with ``courses`` as lists of dates), when one was given."""
-
-    def __post_init__(self) -> None:
-        """The tables' dtypes do not depend on the pandas version (see :func:`stable_dtypes`)."""
-        for name in ("findings", "issues", "results", "patients"):
-            table = getattr(self, name)
-            if table is not None:
-                object.__setattr__(self, name, stable_dtypes(table))
-        text = [column for column in ISSUE_TEXT if column in self.issues.columns]
-        object.__setattr__(self, "issues", self.issues.astype(dict.fromkeys(text, object)))
-
-    @cached_property
-    def finding_list(self) -> tuple[Finding, ...]:
-        """The findings table as :class:`Finding` records, built when first asked for."""
-        return tuple(Finding.from_dict(row) for row in rows_of_frame(self.findings))
-
-    def to_html(self, path: str | Path, **options: Any) -> None:
-        """This report as one self-contained HTML file (the ``report`` extra); ``options`` go to
-        :func:`lemlabs.report.write_html` (``as_of``, ``thresholds``, ``inputs``)."""
-        from lemlabs.report import write_html
-
-        write_html(self, path, **options)
-
-    def to_excel(self, path: str | Path, thresholds: Any = None) -> None:
-        """Findings, evidence, issues, summary and rules as an Excel workbook (``excel`` extra)."""
-        from lemlabs.excel import write_workbook
-
-        write_workbook(path, self.finding_list, self.issues, self.summary, thresholds)
-
-    def to_adlb(self) -> pd.DataFrame:
-        """One row per scored result with ADaM ADLB names (:func:`lemlabs.adlb.to_adlb`)."""
-        from lemlabs.adlb import to_adlb
-
-        return to_adlb(self)
-
-    def shift_table(self, term: str) -> pd.DataFrame:
-        """Patients by baseline × worst post-baseline CTCAE grade of ``term`` (``"platelets"``,
-        ``"creatinine"``, ``"proteinuria"`` or a CTCAE term name)."""
-        from lemlabs.adlb import shift_table
-
-        return shift_table(self, term)
-
-    def data_issues(self) -> list[DataIssue]:
-        """The issues table as :class:`DataIssue` records."""
-        records = self.issues.to_dict("records")
-        return [DataIssue(**{str(k): v for k, v in record.items()}) for record in records]
-
-
-__all__ = [
-    "FINDING_COLUMNS",
-    "Condition",
-    "DataIssue",
-    "Evidence",
-    "Finding",
-    "Report",
-    "Severity",
-    "findings_frame",
-    "frame_of_rows",
-    "rows_of_frame",
-    "stable_dtypes",
-    "typed_findings",
-]
+__all__ = ["Condition", "DataIssue", "Evidence", "Finding", "Severity"]

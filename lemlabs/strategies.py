@@ -29,8 +29,8 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 import pandas as pd
 
-from lemlabs.analytes import catalogue
-from lemlabs.units import conversion
+from lemlabs.packs.analytes import catalogue
+from lemlabs.packs.units import conversion
 
 CONDITIONS = ("itp", "graves", "hypothyroidism", "anti_gbm")
 # Spellings labs use, per analyte: the test names and the units (first = the plainest).

@@ -1,9 +1,12 @@
-"""The words findings are made of: how severe (``Severity``) and what they point toward
-(``Condition``). Both are re-exported by :mod:`lemlabs.models` and :mod:`lemlabs`."""
+"""The words findings are made of: how severe (``Severity``), what they point toward
+(``Condition``), and values as people read them (:func:`format_value`). Severity and Condition
+are re-exported by :mod:`lemlabs.models` and :mod:`lemlabs`."""
 
 from __future__ import annotations
 
 from enum import IntEnum, StrEnum
+
+import numpy as np
 
 
 class Severity(IntEnum):
@@ -36,3 +39,17 @@ class Condition(StrEnum):
     ITP = "itp"
     ANTI_GBM = "anti_gbm"
     MONITORING = "monitoring"
+
+
+_DISPLAY_UNITS = {"10^9/L": "×10⁹/L", "umol/L": "µmol/L"}
+
+
+def format_value(value: float, unit: str, censor: str = "", high: float | None = None) -> str:
+    """A value as people read it: dipstick grades as negative/trace/1+, others with their unit,
+    a censored value with its sign (">1000 µmol/L") and a range with both ends ("5–10 /HPF")."""
+    if unit == "grade":
+        return {0.0: "negative", 0.5: "trace"}.get(value, f"{value:g}+")
+    number = f"{value:.4g}"
+    if high is not None and not np.isnan(high) and high != value:
+        number += f"–{high:.4g}"
+    return f"{censor}{number} {_DISPLAY_UNITS.get(unit, unit)}"

@@ -10,7 +10,7 @@ import pytest
 from rules_helpers import labs, patients
 
 import lemlabs
-from lemlabs.export import read_findings
+from lemlabs.formats.export import read_findings
 
 ROWS = [
     (-5, "PLT", "250", "10^9/L"),

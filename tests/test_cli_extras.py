@@ -175,9 +175,9 @@ def test_require_extra_names_the_extra_and_the_command(
 
 def test_plots_without_matplotlib_name_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     hide(monkeypatch, "plot")
-    monkeypatch.delitem(sys.modules, "lemlabs.plot", raising=False)
+    monkeypatch.delitem(sys.modules, "lemlabs.formats.plot", raising=False)
     with pytest.raises(ImportError, match=r"lemlabs\[plot\]"):
-        import lemlabs.plot  # noqa: F401
+        import lemlabs.formats.plot  # noqa: F401
 
 
 BLOCKER = textwrap.dedent(

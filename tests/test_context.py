@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lemlabs.context import add_context
-from lemlabs.rules.thresholds import default_thresholds
+from lemlabs.packs.thresholds import default_thresholds
+from lemlabs.stages.context import add_context
 
 START = dt.datetime(2020, 1, 1)
 THRESHOLDS = default_thresholds()

@@ -20,7 +20,7 @@ import lemlabs
 from lemlabs import examples
 from lemlabs import strategies as ls
 from lemlabs.dask import score_dask
-from lemlabs.export import table_records
+from lemlabs.formats.export import table_records
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,14 @@ from rules_helpers import labs, patients
 
 import lemlabs
 from lemlabs import examples
-from lemlabs import facts as facts_module
-from lemlabs import findings as findings_module
-from lemlabs.engine import RuleEngine
+from lemlabs.engine.durable import RuleEngine
+from lemlabs.engine.language import evaluate, joins_equals, own, parse, value_of, walk, words
+from lemlabs.engine.rules import gates, read_packs, rule_book
 from lemlabs.errors import RuleError
-from lemlabs.rules.conditions import evaluate, joins_equals, own, parse, value_of, walk, words
-from lemlabs.rules.records import gates, read_packs, rule_book
-from lemlabs.rules.thresholds import default_thresholds
-from lemlabs.scoring import score_unfiltered
+from lemlabs.packs.thresholds import default_thresholds
+from lemlabs.pipeline import score_unfiltered
+from lemlabs.stages import facts as facts_module
+from lemlabs.stages import findings as findings_module
 from lemlabs.synthetic import generate
 
 ROWS = [
@@ -146,7 +146,7 @@ def test_a_join_that_asks_nothing_of_a_fact_alone_lets_every_fact_through() -> N
 _UNDER_CHECKED_MALLOC = """
 import lemlabs
 from lemlabs import examples
-from lemlabs.scoring import score_unfiltered
+from lemlabs.pipeline import score_unfiltered
 from rules_helpers import labs, patients
 from test_engine import ROWS
 

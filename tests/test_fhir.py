@@ -19,10 +19,11 @@ from hypothesis import given, settings
 from rules_helpers import essence, labs, patients
 
 import lemlabs
-from lemlabs import examples, fhir
+from lemlabs import examples
 from lemlabs import strategies as ls
-from lemlabs.analytes import catalogue, recognise
-from lemlabs.values import parse_value
+from lemlabs.formats import fhir
+from lemlabs.packs.analytes import catalogue, recognise
+from lemlabs.stages.values import parse_value
 
 
 def observation(index: int, row: dict[str, str]) -> dict[str, Any]:

@@ -132,13 +132,13 @@ def test_reserved_names_cover_every_column_lemlabs_adds() -> None:
     """A column lemlabs adds to the lab table (normalising, context, facts) is reserved, so
     that a user column of that name is renamed rather than overwritten."""
     from lemlabs import examples
-    from lemlabs.context import add_context
-    from lemlabs.facts import result_facts
-    from lemlabs.ingest import LAB_COLUMNS, LAB_OPTIONAL, RESERVED_LAB_COLUMNS, prepare_labs
-    from lemlabs.normalise import normalise_prepared
-    from lemlabs.rules.thresholds import default_thresholds
+    from lemlabs.packs.thresholds import default_thresholds
+    from lemlabs.stages.context import add_context
+    from lemlabs.stages.facts import result_facts
+    from lemlabs.stages.ingest import LAB_COLUMNS, LAB_OPTIONAL, RESERVED_LAB_COLUMNS
+    from lemlabs.stages.normalise import normalise_prepared
 
-    labs = prepare_labs(examples.path("labs"))
+    labs = lemlabs.read_labs(examples.path("labs"))
     people = lemlabs.read_patients(examples.path("patients"))
     results, _ = normalise_prepared(labs, people)
     context = add_context(results[results["status"] == "scored"], people, default_thresholds())
@@ -387,13 +387,13 @@ def test_fhir_items_that_are_not_resources_become_issues(tmp_path: Path) -> None
 
 
 def test_fhir_read_patients_raises_a_typed_error_for_an_invalid_patient() -> None:
-    fhir = pytest.importorskip("lemlabs.fhir")
+    fhir = pytest.importorskip("lemlabs.formats.fhir")
     with pytest.raises(LemlabsError, match="birthDate"):
         fhir.read_patients([{"resourceType": "Patient", "id": "P1", "birthDate": "1980-02-30"}])
 
 
 def test_a_fhir_file_whose_name_starts_with_a_bracket_is_a_file(tmp_path: Path) -> None:
-    fhir = pytest.importorskip("lemlabs.fhir")
+    fhir = pytest.importorskip("lemlabs.formats.fhir")
     path = tmp_path / "[2021] export.json"
     path.write_text(json.dumps([OBSERVATION]))
     assert fhir.read_observations(path)["patient_id"].tolist() == ["P1"]
@@ -403,7 +403,7 @@ def test_a_fhir_file_whose_name_starts_with_a_bracket_is_a_file(tmp_path: Path) 
 
 
 def test_versioned_references_keep_the_patient_id_not_the_version() -> None:
-    fhir = pytest.importorskip("lemlabs.fhir")
+    fhir = pytest.importorskip("lemlabs.formats.fhir")
     resources = [
         {**OBSERVATION, "id": "o1", "subject": {"reference": "Patient/P1/_history/3"}},
         {**OBSERVATION, "id": "o2", "subject": {"reference": "Patient/P2/_history/3"}},
@@ -475,7 +475,7 @@ def test_a_json_threshold_table_of_the_wrong_shape_is_exit_2(tmp_path: Path, tex
 
 
 def test_unusable_output_raises_output_error(tmp_path: Path) -> None:
-    from lemlabs.export import read_findings, write_findings, write_findings_table
+    from lemlabs.formats.export import read_findings, write_findings, write_findings_table
 
     with pytest.raises(OutputError):
         write_findings([], tmp_path / "out.docx")

@@ -11,9 +11,9 @@ from rules_helpers import essence
 
 import lemlabs
 from lemlabs import strategies as ls
-from lemlabs.analytes import recognise
-from lemlabs.scoring import score_unfiltered
-from lemlabs.units import conversion
+from lemlabs.packs.analytes import recognise
+from lemlabs.packs.units import conversion
+from lemlabs.pipeline import score_unfiltered
 
 
 def _respell(labs: pd.DataFrame, rnd: random.Random) -> pd.DataFrame:

@@ -20,8 +20,8 @@ from rules_helpers import START, findings
 import lemlabs
 from lemlabs import examples
 from lemlabs import strategies as ls
-from lemlabs.findings import _iso
 from lemlabs.models import Finding
+from lemlabs.stages.findings import _iso
 
 COUNT = re.compile(r"(\d+) results?(?: \((.*?)\))?, (?:on|from) \d{4}-\d{2}-\d{2}")
 

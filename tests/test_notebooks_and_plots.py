@@ -15,7 +15,7 @@ from lemlabs import examples
 
 matplotlib.use("Agg")
 
-from lemlabs.plot import plot_adherence, plot_cohort, plot_patient
+from lemlabs.formats.plot import plot_adherence, plot_cohort, plot_patient
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 

@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from lemlabs.plot import CONDITION_NAMES, cohort_onsets, plot_cohort, plot_patient
+from lemlabs.formats.plot import CONDITION_NAMES, cohort_onsets, plot_cohort, plot_patient
 
 ALL = ("platelets", "creatinine", "tsh", "free_t4", "urine_blood", "urine_protein", "urine_rbc")
 
@@ -65,7 +65,7 @@ def test_finding_labels_never_overprint(report: lemlabs.Report, patient: str) ->
     assert len(lanes.texts) == len(mine)
     assert _overlaps(figure, lanes) == []
     titles = {t.get_text().rsplit(" (", 1)[0] for t in lanes.texts}
-    assert titles == {lemlabs.rules.TITLES[f.code] for f in mine}  # words, not codes
+    assert titles == {lemlabs.packs.TITLES[f.code] for f in mine}  # words, not codes
 
 
 def test_many_findings_on_one_day_do_not_overprint(report: lemlabs.Report) -> None:

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import lemlabs
-from lemlabs.units import conversion
+from lemlabs.packs.units import conversion
 
 ACCEPTED_UNITS = {
     "tsh": ("TSH", ["mIU/L", "mU/L", "µIU/mL", "uIU/mL", "m[IU]/L", "u[IU]/mL"], (0.001, 500.0)),

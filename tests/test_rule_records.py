@@ -12,11 +12,12 @@ from rules_helpers import labs, patients
 
 import lemlabs
 from lemlabs import cli
+from lemlabs.engine.rules import PACKS, read_packs
 from lemlabs.errors import RuleDefinitionError
-from lemlabs.rules import ALL_RULES, TITLES, records, thresholds
-from lemlabs.rules.listing import rules_table
-from lemlabs.rules.records import PACKS, read_packs
-from lemlabs.rules.thresholds import default_thresholds, load_thresholds, site_template
+from lemlabs.engine import rules as records
+from lemlabs.packs import ALL_RULES, TITLES, thresholds
+from lemlabs.packs.listing import rules_table
+from lemlabs.packs.thresholds import default_thresholds, load_thresholds, site_template
 
 KEYS = set(default_thresholds())
 PACK = """

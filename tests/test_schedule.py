@@ -140,9 +140,9 @@ def test_moving_as_of_forward_never_makes_a_test_less_overdue(
 
 
 def test_adherence_marks_each_missed_due_date_once() -> None:
-    from lemlabs.ingest import prepare_patients
-    from lemlabs.rules.thresholds import default_thresholds
-    from lemlabs.schedule import adherence
+    from lemlabs.packs.thresholds import default_thresholds
+    from lemlabs.stages.ingest import prepare_patients
+    from lemlabs.stages.schedule import adherence
 
     rows = monthly(range(0, 8), skip={3, 4})  # two missed months
     results, _ = lemlabs.normalise(labs(rows))

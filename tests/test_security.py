@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import lemlabs
 from lemlabs import cli
-from lemlabs.export import guard_cell, read_findings, unguard_cell, write_findings
+from lemlabs.formats.export import guard_cell, read_findings, unguard_cell, write_findings
 
 HEADER = "patient_id,collected_at,test,value,unit\n"
 CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 import lemlabs
 from lemlabs import strategies as ls
-from lemlabs.analytes import catalogue
 from lemlabs.models import Severity
+from lemlabs.packs.analytes import catalogue
 
 
 @given(st.data())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import lemlabs
-from lemlabs.scoring import score_unfiltered
+from lemlabs.pipeline import score_unfiltered
 from lemlabs.synthetic import VARIATION, generate
 
 

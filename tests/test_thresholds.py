@@ -12,8 +12,8 @@ from rules_helpers import findings, labs, patients
 
 import lemlabs
 from lemlabs.errors import ThresholdError
-from lemlabs.rules import ALL_RULES
-from lemlabs.rules.thresholds import default_thresholds, load_thresholds
+from lemlabs.packs import ALL_RULES
+from lemlabs.packs.thresholds import default_thresholds, load_thresholds
 
 
 def test_every_threshold_has_a_value_and_a_source() -> None:
@@ -31,11 +31,12 @@ def test_every_threshold_a_rule_names_exists_and_every_entry_is_used() -> None:
     code = "\n".join(
         resources.files("lemlabs").joinpath(path).read_text("utf-8")
         for path in (
-            "rules/functions.py",
-            "schedule.py",
-            "context.py",
-            "findings.py",
-            "fhir.py",
+            "engine/functions.py",
+            "stages/schedule.py",
+            "stages/monitoring.py",
+            "stages/context.py",
+            "stages/findings.py",
+            "formats/fhir.py",
             "data/analytes.toml",
         )
     )
@@ -67,7 +68,7 @@ def test_a_site_override_changes_findings_and_the_rules_version(tmp_path: Path) 
 
 
 def test_the_shipped_toml_loads_as_an_override(tmp_path: Path) -> None:
-    text = resources.files("lemlabs.rules").joinpath("thresholds.toml").read_text("utf-8")
+    text = resources.files("lemlabs").joinpath("rules/thresholds.toml").read_text("utf-8")
     path = tmp_path / "copy.toml"
     path.write_text(text)
     assert load_thresholds(path).fingerprint() == default_thresholds().fingerprint()

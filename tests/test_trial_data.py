@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 
 import lemlabs
-from lemlabs.adlb import ADLB_COLUMNS
 from lemlabs.ctcae import criteria, version_of
-from lemlabs.ingest import read_text_table
+from lemlabs.formats.adlb import ADLB_COLUMNS
+from lemlabs.formats.files import read_text_table
 
 DATA = Path(__file__).parent / "data" / "sdtm"
 MG_DL = 88.4  # µmol/L per mg/dL of creatinine (113.12 g/mol), as lemlabs converts

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lemlabs.units import conversion
+from lemlabs.packs.units import conversion
 
 # analyte, raw unit, raw value, expected canonical value
 CONVERSIONS = [

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from lemlabs.values import parse_value
+from lemlabs.stages.values import parse_value
 
 CASES = [
     ("4.2", "number", 4.2, ""),

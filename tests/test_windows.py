@@ -15,11 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lemlabs
-from lemlabs import facts as fact_module
-from lemlabs import scoring
-from lemlabs.rules.conditions import day_bounds, parse
-from lemlabs.rules.records import join_reach, read_packs, rule_book
-from lemlabs.rules.thresholds import default_thresholds
+from lemlabs import pipeline as scoring
+from lemlabs.engine.language import day_bounds, parse
+from lemlabs.engine.rules import join_reach, read_packs, rule_book
+from lemlabs.packs.thresholds import default_thresholds
+from lemlabs.stages import facts as fact_module
 from lemlabs.synthetic import generate
 
 THRESHOLDS = default_thresholds()
@@ -272,8 +272,8 @@ _DAYS = sorted(
 def test_facts_without_a_partner_within_reach_complete_no_match(
     rows: list[tuple[str, str, tuple[str, str], int, int, int, int]],
 ) -> None:
-    """Posting only the finding facts :func:`~lemlabs.facts.partnered` keeps gives exactly the
-    composite hits of posting all (days drawn so that partners fall at, inside and just past
+    """Posting only the finding facts :func:`~lemlabs.stages.facts.partnered` keeps gives exactly
+    the composite hits of posting all (days drawn so that partners fall at, inside and just past
     each join's reach)."""
     facts = pd.DataFrame(
         [

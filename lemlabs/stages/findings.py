@@ -22,13 +22,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lemlabs.analytes import catalogue
-from lemlabs.display import label_of, shown
-from lemlabs.facts import Found
-from lemlabs.memory import collector_paused
-from lemlabs.models import FINDING_COLUMNS, Evidence, Severity
-from lemlabs.rules.records import Rule
-from lemlabs.rules.thresholds import Thresholds
+from lemlabs.engine.rules import Rule
+from lemlabs.models import Evidence, Severity
+from lemlabs.packs.analytes import catalogue
+from lemlabs.packs.display import label_of, shown
+from lemlabs.packs.thresholds import Thresholds
+from lemlabs.stages.facts import Found
+from lemlabs.stages.memory import collector_paused
+from lemlabs.tables import FINDING_COLUMNS
 
 _BASELINE_ANALYTES = {"platelets", "creatinine"}
 _NAME = {int(severity): str(severity) for severity in Severity}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lemlabs.rules.conditions import words
-from lemlabs.rules.records import Rule, rule_book
-from lemlabs.rules.thresholds import Thresholds
+from lemlabs.engine.language import words
+from lemlabs.engine.rules import Rule, rule_book
+from lemlabs.packs.thresholds import Thresholds
 
 _MATCHES = {"result": "each result", "finding": "two findings", "schedule": "each schedule row"}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lemlabs.rules.thresholds import Thresholds
+from lemlabs.packs.thresholds import Thresholds
 
 _EPOCH = pd.Timestamp("1970-01-01")
 # days since 1970 of the years lemlabs reads (1900-2199), shifted to be positive, stay below _DAYS

@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lemlabs.analytes import catalogue, identify
-from lemlabs.ingest import Source, date_problem, prepare_labs, prepare_patients
-from lemlabs.reference import reference_intervals
-from lemlabs.rules.thresholds import Thresholds, default_thresholds
-from lemlabs.units import Conversion, conversion
-from lemlabs.values import parse_number, parse_value
+from lemlabs.packs.analytes import catalogue, identify
+from lemlabs.packs.thresholds import Thresholds, default_thresholds
+from lemlabs.packs.units import Conversion, conversion
+from lemlabs.stages.ingest import date_problem
+from lemlabs.stages.reference import reference_intervals
+from lemlabs.stages.values import parse_number, parse_value
 
 ISSUE_COLUMNS = ["row", "line", "patient_id", "field", "raw_value", "reason", "source"]
 """``row`` is the 0-based position in the input table; ``line`` the 1-based line of the file with
@@ -27,7 +27,7 @@ HEADER_LINES = 1
 MAX_RAW_IN_ISSUE = 200
 #: the longest text lemlabs reads in a lab field (ids, test names, codes, bounds); a longer one
 #: makes the row a data issue before any parsing or caching (``value`` and ``unit`` have their
-#: own, shorter limits in :mod:`lemlabs.values` and :mod:`lemlabs.units`)
+#: own, shorter limits in :mod:`lemlabs.stages.values` and :mod:`lemlabs.packs.units`)
 MAX_FIELD_LENGTH = 256
 BOUND_FIELDS = ("ref_low", "ref_high")
 BOUNDED_FIELDS = (
@@ -113,7 +113,7 @@ def _per_unique_rows(
 
 def _identified(rows: _Rows, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row: the analyte key ('' when not scored), why it is not scored, and a data issue
-    when its name and LOINC contradict each other (:func:`lemlabs.analytes.identify`).
+    when its name and LOINC contradict each other (:func:`lemlabs.packs.analytes.identify`).
     Rows already flagged (a field too long) are identified as empty text: never cached."""
     columns = []
     for name in ("test", "loinc", "specimen"):
@@ -143,20 +143,6 @@ def _bounds(value: np.ndarray, censor: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def _expected(what: str, labels: np.ndarray, raws: np.ndarray) -> Callable[[int], str]:
     return lambda i: f"expected {what} for {labels[i]}, got {_clip(str(raws[i]))!r}"
-
-
-def normalise(
-    labs: Source, patients: Source | None = None, thresholds: Thresholds | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Normalise a lab table: ``(results, issues)``.
-
-    ``results`` holds every accepted row (``status`` ``scored`` or ``not_scored`` for analytes
-    lemlabs does not score), values in canonical units with the raw value and unit kept, the
-    reference interval and an interpretation flag (L/H/N). ``issues`` holds one record per
-    rejected row (``row`` is its 0-based position) and per unusable patient record.
-    """
-    people = prepare_patients(patients) if patients is not None else None
-    return normalise_prepared(prepare_labs(labs), people, thresholds)
 
 
 class _Rows:
@@ -389,7 +375,9 @@ def _interpretation(
 def normalise_prepared(
     frame: pd.DataFrame, people: pd.DataFrame | None, thresholds: Thresholds | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`normalise` for tables already through ``prepare_labs``/``prepare_patients``."""
+    """Normalise a lab table that went through :func:`lemlabs.stages.ingest.prepare_labs` (and
+    its patients through ``prepare_patients``): ``(results, issues)``, see
+    :func:`lemlabs.normalise`."""
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is a data issue, below
         return _normalise_rows(frame, people, thresholds)
 

@@ -15,11 +15,12 @@ from typing import Any
 
 import pandas as pd
 
-from lemlabs.display import format_value, label_of
 from lemlabs.models import Evidence, Finding
-from lemlabs.rules import RULES_BY_ID, TITLES
-from lemlabs.rules.listing import rules_table
-from lemlabs.rules.thresholds import Thresholds, load_thresholds
+from lemlabs.packs import RULES_BY_ID, TITLES
+from lemlabs.packs.display import label_of
+from lemlabs.packs.listing import rules_table
+from lemlabs.packs.thresholds import Thresholds, load_thresholds
+from lemlabs.vocabulary import format_value
 
 try:
     from openpyxl import Workbook
@@ -27,7 +28,9 @@ try:
     from openpyxl.utils import get_column_letter
     from openpyxl.worksheet.worksheet import Worksheet
 except ImportError as error:  # pragma: no cover - depends on the environment
-    raise ImportError("lemlabs.excel needs openpyxl: pip install 'lemlabs[excel]'") from error
+    raise ImportError(
+        "lemlabs.formats.excel needs openpyxl: pip install 'lemlabs[excel]'"
+    ) from error
 
 SHEETS = ("Findings", "Evidence", "Issues", "Summary", "Rules")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

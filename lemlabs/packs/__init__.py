@@ -2,8 +2,8 @@
 ``renal.toml``, ``monitoring.toml``) and the threshold table (``thresholds.toml``) their numbers
 come from. ``ALL_RULES`` is every rule, single-test and composite, in pack order."""
 
-from lemlabs.rules.records import Rule, RuleBook, rule_book
-from lemlabs.rules.thresholds import Thresholds, default_thresholds, load_thresholds
+from lemlabs.engine.rules import Rule, RuleBook, rule_book
+from lemlabs.packs.thresholds import Thresholds, default_thresholds, load_thresholds
 
 ALL_RULES: tuple[Rule, ...] = rule_book().rules
 RULES_BY_ID = {rule.id: rule for rule in ALL_RULES}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lemlabs.analytes import catalogue
+from lemlabs.packs.analytes import catalogue
 
 SEXES = ("", "F", "M")
 

@@ -1,14 +1,14 @@
 """The rule engine: durable-rules behind one small class. Callers never see durable's types.
 
-Rule records (:mod:`lemlabs.rules.records`) are compiled here into durable-rules conditions: every
+Rule records (:mod:`lemlabs.engine.rules`) are compiled here into durable-rules conditions: every
 finding is decided by durable-rules, and its syntax and traps live in this module alone.
 
 Facts go to a ruleset in batches, one durable-rules session each: result facts to the ``result``
 ruleset (its rules read one fact, so a batch may hold several patients' results); the findings
 they produce, as facts (one per patient and set of values the composites read: see
-``lemlabs.facts``), to the ``finding`` ruleset, one patient per session (a patient with many in
-overlapping time windows), where composite rules join them. A session's state is deleted after
-its batch.
+``lemlabs.stages.facts``), to the ``finding`` ruleset, one patient per session (a patient with
+many in overlapping time windows), where composite rules join them. A session's state is deleted
+after its batch.
 
 durable-rules' traps, and what this module does about them:
 
@@ -27,7 +27,7 @@ durable-rules' traps, and what this module does about them:
 * numbers in exponent notation (``1e+18``, ``1e-05``) in a fact crash the process → facts'
   numbers pass through :func:`json_safe`;
 * a join whose first condition is an ``|`` ignores its other conditions → rule records refuse
-  ``or`` in joins (:mod:`lemlabs.rules.records`), one record per alternative;
+  ``or`` in joins (:mod:`lemlabs.engine.rules`), one record per alternative;
 * ``durable.lang``'s module-level host and definition globals, and its background dispatch
   threads, are not thread-safe → a private host without those threads, and one process-wide lock
   around building rulesets and running a patient (engine calls are serialised; everything before
@@ -55,9 +55,9 @@ except ImportError as error:  # not installed, or its C extension built without 
     raise EngineUnavailableError(error) from None
 import numpy as np
 
-from lemlabs.rules.conditions import OPERATORS, All, Any_, Comparison, Field, Node, value_of
-from lemlabs.rules.records import ALIASES, Phase, Rule
-from lemlabs.rules.thresholds import Thresholds
+from lemlabs.engine.language import OPERATORS, All, Any_, Comparison, Field, Node, value_of
+from lemlabs.engine.rules import ALIASES, Phase, Rule
+from lemlabs.packs.thresholds import Thresholds
 
 # durable-rules calls datetime.utcfromtimestamp on every post, deprecated from Python 3.12 on.
 warnings.filterwarnings(

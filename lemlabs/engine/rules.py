@@ -2,10 +2,10 @@
 ``renal.toml``, ``monitoring.toml``), loaded and checked here.
 
 A record names its id, code, severity, the condition (a list of expressions, see
-:mod:`lemlabs.rules.conditions`), the message and action with ``{threshold.key}`` placeholders for
+:mod:`lemlabs.engine.language`), the message and action with ``{threshold.key}`` placeholders for
 every number, and its sources. ``phase`` says what it matches: ``result`` (one result), ``finding``
 (a join of two findings, ``first`` and ``second``) or ``schedule`` (one schedule row). ``grade``
-and ``notes`` name functions of :mod:`lemlabs.rules.functions`. A pack may also declare derived
+and ``notes`` name functions of :mod:`lemlabs.engine.functions`. A pack may also declare derived
 fact ``fields`` (an expression whose truth every result fact carries as 0/1).
 """
 
@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from lemlabs.display import format_value
-from lemlabs.errors import RuleDefinitionError
-from lemlabs.rules.conditions import (
+from lemlabs.engine.functions import FUNCTIONS
+from lemlabs.engine.language import (
     All,
     Any_,
     Field,
@@ -37,8 +36,8 @@ from lemlabs.rules.conditions import (
     threshold_keys,
     walk,
 )
-from lemlabs.rules.functions import FUNCTIONS
-from lemlabs.vocabulary import Condition, Severity
+from lemlabs.errors import RuleDefinitionError
+from lemlabs.vocabulary import Condition, Severity, format_value
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -177,7 +176,7 @@ def join_reach(
 ) -> int | None:
     """How many days apart (``day``) the two facts of any match of these joins can be, at most,
     among ``facts`` (a table of finding facts): for each join, its second condition's bounds
-    (:func:`~lemlabs.rules.conditions.day_bounds`) evaluated on every fact that can be its
+    (:func:`~lemlabs.engine.language.day_bounds`) evaluated on every fact that can be its
     ``first``, so that a bound by another field (``day <= first.swing_until``) reaches as far
     as the facts say. ``None`` when some join does not bound ``day`` on both sides (or a bound
     is not a finite number): then any two facts may match, however far apart. Rules that are
@@ -337,13 +336,13 @@ def read_packs(texts: Iterable[str], keys: set[str]) -> RuleBook:
 
 def pack_path(name: str) -> Path:
     """Where a bundled pack lives (for reading it, or copying it to write your own)."""
-    return Path(str(resources.files("lemlabs.rules").joinpath(f"{name}.toml")))
+    return Path(str(resources.files("lemlabs").joinpath(f"rules/{name}.toml")))
 
 
 @cache
 def rule_book() -> RuleBook:
     """The bundled rule packs, checked against the default threshold table."""
-    from lemlabs.rules.thresholds import default_thresholds
+    from lemlabs.packs.thresholds import default_thresholds
 
     texts = [pack_path(name).read_text("utf-8") for name in PACKS]
     return read_packs(texts, set(default_thresholds().keys()))

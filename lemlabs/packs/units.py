@@ -11,7 +11,7 @@ from typing import Any
 
 import pint
 
-from lemlabs.analytes import Analyte, catalogue
+from lemlabs.packs.analytes import Analyte, catalogue
 
 #: the longest unit text lemlabs parses (the longest real spelling is about 20 characters)
 MAX_UNIT_LENGTH = 40

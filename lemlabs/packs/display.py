@@ -5,22 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
-from lemlabs.analytes import catalogue
-
-_DISPLAY_UNITS = {"10^9/L": "×10⁹/L", "umol/L": "µmol/L"}
-
-
-def format_value(value: float, unit: str, censor: str = "", high: float | None = None) -> str:
-    """A value as people read it: dipstick grades as negative/trace/1+, others with their unit,
-    a censored value with its sign (">1000 µmol/L") and a range with both ends ("5–10 /HPF")."""
-    if unit == "grade":
-        return {0.0: "negative", 0.5: "trace"}.get(value, f"{value:g}+")
-    number = f"{value:.4g}"
-    if high is not None and not np.isnan(high) and high != value:
-        number += f"–{high:.4g}"
-    return f"{censor}{number} {_DISPLAY_UNITS.get(unit, unit)}"
+from lemlabs.packs.analytes import catalogue
+from lemlabs.vocabulary import format_value
 
 
 def shown(record: Mapping[str, Any]) -> str:

@@ -23,14 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from lemlabs.analytes import catalogue
-from lemlabs.display import format_value
 from lemlabs.errors import LabInputError
-from lemlabs.ingest import FIRST_YEAR, LAB_OPTIONAL, LAST_YEAR
-from lemlabs.ingest import LAB_COLUMNS as INGEST_REQUIRED
-from lemlabs.ingest import _parse_date as parse_date
-from lemlabs.rules import TITLES
-from lemlabs.rules.thresholds import Thresholds, default_thresholds
+from lemlabs.packs import TITLES
+from lemlabs.packs.analytes import catalogue
+from lemlabs.packs.thresholds import Thresholds, default_thresholds
+from lemlabs.stages.ingest import FIRST_YEAR, LAB_OPTIONAL, LAST_YEAR, parse_date
+from lemlabs.stages.ingest import LAB_COLUMNS as INGEST_REQUIRED
+from lemlabs.vocabulary import format_value
 
 if TYPE_CHECKING:  # lemlabs.models calls into this module: no import back at run time
     from lemlabs.models import Evidence, Finding
@@ -43,7 +42,9 @@ try:
     from fhir.resources.R4B.observation import Observation
     from fhir.resources.R4B.patient import Patient
 except ImportError as error:  # pragma: no cover - depends on the environment
-    raise ImportError("lemlabs.fhir needs fhir.resources: pip install 'lemlabs[fhir]'") from error
+    raise ImportError(
+        "lemlabs.formats.fhir needs fhir.resources: pip install 'lemlabs[fhir]'"
+    ) from error
 
 LOINC = "http://loinc.org"
 ATC = "http://www.whocc.no/atc"

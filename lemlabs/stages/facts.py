@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lemlabs.engine import Hits, RuleEngine, engine_for, json_safe
-from lemlabs.rules import Rule
-from lemlabs.rules.conditions import Columns, Field, evaluate, joins_equals, value_of, walk
-from lemlabs.rules.records import ALIASES, RESULT_FIELDS, Phase, gates, join_reach, rule_book
-from lemlabs.rules.thresholds import Thresholds
+from lemlabs.engine.durable import Hits, RuleEngine, engine_for, json_safe
+from lemlabs.engine.language import Columns, Field, evaluate, joins_equals, value_of, walk
+from lemlabs.engine.rules import ALIASES, RESULT_FIELDS, Phase, gates, join_reach, rule_book
+from lemlabs.packs import Rule
+from lemlabs.packs.thresholds import Thresholds
 
 Progress = Callable[[str, int, int], None]
 
@@ -43,7 +43,7 @@ def result_facts(context: pd.DataFrame, thresholds: Thresholds) -> pd.DataFrame:
 
 
 def admitted(facts: pd.DataFrame, rules: Iterable[Rule], thresholds: Thresholds) -> np.ndarray:
-    """Facts that some rule asks for (:func:`~lemlabs.rules.records.gates`): the only ones posted
+    """Facts that some rule asks for (:func:`~lemlabs.engine.rules.gates`): the only ones posted
     to the engine. The same condition trees the engine compiles, evaluated with pandas on the
     same numbers, so the pre-filter cannot drift from the rules (a test scores with and without
     it)."""
@@ -58,9 +58,9 @@ def admitted(facts: pd.DataFrame, rules: Iterable[Rule], thresholds: Thresholds)
 
 def partnered(facts: pd.DataFrame, rules: Iterable[Rule], thresholds: Thresholds) -> np.ndarray:
     """Finding facts that can take part in a match of some of these joins: a fact that passes
-    what one side asks of its fact alone (:func:`~lemlabs.rules.records.gates`), with a fact
+    what one side asks of its fact alone (:func:`~lemlabs.engine.rules.gates`), with a fact
     of the same patient that passes the other side's within the join's reach of days
-    (:func:`~lemlabs.rules.records.join_reach`). Only these are posted: the others complete no
+    (:func:`~lemlabs.engine.rules.join_reach`). Only these are posted: the others complete no
     match (a test posts both and compares the hits)."""
     patient = pd.factorize(facts["patient_id"].to_numpy(dtype=object))[0]
     day = facts["day"].to_numpy(dtype="int64")
@@ -159,7 +159,7 @@ def _run_phase(
     """One phase's facts through the engine; each fact carries only the fields the phase's rules
     read, and its ``key``. A composite joins two facts of one patient, so ``finding`` facts
     (sorted by patient) go one patient per session, or, for a patient with many, in time windows
-    that overlap by ``reach`` days (:func:`_windows`; :func:`~lemlabs.rules.records.join_reach`,
+    that overlap by ``reach`` days (:func:`_windows`; :func:`~lemlabs.engine.rules.join_reach`,
     ``None``: no windows); result rules read one fact, so ``result`` facts go in sessions of a
     few thousand, whoever's they are."""
     patients = facts["patient_id"].to_numpy(dtype=object)
@@ -290,7 +290,7 @@ def _finding_facts(
     exactly the same partners, so the engine sees each set once: a patient with hundreds of
     results a day is as many facts as days, not as findings. Each finding is its own fact when
     ``alone`` or when some composite could join two facts that agree on every field
-    (:func:`~lemlabs.rules.conditions.joins_equals`): then grouping them would lose matches."""
+    (:func:`~lemlabs.engine.language.joins_equals`): then grouping them would lose matches."""
     composites = rule_book().phase("finding")
     if alone or any(joins_equals(r.when[0][1], r.when[1][1], thresholds) for r in composites):
         groups: np.ndarray = np.arange(len(found))

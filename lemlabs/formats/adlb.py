@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from lemlabs.analytes import catalogue, sdtm_codes
-from lemlabs.context import add_context
 from lemlabs.ctcae import criteria
 from lemlabs.errors import MissingExtraError, OutputError
-from lemlabs.rules.thresholds import default_thresholds
+from lemlabs.packs.analytes import catalogue, sdtm_codes
+from lemlabs.packs.thresholds import default_thresholds
+from lemlabs.stages.context import add_context
 
 if TYPE_CHECKING:
-    from lemlabs.models import Report
+    from lemlabs.pipeline import Report
 
 ADLB_COLUMNS = {
     "USUBJID": "object",
@@ -166,7 +166,7 @@ def write_adlb(table: pd.DataFrame, path: str | Path) -> None:
     target = Path(path)
     suffix = target.suffix.lower()
     if suffix == ".csv":
-        from lemlabs.export import write_csv
+        from lemlabs.formats.export import write_csv
 
         write_csv(table, target)
     elif suffix == ".parquet":

@@ -14,19 +14,22 @@ import io
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-import lemlabs
-from lemlabs.display import format_value, label_of
-from lemlabs.excel import shown_value, sort_findings, worst_evidence
-from lemlabs.models import Finding, Report
-from lemlabs.rules import TITLES
-from lemlabs.rules.thresholds import Thresholds, load_thresholds
-from lemlabs.schedule import COLUMNS as SCHEDULE_COLUMNS
-from lemlabs.schedule import GROUPS, schedule_table
-from lemlabs.scoring import rules_version
+from lemlabs.formats.excel import shown_value, sort_findings, worst_evidence
+from lemlabs.models import Finding
+from lemlabs.packs import TITLES
+from lemlabs.packs.display import label_of
+from lemlabs.packs.thresholds import Thresholds, load_thresholds, rules_version
+from lemlabs.stages.schedule import COLUMNS as SCHEDULE_COLUMNS
+from lemlabs.stages.schedule import GROUPS, schedule_table
+from lemlabs.version import __version__
+from lemlabs.vocabulary import format_value
+
+if TYPE_CHECKING:
+    from lemlabs.pipeline import Report
 
 try:
     import matplotlib
@@ -37,10 +40,10 @@ try:
     from markupsafe import Markup
     from matplotlib.figure import Figure
 
-    from lemlabs.plot import CONDITION_NAMES, SEVERITY_COLOURS, plot_cohort, plot_patient
+    from lemlabs.formats.plot import CONDITION_NAMES, SEVERITY_COLOURS, plot_cohort, plot_patient
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "lemlabs.report needs Jinja2 and matplotlib: pip install 'lemlabs[report]'"
+        "lemlabs.formats.report needs Jinja2 and matplotlib: pip install 'lemlabs[report]'"
     ) from error
 
 PLOT_ORDER = (
@@ -60,7 +63,7 @@ Inputs = Mapping[str, tuple[str, int]]
 
 def _environment() -> Environment:
     env = Environment(
-        loader=PackageLoader("lemlabs", "templates"),
+        loader=PackageLoader("lemlabs.formats", "templates"),
         autoescape=True,  # every text from the input is untrusted
         trim_blocks=True,
         lstrip_blocks=True,
@@ -202,7 +205,7 @@ def context(
     return {
         "title": "lemlabs report",
         "generated": dt.datetime.now().replace(microsecond=0),
-        "version": lemlabs.__version__,
+        "version": __version__,
         "rules_version": rules_version(table),
         "ctcae_version": table["ctcae.version"],
         "as_of": day,

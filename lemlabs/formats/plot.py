@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from lemlabs.display import format_value, label_of
-from lemlabs.models import Finding, Report, Severity
-from lemlabs.rules import TITLES
-from lemlabs.rules.thresholds import default_thresholds
-from lemlabs.schedule import GROUPS, adherence
+from lemlabs.models import Finding, Severity
+from lemlabs.packs import TITLES
+from lemlabs.packs.display import label_of
+from lemlabs.packs.thresholds import default_thresholds
+from lemlabs.stages.schedule import GROUPS, adherence
+from lemlabs.vocabulary import format_value
+
+if TYPE_CHECKING:
+    from lemlabs.pipeline import Report
 
 try:
     import matplotlib.pyplot as plt
@@ -32,7 +36,9 @@ try:
         NullFormatter,
     )
 except ImportError as error:  # pragma: no cover - depends on the environment
-    raise ImportError("lemlabs.plot needs matplotlib: pip install 'lemlabs[plot]'") from error
+    raise ImportError(
+        "lemlabs.formats.plot needs matplotlib: pip install 'lemlabs[plot]'"
+    ) from error
 
 SEVERITY_COLOURS = {"info": "#7f7f7f", "watch": "#e3a21a", "action": "#d95f02", "urgent": "#b2182b"}
 DEFAULT_ANALYTES = ("platelets", "creatinine", "tsh", "free_t4")

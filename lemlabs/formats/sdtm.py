@@ -3,8 +3,8 @@
 ``read_sdtm(lb, dm=None, ex=None)`` returns ``(labs, patients)`` in lemlabs' shape. The test code
 (``LBTESTCD``) stays the test's name, with the specimen (``LBSPEC``), ``LBTEST`` (as
 ``test_name``) and ``LBLOINC``: which analyte a code is, and whether the specimen fits, is decided
-by :func:`lemlabs.analytes.identify` from ``data/sdtm.toml`` (``PROT`` in urine is urine protein, in
-blood it is not scored).
+by :func:`lemlabs.packs.analytes.identify` from ``data/sdtm.toml`` (``PROT`` in urine is urine
+protein, in blood it is not scored).
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import os
 import tomllib
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from lemlabs.errors import LabInputError
-from lemlabs.rules.thresholds import Thresholds, default_thresholds, load_thresholds
+from lemlabs.formats.files import read_dataset
+from lemlabs.packs.thresholds import Thresholds, default_thresholds, load_thresholds
+from lemlabs.stages.ingest import parse_dates, prepare_labs, prepare_patients
 
 SdtmSource = str | os.PathLike[str] | pd.DataFrame
 
@@ -51,47 +52,6 @@ def is_lb(columns: Any) -> bool:
     return all(column in names for column in LB_REQUIRED)
 
 
-def read_table(source: SdtmSource, what: str = "SDTM") -> pd.DataFrame:
-    """A data set as text columns: a DataFrame, or a path to ``.xpt`` (SAS transport, read by
-    pandas), ``.parquet`` or ``.csv``."""
-    if isinstance(source, pd.DataFrame):
-        frame = source.copy()
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise LabInputError(f"{path}: no such file")
-        suffix = path.suffix.lower()
-        try:
-            if suffix == ".xpt":
-                frame = pd.read_sas(path, format="xport", encoding="utf-8")
-            elif suffix == ".parquet":
-                frame = pd.read_parquet(path)
-            else:
-                from lemlabs.ingest import read_text_table
-
-                frame = read_text_table(path)
-        except LabInputError:
-            raise
-        except ImportError as error:
-            raise LabInputError(
-                f"{path}: reading Parquet needs the 'parquet' extra (pip install "
-                "'lemlabs[parquet]')"
-            ) from error
-        except Exception as error:  # pandas' SAS and Parquet readers raise many types
-            raise LabInputError(f"{path}: not a readable {what} data set ({error})") from error
-    frame.columns = [str(column).strip().upper() for column in frame.columns]
-    return frame.astype(object).where(frame.notna(), "").map(_text)
-
-
-def _text(value: Any) -> str:
-    """A cell as text; a SAS number that is whole prints without ``.0`` (``92.0`` → ``92``)."""
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def lb_to_labs(lb: pd.DataFrame, name: str = "LB") -> pd.DataFrame:
     """SDTM LB rows as lemlabs' lab table (columns of :data:`LB_COLUMNS`; others carried)."""
     frame = lb.copy()
@@ -109,9 +69,8 @@ def lb_to_labs(lb: pd.DataFrame, name: str = "LB") -> pd.DataFrame:
 
 def _courses(ex: pd.DataFrame, gap: float) -> dict[str, str]:
     """Alemtuzumab infusion days (EXSTDTC) grouped into courses: days less than ``gap`` days
-    apart are one course, whose first day is the course date (as lemlabs.fhir.read_patients)."""
-    from lemlabs.ingest import parse_dates
-
+    apart are one course, whose first day is the course date (as
+    :func:`lemlabs.formats.fhir.read_patients`)."""
     names = [name.casefold() for name in _table()["treatment"]["names"]]
     for column in ("USUBJID", "EXTRT", "EXSTDTC"):
         if column not in ex.columns:
@@ -183,13 +142,11 @@ def read_sdtm(
     alemtuzumab (infusion days less than ``fhir.course_gap_days`` apart are one course). Each
     argument is a DataFrame or a path to ``.xpt``, ``.csv`` or ``.parquet``.
     """
-    from lemlabs.ingest import prepare_labs, prepare_patients
-
-    labs = prepare_labs(lb_to_labs(read_table(lb, "SDTM LB"), _name(lb, "LB")))
+    labs = prepare_labs(lb_to_labs(read_dataset(lb, "SDTM LB"), _name(lb, "LB")))
     table = load_thresholds(thresholds)
     people = patients_from(
-        None if dm is None else read_table(dm, "SDTM DM"),
-        None if ex is None else read_table(ex, "SDTM EX"),
+        None if dm is None else read_dataset(dm, "SDTM DM"),
+        None if ex is None else read_dataset(ex, "SDTM EX"),
         sorted(set(labs["patient_id"])),
         table,
     )

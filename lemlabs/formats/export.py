@@ -15,7 +15,8 @@ from typing import Any
 import pandas as pd
 
 from lemlabs.errors import OutputError
-from lemlabs.models import FINDING_COLUMNS, Finding
+from lemlabs.models import Finding
+from lemlabs.tables import FINDING_COLUMNS
 
 FORMATS = (".csv", ".json", ".jsonl", ".parquet", ".fhir.json", ".xlsx")
 JSON_COLUMNS = ("evidence", "notes")
@@ -140,12 +141,12 @@ def write_findings(findings: Sequence[Finding], path: str | Path) -> None:
     DetectedIssues (``fhir`` extra)."""
     path = Path(path)
     if _format(path) == ".fhir.json":
-        from lemlabs.fhir import findings_bundle
+        from lemlabs.formats.fhir import findings_bundle
 
         bundle = findings_bundle(findings)
         path.write_text(bundle.model_dump_json(indent=1, exclude_none=True), "utf-8")
     elif _format(path) == ".xlsx":  # Report.to_excel adds the issues and the summary
-        from lemlabs.excel import write_workbook
+        from lemlabs.formats.excel import write_workbook
 
         write_workbook(path, findings)
     else:

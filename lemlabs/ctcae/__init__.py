@@ -1,8 +1,8 @@
-"""CTCAE grades: the criteria are data (``data/ctcae_v4.toml``, ``_v5``, ``_v6``), one table per
+"""CTCAE grades: the criteria are data (``ctcae/v4.toml``, ``v5``, ``v6``), one table per
 version with the criterion text beside its machine form, and this module is the one evaluator.
 
 Findings take their grade from it (the rule records' ``grade = "ctcae_platelets"`` and so on, in
-:mod:`lemlabs.rules.functions`), and so does every scored result (``report.results``' columns
+:mod:`lemlabs.packs.functions`), and so does every scored result (``report.results``' columns
 ``ctcae_grade_low``/``ctcae_grade_high``, ADLB's ``ATOXGRL``/``ATOXGRH``).
 
 A criterion's ``when`` is a small expression: comparisons (``<``, ``<=``, ``>``, ``>=``) of
@@ -152,8 +152,8 @@ def _parse(text: str, where: str) -> ast.expr:
 def criteria(version: str | None = None) -> Criteria:
     """The criteria table of a CTCAE version (``"v4"``, ``"5.0"``, ...)."""
     canonical = version_of(version)
-    name = f"data/ctcae_{VERSIONS[canonical]}.toml"
-    raw = tomllib.loads(resources.files("lemlabs").joinpath(name).read_text("utf-8"))
+    name = f"{VERSIONS[canonical]}.toml"
+    raw = tomllib.loads(resources.files("lemlabs.ctcae").joinpath(name).read_text("utf-8"))
     terms = []
     for item in raw["term"]:
         where = f"{name}, {item['term']}"
@@ -240,7 +240,7 @@ def evaluate(term: Term, names: Arrays) -> np.ndarray:
 def with_version(thresholds: Any, version: str | None) -> Any:
     """The threshold table with ``ctcae.version`` set to ``version`` (``"v4"``, ``"v6"``, ...;
     ``None`` keeps the table's), checked: an unknown version is a :class:`CtcaeError`."""
-    from lemlabs.rules.thresholds import Thresholds
+    from lemlabs.packs.thresholds import Thresholds
 
     current = version_of(str(thresholds["ctcae.version"]))
     wanted = current if version is None else version_of(version)

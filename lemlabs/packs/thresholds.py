@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lemlabs.errors import ThresholdError
+from lemlabs.version import __version__
 
 Number = int | float
 
@@ -149,9 +150,14 @@ def _range(key: str, item: Mapping[str, Any]) -> tuple[Number, Number] | None:
     return bounds[0], bounds[1]
 
 
+def rules_version(thresholds: Thresholds) -> str:
+    """Package version plus a hash of the threshold table, e.g. ``0.1.0+cb191746d7``."""
+    return f"{__version__}+{thresholds.fingerprint()}"
+
+
 def table_path() -> Path:
     """Where the default table lives (``lemlabs/rules/thresholds.toml``)."""
-    return Path(str(resources.files("lemlabs.rules").joinpath("thresholds.toml")))
+    return Path(str(resources.files("lemlabs").joinpath("rules/thresholds.toml")))
 
 
 @cache

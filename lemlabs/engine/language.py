@@ -10,7 +10,8 @@ A rule's ``when`` is a list of expressions that must all hold, each written as i
 * operators: ``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=``; ``and`` binds tighter than ``or``.
 
 This module parses and evaluates expressions over pandas columns (the pre-filter) and lists the
-thresholds they use; :mod:`lemlabs.engine` compiles the same trees into durable-rules conditions.
+thresholds they use; :mod:`lemlabs.engine.durable` compiles the same trees into durable-rules
+conditions.
 """
 
 from __future__ import annotations
@@ -255,7 +256,7 @@ def day_bounds(
     little too wide is still a bound); ``==`` is both; ``!=``, an ``or`` and comparisons of other
     fields bound nothing. ``day <= first.swing_until`` gives the upper bound ``("swing_until",
     0.0)``: how far that reaches depends on the facts (see
-    :func:`lemlabs.rules.records.join_reach`)."""
+    :func:`lemlabs.engine.rules.join_reach`)."""
     lower: list[Bound] = []
     upper: list[Bound] = []
     pending = [second]

@@ -12,20 +12,14 @@ result on or before ``as_of`` (or from the first course day when there is none s
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
-from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
-from lemlabs.context import course_table
+from lemlabs.engine.rules import formatted
 from lemlabs.errors import LabInputError
-from lemlabs.findings import evidence_of
-from lemlabs.ingest import Source, check_as_of, prepare_labs, prepare_patients
-from lemlabs.models import Evidence, Finding, stable_dtypes
-from lemlabs.normalise import normalise_prepared
-from lemlabs.rules.records import Rule, formatted
-from lemlabs.rules.thresholds import Thresholds, load_thresholds
+from lemlabs.packs.thresholds import Thresholds
+from lemlabs.stages.context import course_table
 
 GROUPS: dict[str, tuple[tuple[str, ...], str, str, str]] = {
     # group: (analytes, interval key, tolerance key, what the label asks for)
@@ -135,77 +129,6 @@ def interval_words(group: str, missed: int, thresholds: Thresholds) -> str:
     """``"2 monthly tests"`` / ``"1 3-monthly test"`` for messages (the group's interval)."""
     every = formatted(thresholds[GROUPS[group][1]], "monthly")
     return f"{missed} {every} test{'s' if missed != 1 else ''}"
-
-
-def monitoring_findings(
-    table: pd.DataFrame,
-    hits: Sequence[tuple[int, Rule]],
-    context: pd.DataFrame,
-    as_of: dt.date,
-    thresholds: Thresholds,
-    rules_version: str,
-) -> list[Finding]:
-    """A finding per schedule row a monitoring rule matched (``hits``: table index, rule)."""
-    by_row = context.set_index("row", drop=False)
-    rows = cast(dict[int, dict[str, Any]], table.to_dict("index"))
-    found = []
-    for index, rule in hits:
-        entry = rows[index]
-        group = str(entry["test_group"])
-        what = GROUPS[group][3]
-        message, action = rule.text(thresholds)
-        if pd.isna(entry["last_done"]):
-            since = "none since the first course"
-            evidence: tuple[Evidence, ...] = ()
-        else:
-            since = f"last on {entry['last_done'].date()}"
-            record = cast(dict[str, Any], by_row.loc[int(entry["last_row"])].to_dict())
-            evidence = (evidence_of(record),)
-        missed = int(entry["missed_intervals"])
-        found.append(
-            Finding(
-                patient_id=str(entry["patient_id"]),
-                condition=rule.condition,
-                code=rule.code,
-                severity=rule.severity,
-                ctcae_grade=None,
-                date=as_of,
-                evidence=evidence,
-                message=f"{message} {what[0].upper()}{what[1:]}: {since}; "
-                f"{interval_words(group, missed, thresholds)} missed, "
-                f"{int(entry['days_overdue'])} days past "
-                f"the due date ({entry['next_due'].date()}) as of {as_of}. The label asks for it "
-                f"until {entry['window_end'].date()}.",
-                action=action,
-                source=rule.source(thresholds),
-                rule_id=rule.id,
-                rules_version=rules_version,
-                episode_start=entry["next_due"].date(),
-                results_in_episode=len(evidence),
-            )
-        )
-    return found
-
-
-def schedule(
-    labs: Source,
-    patients: Source,
-    as_of: dt.date | str | None = None,
-    thresholds: Thresholds | Mapping[str, Any] | str | None = None,
-) -> pd.DataFrame:
-    """Which tests are due or overdue for each patient as of ``as_of`` (default: today).
-
-    One row per patient and test group (blood_count, creatinine, urinalysis, thyroid): last done,
-    next due, days overdue, missed intervals, the monitoring window's end and a status (ok, due,
-    overdue, window_ended, no_courses).
-    """
-    if patients is None:
-        raise LabInputError("schedule needs a patients table with course_dates, not None")
-    day = check_as_of(as_of) if as_of is not None else dt.date.today()
-    people = prepare_patients(patients)
-    results, _ = normalise_prepared(prepare_labs(labs), people)
-    table = schedule_table(results, people, day, load_thresholds(thresholds))
-    return stable_dtypes(table.drop(columns="last_row"))
 
 
 def adherence(

@@ -1,4 +1,5 @@
-"""The pipeline end to end: normalise → context → engine → findings (``score_frame``)."""
+"""The pipeline end to end: read → ingest → normalise → context → engine → findings
+(``score_frame``), and the :class:`Report` it returns."""
 
 from __future__ import annotations
 
@@ -6,54 +7,88 @@ import datetime as dt
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-import lemlabs
-from lemlabs.analytes import looks_like
-from lemlabs.context import add_context
 from lemlabs.ctcae import GRADE_COLUMNS, grade_results, with_version
-from lemlabs.engine import engine_for
-from lemlabs.facts import Progress, run_engine
-from lemlabs.findings import assemble, in_row_order
-from lemlabs.ingest import Source, check_as_of, prepare_labs, prepare_patients, rows_as_frame
-from lemlabs.models import Finding, Report, frame_of_columns
-from lemlabs.normalise import normalise_prepared
-from lemlabs.rules import Rule
-from lemlabs.rules.records import rule_book
-from lemlabs.rules.thresholds import Thresholds, load_thresholds
-from lemlabs.schedule import monitoring_findings, schedule_table
+from lemlabs.engine.rules import rule_book
+from lemlabs.errors import LabInputError
+from lemlabs.formats.files import Source
+from lemlabs.formats.labs import read_labs, read_patients
+from lemlabs.models import DataIssue, Finding
+from lemlabs.packs.analytes import looks_like
+from lemlabs.packs.thresholds import Thresholds, load_thresholds, rules_version
+from lemlabs.stages.context import add_context
+from lemlabs.stages.facts import Progress, run_engine
+from lemlabs.stages.findings import assemble, in_row_order
+from lemlabs.stages.ingest import check_as_of, rows_as_frame
+from lemlabs.stages.monitoring import monitoring
+from lemlabs.stages.normalise import normalise_prepared
+from lemlabs.stages.schedule import schedule_table
+from lemlabs.tables import ISSUE_TEXT, frame_of_columns, rows_of_frame, stable_dtypes
 
 ThresholdInput = Thresholds | Mapping[str, Any] | str | os.PathLike[str] | None
 
 
-def rules_version(thresholds: Thresholds) -> str:
-    """Package version plus a hash of the threshold table, e.g. ``0.1.0+cb191746d7``."""
-    return f"{lemlabs.__version__}+{thresholds.fingerprint()}"
+@dataclass(frozen=True)
+class Report:
+    """What :func:`lemlabs.score_frame` returns."""
 
+    findings: pd.DataFrame
+    issues: pd.DataFrame
+    results: pd.DataFrame
+    summary: dict[str, Any]
+    patients: pd.DataFrame | None = None
+    """The patients table as read (with ``courses`` as lists of dates), when one was given."""
 
-def _monitoring(
-    results: pd.DataFrame,
-    people: pd.DataFrame | None,
-    context: pd.DataFrame,
-    as_of: dt.date,
-    thresholds: Thresholds,
-) -> list[Finding]:
-    """Monitoring findings: schedule rows with a missed interval, through the engine."""
-    book = rule_book()
-    engine = engine_for(book.rules, thresholds)
-    table = schedule_table(results, people, as_of, thresholds)
-    late = table[table["missed_intervals"] >= thresholds["schedule.watch_after_missed"]]
-    hits: list[tuple[int, Rule]] = []
-    for session, (_, group) in enumerate(late.groupby("patient_id", sort=True)):
-        facts = [
-            {"key": int(index), "missed": int(missed)}
-            for index, missed in zip(group.index, group["missed_intervals"], strict=True)
-        ]
-        for hit in engine.run("schedule", session, facts):
-            hits.append((hit.keys[0], book.by_id[hit.rule_id]))
-    return monitoring_findings(table, hits, context, as_of, thresholds, rules_version(thresholds))
+    def __post_init__(self) -> None:
+        """The tables' dtypes do not depend on the pandas version (see :func:`stable_dtypes`)."""
+        for name in ("findings", "issues", "results", "patients"):
+            table = getattr(self, name)
+            if table is not None:
+                object.__setattr__(self, name, stable_dtypes(table))
+        text = [column for column in ISSUE_TEXT if column in self.issues.columns]
+        object.__setattr__(self, "issues", self.issues.astype(dict.fromkeys(text, object)))
+
+    @cached_property
+    def finding_list(self) -> tuple[Finding, ...]:
+        """The findings table as :class:`Finding` records, built when first asked for."""
+        return tuple(Finding.from_dict(row) for row in rows_of_frame(self.findings))
+
+    def to_html(self, path: str | Path, **options: Any) -> None:
+        """This report as one self-contained HTML file (the ``report`` extra); ``options`` go to
+        :func:`lemlabs.formats.report.write_html` (``as_of``, ``thresholds``, ``inputs``)."""
+        from lemlabs.formats.report import write_html
+
+        write_html(self, path, **options)
+
+    def to_excel(self, path: str | Path, thresholds: Any = None) -> None:
+        """Findings, evidence, issues, summary and rules as an Excel workbook (``excel`` extra)."""
+        from lemlabs.formats.excel import write_workbook
+
+        write_workbook(path, self.finding_list, self.issues, self.summary, thresholds)
+
+    def to_adlb(self) -> pd.DataFrame:
+        """One row per scored result with ADaM ADLB names (:func:`lemlabs.formats.adlb.to_adlb`)."""
+        from lemlabs.formats.adlb import to_adlb
+
+        return to_adlb(self)
+
+    def shift_table(self, term: str) -> pd.DataFrame:
+        """Patients by baseline × worst post-baseline CTCAE grade of ``term`` (``"platelets"``,
+        ``"creatinine"``, ``"proteinuria"`` or a CTCAE term name)."""
+        from lemlabs.formats.adlb import shift_table
+
+        return shift_table(self, term)
+
+    def data_issues(self) -> list[DataIssue]:
+        """The issues table as :class:`DataIssue` records."""
+        records = self.issues.to_dict("records")
+        return [DataIssue(**{str(k): v for k, v in record.items()}) for record in records]
 
 
 def _not_scored(results: pd.DataFrame) -> dict[str, dict[str, Any]]:
@@ -138,8 +173,8 @@ def _score(
     report = progress or (lambda stage, done, total: None)
     table = with_version(load_thresholds(thresholds), ctcae)
     report("read", 0, 1)
-    frame = prepare_labs(labs)
-    people = prepare_patients(patients) if patients is not None else None
+    frame = read_labs(labs)
+    people = read_patients(patients) if patients is not None else None
     report("normalise", 0, 1)
     results, issues = normalise_prepared(frame, people, table)
     rows_in = len(frame)
@@ -153,7 +188,7 @@ def _score(
     columns = assemble(singles, composites, context, by_id, table, version, finding_rows)
     if as_of is not None:
         day = check_as_of(as_of)
-        for finding in _monitoring(results, people, context, day, table):
+        for finding in monitoring(results, people, context, day, table):
             for name, value in finding.to_dict().items():
                 columns[name].append(value)
     findings = in_row_order(frame_of_columns(columns))
@@ -184,3 +219,39 @@ def _with_grades(results: pd.DataFrame, context: pd.DataFrame, table: Thresholds
 def score(records: Iterable[Any], patients: Source | None = None) -> list[Finding]:
     """Score lab records (dicts or dataclasses with the lab columns); return the findings."""
     return list(score_frame(rows_as_frame(records), patients).finding_list)
+
+
+def normalise(
+    labs: Source, patients: Source | None = None, thresholds: ThresholdInput = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Normalise a lab table: ``(results, issues)``.
+
+    ``results`` holds every accepted row (``status`` ``scored`` or ``not_scored`` for analytes
+    lemlabs does not score), values in canonical units with the raw value and unit kept, the
+    reference interval and an interpretation flag (L/H/N). ``issues`` holds one record per
+    rejected row (``row`` is its 0-based position) and per unusable patient record.
+    """
+    people = read_patients(patients) if patients is not None else None
+    return normalise_prepared(read_labs(labs), people, load_thresholds(thresholds))
+
+
+def schedule(
+    labs: Source,
+    patients: Source,
+    as_of: dt.date | str | None = None,
+    thresholds: Thresholds | Mapping[str, Any] | str | None = None,
+) -> pd.DataFrame:
+    """Which tests are due or overdue for each patient as of ``as_of`` (default: today).
+
+    One row per patient and test group (blood_count, creatinine, urinalysis, thyroid): last done,
+    next due, days overdue, missed intervals, the monitoring window's end and a status (ok, due,
+    overdue, window_ended, no_courses).
+    """
+    if patients is None:
+        raise LabInputError("schedule needs a patients table with course_dates, not None")
+    day = check_as_of(as_of) if as_of is not None else dt.date.today()
+    people = read_patients(patients)
+    table = load_thresholds(thresholds)
+    results, _ = normalise_prepared(read_labs(labs), people, table)
+    plan = schedule_table(results, people, day, table)
+    return stable_dtypes(plan.drop(columns="last_row"))
