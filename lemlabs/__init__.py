@@ -21,7 +21,8 @@ from lemlabs.errors import (
 from lemlabs.formats.labs import read_labs, read_patients
 from lemlabs.formats.sdtm import read_sdtm
 from lemlabs.models import Condition, DataIssue, Evidence, Finding, Severity
-from lemlabs.packs.thresholds import Thresholds, default_thresholds, load_thresholds, rules_version
+from lemlabs.packs import Packs, default_thresholds, load_packs, load_thresholds
+from lemlabs.packs.thresholds import Thresholds, rules_version
 from lemlabs.pipeline import Report, normalise, schedule, score, score_frame
 from lemlabs.version import __version__
 
@@ -38,6 +39,7 @@ __all__ = [
     "MissingColumnError",
     "MissingExtraError",
     "OutputError",
+    "Packs",
     "Report",
     "RuleError",
     "Severity",
@@ -45,6 +47,7 @@ __all__ = [
     "Thresholds",
     "__version__",
     "default_thresholds",
+    "load_packs",
     "load_thresholds",
     "normalise",
     "read_labs",

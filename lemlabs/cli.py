@@ -28,8 +28,9 @@ from lemlabs.formats.export import (
     write_issues,
 )
 from lemlabs.models import Severity
+from lemlabs.packs import Packs, load_packs
 from lemlabs.packs.listing import rules_text
-from lemlabs.packs.thresholds import load_thresholds, site_template
+from lemlabs.packs.thresholds import site_template
 from lemlabs.pipeline import Report
 from lemlabs.stages.ingest import check_as_of
 
@@ -304,6 +305,16 @@ def _parser() -> argparse.ArgumentParser:
             "--thresholds", type=Path, metavar="FILE", help="a site table (.toml/.json)"
         )
         sub.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to this file")
+    for sub in (score, html, plan, listing, table):
+        sub.add_argument(
+            "--pack",
+            type=Path,
+            action="append",
+            default=[],
+            dest="packs",
+            metavar="DIR",
+            help="a site's own pack folder, beside the built-in packs (repeatable)",
+        )
     for sub in (score, demo):
         sub.add_argument(
             "--fail-on",
@@ -372,8 +383,13 @@ def _print_report(report: Report, out: TextIO, top: int = 10) -> None:
             out.write(f"  row {issue.row}: {issue.field}: {printable(issue.reason)}\n")
 
 
+def _packs(args: argparse.Namespace) -> Packs:
+    """The built-in packs and those of ``--pack``, loaded before any scoring starts."""
+    return load_packs(getattr(args, "packs", []))
+
+
 def _schedule(args: argparse.Namespace, out: TextIO) -> int:
-    table = lemlabs.schedule(args.labs, args.patients, args.as_of, args.thresholds)
+    table = lemlabs.schedule(args.labs, args.patients, args.as_of, args.thresholds, _packs(args))
     if args.output is not None:
         write_csv(table, args.output)
     else:
@@ -444,7 +460,7 @@ def _check_trial_args(args: argparse.Namespace) -> None:
 def _trial_inputs(args: argparse.Namespace) -> tuple[Any, Any]:
     """The lab table read with --sep/--columns (SDTM LB recognised by its columns), and the
     patients from --dm/--ex when given."""
-    labs = lemlabs.read_labs(args.labs, columns=args.columns, sep=args.sep)
+    labs = lemlabs.read_labs(args.labs, columns=args.columns, sep=args.sep, packs=_packs(args))
     if args.dm is None and args.ex is None:
         return labs, args.patients
     from lemlabs.formats.files import read_dataset
@@ -496,7 +512,7 @@ def _score_dask(args: argparse.Namespace, out: TextIO) -> int:
 
     workers = args.workers if args.workers is not None else DASK_WORKERS
     findings, issues, summary = score_on_cluster(
-        str(args.labs), args.patients, args.thresholds, args.scheduler, workers
+        str(args.labs), args.patients, args.thresholds, args.scheduler, workers, args.packs
     )
     if args.output is not None:
         write_findings_table(findings, args.output)
@@ -513,9 +529,10 @@ def _score_dask(args: argparse.Namespace, out: TextIO) -> int:
 
 def _rules(args: argparse.Namespace, out: TextIO) -> int:
     """``lemlabs rules`` and ``lemlabs thresholds``: the rule book and the table, as text."""
-    table = load_thresholds(args.thresholds)
+    packs = _packs(args)
+    table = packs.thresholds(args.thresholds)
     if args.command == "rules":
-        text = rules_text(table, markdown=args.markdown)
+        text = rules_text(table, markdown=args.markdown, packs=packs)
     elif args.dump:
         text = site_template(table)
     else:
@@ -538,8 +555,9 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
         require_extra("parquet", "reading Parquet input")
     from lemlabs.formats.report import inputs_of, write_html
 
+    packs = _packs(args)
     report = lemlabs.score_frame(
-        args.labs, args.patients, args.thresholds, progress=_Progress(not args.quiet)
+        args.labs, args.patients, args.thresholds, progress=_Progress(not args.quiet), packs=packs
     )
     inputs = inputs_of(args.labs, args.patients, report)
     seconds = write_html(
@@ -564,6 +582,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         _check_score_args(args)
         if args.dask:
             return _score_dask(args, out)
+    packs = _packs(args)
     progress = _Progress(not args.quiet)
     if args.command == "demo":
         labs, patients, thresholds = examples.path("labs"), examples.path("patients"), None
@@ -575,7 +594,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             labs, patients = _trial_inputs(args)
     ctcae = getattr(args, "ctcae", None)
     report = lemlabs.score_frame(
-        labs, patients, thresholds, progress=progress, as_of=as_of, ctcae=ctcae
+        labs, patients, thresholds, progress=progress, as_of=as_of, ctcae=ctcae, packs=packs
     )
     if args.command == "score" and args.output is not None and args.adlb:
         from lemlabs.formats.adlb import write_adlb
@@ -585,7 +604,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         if _output_format(args.output) == ".xlsx":
             report.to_excel(args.output, thresholds)
         else:
-            write_findings(report.finding_list, args.output)
+            write_findings(report.finding_list, args.output, packs)
     if args.command == "score" and args.issues is not None:
         write_issues(report.issues, args.issues)
     if args.command == "demo" or args.output is None:

@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,8 @@ from lemlabs.formats.export import findings_table
 from lemlabs.formats.files import Source, unshift
 from lemlabs.formats.labs import read_patients
 from lemlabs.models import Finding
-from lemlabs.packs.thresholds import Thresholds, load_thresholds
+from lemlabs.packs import PackPath, load_packs
+from lemlabs.packs.thresholds import Thresholds
 from lemlabs.pipeline import ThresholdInput, score_frame
 from lemlabs.stages.ingest import LAB_COLUMNS
 from lemlabs.stages.normalise import HEADER_LINES, ISSUE_COLUMNS, REFERENCE_SOURCE
@@ -160,12 +162,16 @@ def _typed_issues(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _score_partition(
-    part: pd.DataFrame, patients: pd.DataFrame | None, thresholds: Thresholds
+    part: pd.DataFrame,
+    patients: pd.DataFrame | None,
+    thresholds: Thresholds,
+    packs: Sequence[str],
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     rows = part[ROW].to_numpy()
     if patients is not None:  # only this partition's patients: no work for the others
         patients = patients[patients["patient_id"].isin(part["patient_id"].str.strip().unique())]
-    report = score_frame(part.drop(columns=ROW).reset_index(drop=True), patients, thresholds)
+    frame = part.drop(columns=ROW).reset_index(drop=True)
+    report = score_frame(frame, patients, thresholds, packs=load_packs(packs))
     issues = report.issues[report.issues["source"].isin(["labs", REFERENCE_SOURCE])].copy()
     issues["row"] = rows[issues["row"].to_numpy()] if len(issues) else issues["row"]
     counts: dict[str, Any] = {key: int(report.summary[key]) for key in COUNTS}
@@ -193,11 +199,13 @@ def score_dask(
     patients: Source | None = None,
     thresholds: ThresholdInput = None,
     npartitions: int | None = None,
+    packs: Sequence[PackPath] = (),
 ) -> DaskReport:
     """Score a lab table held in a dask DataFrame or CSV/Parquet files (path or glob), lazily.
 
     ``patients`` is a small table (pandas DataFrame or path) sent to every partition.
     ``npartitions`` sets the number of patient partitions (default: as many as the input has).
+    ``packs``: a site's pack folders (each worker reads them: a path every worker can reach).
     """
     frame = labs if isinstance(labs, dd.DataFrame) else read_labs_dask(labs)
     missing = [
@@ -207,7 +215,8 @@ def score_dask(
         from lemlabs.errors import MissingColumnError
 
         raise MissingColumnError(missing[0], "dask input")
-    table = load_thresholds(thresholds)
+    folders = [os.fspath(Path(path).resolve()) for path in packs]
+    table = load_packs(folders).thresholds(thresholds)  # checked here, before any worker runs
     people = read_patients(patients) if patients is not None else None
     patient_issues = 0 if people is None else int((people["problem"] != "").sum())
     if "patient_id" in frame.columns:  # "P1 " is "P1": one patient, one partition
@@ -216,7 +225,7 @@ def score_dask(
     by_patient = numbered.shuffle(
         on="patient_id", npartitions=npartitions or frame.npartitions, shuffle_method="tasks"
     )
-    parts = [delayed(_score_partition)(p, people, table) for p in by_patient.to_delayed()]
+    parts = [delayed(_score_partition)(p, people, table, folders) for p in by_patient.to_delayed()]
     finding_meta = _finding_rows([], np.array([], dtype="int64"))
     issue_meta = _typed_issues(pd.DataFrame(columns=ISSUE_COLUMNS))
     findings = dd.from_delayed([delayed(lambda r: r[0])(p) for p in parts], meta=finding_meta)
@@ -247,13 +256,15 @@ def score_on_cluster(
     thresholds: ThresholdInput = None,
     scheduler: str | None = None,
     workers: int = 2,
+    packs: Sequence[PackPath] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """:func:`score_dask` computed on a scheduler (its address) or a local cluster of ``workers``
     single-threaded processes, closed afterwards."""
     from distributed import Client, LocalCluster
 
     name = "dask input" if isinstance(labs, dd.DataFrame) else os.fspath(labs)
-    report = score_dask(labs, patients, thresholds)  # reads the headers: errors before a cluster
+    # reads the headers and the packs: errors before a cluster starts
+    report = score_dask(labs, patients, thresholds, packs=packs)
     if scheduler:
         with Client(scheduler):
             return _computed(report, name)

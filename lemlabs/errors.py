@@ -36,6 +36,12 @@ class RuleDefinitionError(LemlabsError, ValueError):
     """A rule record is malformed: an unknown field, threshold, function or placeholder."""
 
 
+class PackError(RuleDefinitionError):
+    """A pack cannot be loaded: its folder, a file, or a record that contradicts another pack
+    (an analyte, code or threshold defined twice); the message names the file, the record and
+    the key."""
+
+
 #: the compiler flag that lets durable-rules 2.0.28 build for Python 3.13 (harmless before it)
 DURABLE_CPPFLAGS = "CPPFLAGS=-DPyEval_CallObject=PyObject_CallObject"
 #: reinstalls durable-rules from source with that flag, never from a wheel cached without it

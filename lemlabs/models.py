@@ -76,17 +76,19 @@ class Finding:
         """The episode's first evidence (``episode_start``), or its date when that is unset."""
         return self.episode_start or self.date
 
-    def to_fhir(self) -> Any:
-        """This finding as a FHIR R4 DetectedIssue (needs the ``fhir`` extra)."""
+    def to_fhir(self, packs: Any = None) -> Any:
+        """This finding as a FHIR R4 DetectedIssue (needs the ``fhir`` extra); ``packs``: those
+        it was scored with, when not the built-in ones (for its title)."""
         from lemlabs.formats.fhir import detected_issue
 
-        return detected_issue(self)
+        return detected_issue(self, packs)
 
-    def to_cds_card(self) -> dict[str, Any]:
-        """This finding as a CDS Hooks card (needs the ``fhir`` extra)."""
+    def to_cds_card(self, packs: Any = None) -> dict[str, Any]:
+        """This finding as a CDS Hooks card (needs the ``fhir`` extra); ``packs`` as for
+        :meth:`to_fhir`."""
         from lemlabs.formats.fhir import cds_card
 
-        return cds_card(self)
+        return cds_card(self, packs)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict with the public field names."""

@@ -7,21 +7,20 @@ import datetime as dt
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from lemlabs.ctcae import GRADE_COLUMNS, grade_results, with_version
-from lemlabs.engine.rules import rule_book
+from lemlabs.ctcae import GRADE_COLUMNS, Criteria, grade_results, with_version
 from lemlabs.errors import LabInputError
 from lemlabs.formats.files import Source
 from lemlabs.formats.labs import read_labs, read_patients
 from lemlabs.models import DataIssue, Finding
-from lemlabs.packs.analytes import looks_like
-from lemlabs.packs.thresholds import Thresholds, load_thresholds, rules_version
+from lemlabs.packs import PackPath, Packs, builtin_packs, packs_of
+from lemlabs.packs.thresholds import Thresholds, rules_version
 from lemlabs.stages.context import add_context
 from lemlabs.stages.facts import Progress, run_engine
 from lemlabs.stages.findings import assemble, in_row_order
@@ -32,6 +31,8 @@ from lemlabs.stages.schedule import schedule_table
 from lemlabs.tables import ISSUE_TEXT, frame_of_columns, rows_of_frame, stable_dtypes
 
 ThresholdInput = Thresholds | Mapping[str, Any] | str | os.PathLike[str] | None
+PackInput = Packs | PackPath | Iterable[PackPath] | None
+"""A site's pack folders (beside the built-in packs), or a loaded :class:`Packs`."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class Report:
     summary: dict[str, Any]
     patients: pd.DataFrame | None = None
     """The patients table as read (with ``courses`` as lists of dates), when one was given."""
+    packs: Packs = field(default_factory=builtin_packs)
+    """The packs it was scored with (their titles and labels are what the formats show)."""
 
     def __post_init__(self) -> None:
         """The tables' dtypes do not depend on the pandas version (see :func:`stable_dtypes`)."""
@@ -70,7 +73,7 @@ class Report:
         """Findings, evidence, issues, summary and rules as an Excel workbook (``excel`` extra)."""
         from lemlabs.formats.excel import write_workbook
 
-        write_workbook(path, self.finding_list, self.issues, self.summary, thresholds)
+        write_workbook(path, self.finding_list, self.issues, self.summary, thresholds, self.packs)
 
     def to_adlb(self) -> pd.DataFrame:
         """One row per scored result with ADaM ADLB names (:func:`lemlabs.formats.adlb.to_adlb`)."""
@@ -91,7 +94,7 @@ class Report:
         return [DataIssue(**{str(k): v for k, v in record.items()}) for record in records]
 
 
-def _not_scored(results: pd.DataFrame) -> dict[str, dict[str, Any]]:
+def _not_scored(results: pd.DataFrame, packs: Packs) -> dict[str, dict[str, Any]]:
     """Every test name that was not scored, with its row count, reasons, codes (LOINC, SDTM
     ``LBTEST``) and the monitored analyte it looks like; those that look like one come first,
     then most rows first."""
@@ -102,7 +105,9 @@ def _not_scored(results: pd.DataFrame) -> dict[str, dict[str, Any]]:
         entry = out.setdefault(str(test), {"rows": 0, "reasons": {}, "looks_like": ""})
         entry["rows"] += rows
         entry["reasons"][str(reason)] = rows
-        entry["looks_like"] = entry["looks_like"] or looks_like(str(test), str(reason))
+        entry["looks_like"] = entry["looks_like"] or packs.catalogue.looks_like(
+            str(test), str(reason)
+        )
     for column, key in (("loinc", "loinc"), ("test_name", "names")):
         if column in skipped.columns:
             for test, values in skipped.groupby("test", sort=False)[column]:
@@ -115,7 +120,11 @@ def _not_scored(results: pd.DataFrame) -> dict[str, dict[str, Any]]:
 
 
 def _summary(
-    rows_in: int, results: pd.DataFrame, issues: pd.DataFrame, findings: pd.DataFrame
+    rows_in: int,
+    results: pd.DataFrame,
+    issues: pd.DataFrame,
+    findings: pd.DataFrame,
+    packs: Packs,
 ) -> dict[str, Any]:
     lab_issues = issues[issues["source"] == "labs"]
     return {
@@ -123,7 +132,7 @@ def _summary(
         "rows_normalised": len(results),
         "rows_rejected": int(lab_issues["row"].nunique()),
         "rows_not_scored": int((results["status"] == "not_scored").sum()),
-        "not_scored_by_test": _not_scored(results),
+        "not_scored_by_test": _not_scored(results, packs),
         "patient_issues": int((issues["source"] == "patients").sum()),
         "patients": int(results["patient_id"].nunique()),
         "findings": len(findings),
@@ -140,6 +149,7 @@ def score_frame(
     progress: Progress | None = None,
     as_of: dt.date | str | None = None,
     ctcae: str | None = None,
+    packs: PackInput = None,
 ) -> Report:
     """Score a lab table (DataFrame, CSV path or buffer) and return a :class:`Report`.
 
@@ -150,14 +160,20 @@ def score_frame(
     label's schedule asks for and that were not done (see :func:`lemlabs.schedule`).
     ``ctcae`` is the CTCAE version findings and results are graded by: ``"v5"`` (the default,
     unless a site table sets ``ctcae.version``), ``"v4"`` (4.03) or ``"v6"``.
+    ``packs``: a site's own pack folders (a path or a list of paths), scored beside the
+    built-in packs (README, "Adding an analyte"), or a :class:`lemlabs.packs.Packs`.
     """
-    return _score(labs, patients, thresholds, progress=progress, as_of=as_of, ctcae=ctcae)
+    return _score(
+        labs, patients, thresholds, progress=progress, as_of=as_of, ctcae=ctcae, packs=packs
+    )
 
 
-def score_unfiltered(labs: Source, patients: Source | None = None) -> Report:
+def score_unfiltered(
+    labs: Source, patients: Source | None = None, packs: PackInput = None
+) -> Report:
     """:func:`score_frame` posting every result to the engine, not only those some rule's
     condition holds for: the same findings, only slower (the tests prove the pre-filter)."""
-    return _score(labs, patients, None, post_all=True)
+    return _score(labs, patients, None, post_all=True, packs=packs)
 
 
 def _score(
@@ -169,60 +185,67 @@ def _score(
     progress: Progress | None = None,
     as_of: dt.date | str | None = None,
     ctcae: str | None = None,
+    packs: PackInput = None,
 ) -> Report:
     report = progress or (lambda stage, done, total: None)
-    table = with_version(load_thresholds(thresholds), ctcae)
+    loaded = packs_of(packs)
+    table = with_version(loaded.thresholds(thresholds), ctcae)
     report("read", 0, 1)
-    frame = read_labs(labs)
+    frame = read_labs(labs, packs=loaded)
     people = read_patients(patients) if patients is not None else None
     report("normalise", 0, 1)
-    results, issues = normalise_prepared(frame, people, table)
+    results, issues = normalise_prepared(frame, people, table, loaded)
     rows_in = len(frame)
     del frame  # the results hold what is needed of it; its columns are memory the engine can use
     report("context", 0, 1)
-    context = add_context(results[results["status"] == "scored"], people, table)
-    singles, composites, finding_rows = run_engine(context, table, post_all, report)
+    context = add_context(results[results["status"] == "scored"], people, table, loaded.book)
+    singles, composites, finding_rows = run_engine(context, table, loaded.book, post_all, report)
     report("findings", 0, 1)
     version = rules_version(table)
-    by_id = rule_book().by_id
-    columns = assemble(singles, composites, context, by_id, table, version, finding_rows)
+    columns = assemble(singles, composites, context, loaded, table, version, finding_rows)
     if as_of is not None:
         day = check_as_of(as_of)
-        for finding in monitoring(results, people, context, day, table):
+        for finding in monitoring(results, people, context, day, table, loaded):
             for name, value in finding.to_dict().items():
                 columns[name].append(value)
     findings = in_row_order(frame_of_columns(columns))
     report("findings", 1, 1)
-    results = _with_grades(results, context, table)
+    results = _with_grades(results, context, loaded.criteria(str(table["ctcae.version"])))
     return Report(
         findings=findings,
         issues=issues,
         results=results,
-        summary=_summary(rows_in, results, issues, findings),
+        summary=_summary(rows_in, results, issues, findings, loaded),
         patients=people,
+        packs=loaded,
     )
 
 
-def _with_grades(results: pd.DataFrame, context: pd.DataFrame, table: Thresholds) -> pd.DataFrame:
+def _with_grades(results: pd.DataFrame, context: pd.DataFrame, table: Criteria) -> pd.DataFrame:
     """Every result with its CTCAE grades (low and high direction, term, version), graded on
     its context (baseline) by the evaluator findings use; not-scored rows stay ungraded."""
-    grades = grade_results(context, str(table["ctcae.version"]))
+    grades = grade_results(context, table)
     grades.index = context["row"].to_numpy()
     out = results.drop(columns=[c for c in GRADE_COLUMNS if c in results.columns])
     joined = grades.reindex(out["row"].to_numpy()).astype(GRADE_COLUMNS)
     for column in GRADE_COLUMNS:
         out[column] = joined[column].set_axis(out.index)
-    out["ctcae_version"] = str(table["ctcae.version"])
+    out["ctcae_version"] = table.version
     return out
 
 
-def score(records: Iterable[Any], patients: Source | None = None) -> list[Finding]:
+def score(
+    records: Iterable[Any], patients: Source | None = None, packs: PackInput = None
+) -> list[Finding]:
     """Score lab records (dicts or dataclasses with the lab columns); return the findings."""
-    return list(score_frame(rows_as_frame(records), patients).finding_list)
+    return list(score_frame(rows_as_frame(records), patients, packs=packs).finding_list)
 
 
 def normalise(
-    labs: Source, patients: Source | None = None, thresholds: ThresholdInput = None
+    labs: Source,
+    patients: Source | None = None,
+    thresholds: ThresholdInput = None,
+    packs: PackInput = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Normalise a lab table: ``(results, issues)``.
 
@@ -231,27 +254,31 @@ def normalise(
     reference interval and an interpretation flag (L/H/N). ``issues`` holds one record per
     rejected row (``row`` is its 0-based position) and per unusable patient record.
     """
+    loaded = packs_of(packs)
     people = read_patients(patients) if patients is not None else None
-    return normalise_prepared(read_labs(labs), people, load_thresholds(thresholds))
+    frame = read_labs(labs, packs=loaded)
+    return normalise_prepared(frame, people, loaded.thresholds(thresholds), loaded)
 
 
 def schedule(
     labs: Source,
     patients: Source,
     as_of: dt.date | str | None = None,
-    thresholds: Thresholds | Mapping[str, Any] | str | None = None,
+    thresholds: ThresholdInput = None,
+    packs: PackInput = None,
 ) -> pd.DataFrame:
     """Which tests are due or overdue for each patient as of ``as_of`` (default: today).
 
-    One row per patient and test group (blood_count, creatinine, urinalysis, thyroid): last done,
-    next due, days overdue, missed intervals, the monitoring window's end and a status (ok, due,
-    overdue, window_ended, no_courses).
+    One row per patient and test group of the packs (blood_count, creatinine, urinalysis,
+    thyroid, ...): last done, next due, days overdue, missed intervals, the monitoring window's
+    end and a status (ok, due, overdue, window_ended, no_courses).
     """
     if patients is None:
         raise LabInputError("schedule needs a patients table with course_dates, not None")
     day = check_as_of(as_of) if as_of is not None else dt.date.today()
+    loaded = packs_of(packs)
     people = read_patients(patients)
-    table = load_thresholds(thresholds)
-    results, _ = normalise_prepared(read_labs(labs), people, table)
-    plan = schedule_table(results, people, day, table)
+    table = loaded.thresholds(thresholds)
+    results, _ = normalise_prepared(read_labs(labs, packs=loaded), people, table, loaded)
+    plan = schedule_table(results, people, day, table, loaded.groups)
     return stable_dtypes(plan.drop(columns="last_row"))

@@ -29,41 +29,40 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 import pandas as pd
 
-from lemlabs.packs.analytes import catalogue
+from lemlabs.packs import Packs, builtin_packs
+from lemlabs.packs.analytes import Analyte
 from lemlabs.packs.units import conversion
 
 CONDITIONS = ("itp", "graves", "hypothyroidism", "anti_gbm")
-# Spellings labs use, per analyte: the test names and the units (first = the plainest).
-NAMES = {
-    "tsh": ("TSH", "Thyrotropin", "TSH 3rd gen", "3016-3"),
-    "free_t4": ("Free T4", "FT4", "free thyroxine", "14920-3"),
-    "platelets": ("PLT", "Platelet count", "Thrombocytes", "777-3"),
-    "creatinine": ("Creatinine", "CREA", "Creat", "2160-0"),
-    "urine_blood": ("U-Blood", "Urine blood", "5794-3"),
-    "urine_rbc": ("Urine RBC", "RBC urine", "13945-1"),
-    "urine_protein": ("Urine protein", "U-Protein", "20454-5"),
-    "upcr": ("UPCR", "Protein/creatinine ratio", "2890-2"),
-    "uacr": ("UACR", "ACR", "9318-7"),
-}
-UNITS = {
-    "tsh": ("mIU/L", "mU/L", "µIU/mL", "uIU/mL", "m[IU]/L", "u[IU]/mL"),
-    "free_t4": ("pmol/L", "ng/dL", "ng/L", "pg/mL"),
-    "platelets": ("10^9/L", "K/µL", "10*9/L", "G/L", "10^3/µL", "thou/mm3", "/nL", "x10E9/L"),
-    "creatinine": ("µmol/L", "umol/L", "mg/dL", "mg/L", "mmol/L"),
-    "urine_rbc": ("/HPF", "RBC/HPF", "/[HPF]", ""),
-    "upcr": ("mg/mmol", "mg/g", "g/g"),
-    "uacr": ("mg/mmol", "mg/g"),
-}
-# Where values of a living patient usually lie (canonical units), narrower than plausibility.
-TYPICAL = {
-    "tsh": (0.005, 60.0),
-    "free_t4": (4.0, 60.0),
-    "platelets": (5.0, 700.0),
-    "creatinine": (30.0, 1200.0),
-    "urine_rbc": (0.0, 150.0),
-    "upcr": (1.0, 500.0),
-    "uacr": (0.5, 300.0),
-}
+"""What :func:`histories` can plant (scenarios of the built-in packs)."""
+
+
+def test_names(analyte: Analyte) -> tuple[str, ...]:
+    """The test names labs send for an analyte: its aliases (the first is the plainest), then
+    its LOINC codes."""
+    return (*analyte.aliases, *analyte.loinc)
+
+
+def unit_spellings(analyte: Analyte) -> tuple[str, ...]:
+    """The unit spellings labs send for an analyte (its ``units``; the canonical unit when it
+    lists none)."""
+    return analyte.units or (analyte.unit,)
+
+
+def typical(analyte: Analyte) -> tuple[float, float]:
+    """Where its values usually lie in the canonical unit: its ``typical`` range, else from a
+    tenth of its reference interval's low end to ten times its high end, within what is
+    plausible."""
+    if analyte.typical is not None:
+        return analyte.typical
+    ref_low, ref_high = analyte.ref.low, analyte.ref.high
+    high = 10 * ref_high if ref_high else 10 * (ref_low or 1.0)
+    low = ref_low / 10 if ref_low else high / 1000
+    if analyte.plausible is not None:
+        low, high = max(low, analyte.plausible[0]), min(high, analyte.plausible[1])
+    return low, high
+
+
 GRADE_WORDS = {
     0.0: ("neg", "negative"),
     0.5: ("trace",),
@@ -96,20 +95,22 @@ def lab_values(
     units: Sequence[str] | None = None,
     within_reference: bool | None = None,
     censored: bool = False,
+    packs: Packs | None = None,
 ) -> LabValue:
-    """A value of ``analyte`` in one of its accepted units (or of ``units``).
+    """A value of ``analyte`` (of the built-in packs, or of ``packs``) in one of its accepted
+    units (or of ``units``).
 
     ``within_reference``: True draws inside the default adult reference interval, False outside
     it, None anywhere typical. ``censored`` writes it as ``<x`` or ``>x``.
     """
-    entry = catalogue()[analyte]
+    entry = (packs or builtin_packs()).catalogue[analyte]
     if entry.kind == "ordinal":
         grades = [g for g in GRADE_WORDS if g <= (entry.max_grade or 0)]
         if within_reference is not None:
             grades = [g for g in grades if (g <= (entry.ref.high or 0)) is within_reference]
         grade = draw(st.sampled_from(grades))
         return LabValue(draw(st.sampled_from(GRADE_WORDS[grade])), "", grade)
-    low, high = TYPICAL[analyte]
+    low, high = typical(entry)
     ref_low = entry.ref.low if entry.ref.low is not None else low
     ref_high = entry.ref.high if entry.ref.high is not None else high
     if within_reference is True:  # strictly inside: a value on the edge may round across it
@@ -122,8 +123,8 @@ def lab_values(
     canonical = float(_sig(low + fraction * (high - low), 4))
     if entry.kind == "count_per_hpf":
         canonical = float(round(canonical))
-    unit = draw(st.sampled_from(list(units or UNITS[analyte])))
-    factor = conversion(analyte, unit).factor if unit else 1.0
+    unit = draw(st.sampled_from(list(units or unit_spellings(entry))))
+    factor = conversion(entry, unit).factor if unit else 1.0
     assert factor is not None, (analyte, unit)
     raw = _sig(canonical / factor)
     if censored:
@@ -148,13 +149,18 @@ def lab_rows(
     patient_id: str | None = None,
     messy: bool = True,
     invalid: bool = False,
+    packs: Packs | None = None,
 ) -> dict[str, str]:
-    """One raw lab row (the lab CSV columns). ``messy`` varies spellings, case, spacing and
-    decimal commas; ``invalid`` spoils it the way exports get spoiled (a data issue, never a crash).
-    """
-    analyte = draw(st.sampled_from(list(analytes or NAMES)))
-    lab = draw(lab_values(analyte))
-    test = draw(st.sampled_from(NAMES[analyte])) if messy else NAMES[analyte][0]
+    """One raw lab row (the lab CSV columns) of an analyte of ``analytes`` (default: every
+    analyte of the built-in packs, or of ``packs``). ``messy`` varies spellings (its aliases and
+    LOINC codes), case, spacing and decimal commas; ``invalid`` spoils it the way exports get
+    spoiled (a data issue, never a crash)."""
+    book = (packs or builtin_packs()).catalogue
+    analyte = draw(st.sampled_from(list(analytes or book)))
+    entry = book[analyte]
+    lab = draw(lab_values(analyte, packs=packs))
+    spellings = test_names(entry)
+    test = draw(st.sampled_from(spellings)) if messy else spellings[0]
     value = lab.value
     if messy and "." in value and "e" not in value and len(value.split(".")[1]) <= 2:
         value = value.replace(".", ",") if draw(st.booleans()) else value
@@ -170,18 +176,13 @@ def lab_rows(
         spoil = draw(st.sampled_from(["value", "unit", "collected_at", "patient_id"]))
         row[spoil] = {
             "value": draw(st.sampled_from(BAD_VALUES)),
-            "unit": "furlongs" if _kind(analyte) == "quantitative" else row["unit"],
+            "unit": "furlongs" if entry.kind == "quantitative" else row["unit"],
             "collected_at": draw(st.sampled_from(["2021-02-30", "yesterday", "03/04/2021"])),
             "patient_id": "",
         }[spoil]
-        if spoil == "unit" and _kind(analyte) != "quantitative":
+        if spoil == "unit" and entry.kind != "quantitative":
             row["value"] = draw(st.sampled_from(BAD_VALUES))
     return row
-
-
-def _kind(analyte: str) -> str:
-    """The catalogue's value kind of ``analyte``."""
-    return catalogue()[analyte].kind
 
 
 @st.composite
@@ -226,22 +227,23 @@ class History:
 def _canonical_row(
     patient_id: str, day: dt.date, analyte: str, canonical: float, unit_index: int
 ) -> dict[str, str]:
-    entry = catalogue()[analyte]
+    entry = builtin_packs().catalogue[analyte]
     if entry.kind == "ordinal":
         return {
             "patient_id": patient_id,
             "collected_at": day.isoformat(),
-            "test": NAMES[analyte][0],
+            "test": test_names(entry)[0],
             "value": GRADE_WORDS[canonical][0],
             "unit": "",
         }
-    unit = UNITS[analyte][unit_index % len(UNITS[analyte])]
-    factor = conversion(analyte, unit).factor if unit else 1.0
+    spellings = unit_spellings(entry)
+    unit = spellings[unit_index % len(spellings)]
+    factor = conversion(entry, unit).factor if unit else 1.0
     assert factor is not None
     return {
         "patient_id": patient_id,
         "collected_at": day.isoformat(),
-        "test": NAMES[analyte][0],
+        "test": test_names(entry)[0],
         "value": _sig(canonical / factor, 8),
         "unit": unit,
     }
@@ -356,4 +358,7 @@ __all__ = [
     "lab_rows",
     "lab_values",
     "patients",
+    "test_names",
+    "typical",
+    "unit_spellings",
 ]

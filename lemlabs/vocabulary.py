@@ -4,6 +4,7 @@ are re-exported by :mod:`lemlabs.models` and :mod:`lemlabs`."""
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum, StrEnum
 
 import numpy as np
@@ -41,7 +42,13 @@ class Condition(StrEnum):
     MONITORING = "monitoring"
 
 
-_DISPLAY_UNITS = {"10^9/L": "×10⁹/L", "umol/L": "µmol/L"}
+_SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def unit_text(unit: str) -> str:
+    """A canonical unit as people read it: ``10^9/L`` → ``×10⁹/L``, ``umol/L`` → ``µmol/L``."""
+    text = re.sub(r"^10\^(-?\d+)", lambda m: "×10" + m.group(1).translate(_SUPERSCRIPTS), unit)
+    return re.sub(r"(?<![A-Za-z])u(?=[a-zA-Z])", "µ", text)
 
 
 def format_value(value: float, unit: str, censor: str = "", high: float | None = None) -> str:
@@ -52,4 +59,4 @@ def format_value(value: float, unit: str, censor: str = "", high: float | None =
     number = f"{value:.4g}"
     if high is not None and not np.isnan(high) and high != value:
         number += f"–{high:.4g}"
-    return f"{censor}{number} {_DISPLAY_UNITS.get(unit, unit)}"
+    return f"{censor}{number} {unit_text(unit)}"

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import tomllib
 from collections.abc import Iterable
 
 import pandas as pd
 
 import lemlabs
+from lemlabs.engine.rules import RuleBook, Source, compile_book
 from lemlabs.models import Finding
+from lemlabs.packs import builtin_packs
 
 START = dt.date(2020, 1, 6)  # first day of the first course in these tests
 
@@ -57,3 +60,12 @@ def essence(found: Iterable[Finding]) -> list[tuple[object, ...]]:
         )
         for f in found
     )
+
+
+def book_of(text: str, condition: str = "itp") -> RuleBook:
+    """The rules of one rules file (TOML ``text``: ``[titles]``, ``[[rule]]``, ...) checked
+    against the built-in packs' thresholds, analytes and CTCAE terms."""
+    packs = builtin_packs()
+    source = Source("test/rules.toml", "test", condition, "a test", tomllib.loads(text))
+    terms = set(packs.criteria().term_keys())
+    return compile_book([source], set(packs.defaults), set(packs.catalogue), terms)

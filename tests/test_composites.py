@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rules_helpers import findings, summary
 
-from lemlabs.stages import findings as findings_module
+from lemlabs.stages.findings import fast as findings_module
 
 HAEM = ("anti_gbm.haematuria", "watch", None)
 BASELINE = (-5, "Creat", "60", "umol/L")

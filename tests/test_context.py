@@ -11,11 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lemlabs.packs.thresholds import default_thresholds
+from lemlabs.engine.language import shifted
+from lemlabs.packs import builtin_packs, default_thresholds
 from lemlabs.stages.context import add_context
 
 START = dt.datetime(2020, 1, 1)
 THRESHOLDS = default_thresholds()
+BOOK = builtin_packs().book
 
 results_rows = st.lists(
     st.tuples(
@@ -64,7 +66,7 @@ def _people(days: dict[str, set[int]]) -> pd.DataFrame:
 def test_the_48h_rise_is_the_value_minus_the_lowest_creatinine_in_the_48_hours_before(
     rows: list[tuple[str, str, dt.datetime, float]],
 ) -> None:
-    out = add_context(_frame(rows), None, THRESHOLDS).set_index("row")
+    out = add_context(_frame(rows), None, THRESHOLDS, BOOK).set_index("row")
     for row, (patient, analyte, when, value) in enumerate(rows):
         before = [
             v
@@ -82,7 +84,7 @@ def test_the_48h_rise_is_the_value_minus_the_lowest_creatinine_in_the_48_hours_b
 def test_each_result_has_its_latest_course_started_on_or_before_its_day(
     rows: list[tuple[str, str, dt.datetime, float]], days: dict[str, set[int]]
 ) -> None:
-    out = add_context(_frame(rows), _people(days), THRESHOLDS).set_index("row")
+    out = add_context(_frame(rows), _people(days), THRESHOLDS, BOOK).set_index("row")
     months = int(THRESHOLDS["label.monitoring_months"])
     for row, (patient, _, when, _) in enumerate(rows):
         starts = [START.date() + dt.timedelta(days=d) for d in sorted(days.get(patient, ()))]
@@ -110,7 +112,7 @@ def test_each_result_has_its_latest_course_started_on_or_before_its_day(
 def test_a_dipstick_is_microscopy_negative_when_every_same_day_rbc_count_is_below_the_cutoff(
     rows: list[tuple[str, str, dt.datetime, float]],
 ) -> None:
-    out = add_context(_frame(rows), None, THRESHOLDS).set_index("row")
+    out = add_context(_frame(rows), None, THRESHOLDS, BOOK).set_index("row")
     cutoff = THRESHOLDS["renal.rbc_haematuria_hpf"]
     for row, (patient, analyte, when, _) in enumerate(rows):
         counts = [  # a missing count says nothing
@@ -118,7 +120,8 @@ def test_a_dipstick_is_microscopy_negative_when_every_same_day_rbc_count_is_belo
             for p, a, t, v in rows
             if p == patient and a == "urine_rbc" and t.date() == when.date() and v == v
         ]
-        expected = analyte == "urine_blood" and bool(counts) and max(counts) < cutoff
+        below = max(counts, default=np.inf) < shifted(cutoff, "<")  # as the language compares
+        expected = analyte == "urine_blood" and bool(counts) and below
         assert out.at[row, "micro_neg"] == int(expected)
 
 
@@ -128,7 +131,7 @@ def _rise(gap: dt.timedelta) -> float:
         ("P1", "creatinine", START + gap, 150.0),
         ("P2", "creatinine", START + gap - dt.timedelta(hours=1), 10.0),  # another patient's
     ]
-    out = add_context(_frame(rows), None, THRESHOLDS).set_index("row")
+    out = add_context(_frame(rows), None, THRESHOLDS, BOOK).set_index("row")
     return float(out.at[1, "rise_48h"])
 
 
@@ -156,7 +159,7 @@ def test_microscopy_is_negative_below_the_haematuria_cutoff_only(
         ("P1", "urine_rbc", START + dt.timedelta(hours=5), count),
         ("P2", "urine_rbc", START, 0.0),
     ]
-    out = add_context(_frame(rows), None, THRESHOLDS).set_index("row")
+    out = add_context(_frame(rows), None, THRESHOLDS, BOOK).set_index("row")
     assert out.at[0, "micro_neg"] == negative
 
 
@@ -165,6 +168,6 @@ def test_microscopy_is_negative_below_the_haematuria_cutoff_only(
 )
 def test_a_course_counts_from_the_day_it_starts(day: int, window: str) -> None:
     rows = [("P1", "platelets", START + dt.timedelta(days=day, hours=1), 200.0)]
-    out = add_context(_frame(rows), _people({"P1": {0}, "P2": {-5}}), THRESHOLDS)
+    out = add_context(_frame(rows), _people({"P1": {0}, "P2": {-5}}), THRESHOLDS, BOOK)
     assert out.at[0, "window"] == window
     np.testing.assert_equal(out.at[0, "days_since_course"], float(day) if day >= 0 else np.nan)

@@ -15,18 +15,28 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rules_helpers import labs, patients
+from rules_helpers import book_of, labs, patients
 
 import lemlabs
 from lemlabs import examples
 from lemlabs.engine.durable import RuleEngine
-from lemlabs.engine.language import evaluate, joins_equals, own, parse, value_of, walk, words
-from lemlabs.engine.rules import gates, read_packs, rule_book
+from lemlabs.engine.language import (
+    Comparison,
+    evaluate,
+    joins_equals,
+    own,
+    parse,
+    shifted,
+    value_of,
+    walk,
+    words,
+)
+from lemlabs.engine.rules import gates
 from lemlabs.errors import RuleError
-from lemlabs.packs.thresholds import default_thresholds
+from lemlabs.packs import builtin_packs, default_thresholds
 from lemlabs.pipeline import score_unfiltered
 from lemlabs.stages import facts as facts_module
-from lemlabs.stages import findings as findings_module
+from lemlabs.stages.findings import fast as findings_module
 from lemlabs.synthetic import generate
 
 ROWS = [
@@ -75,8 +85,6 @@ def test_scoring_from_threads_at_once_gives_identical_findings() -> None:
 
 def _engine(when: str, catch_all: bool = True) -> RuleEngine:
     pack = f"""
-condition = "itp"
-source = "a test"
 [titles]
 "itp.suspected" = "a test"
 [[rule]]
@@ -87,8 +95,8 @@ when = ["{when}"]
 message = "test"
 action = "test"
 """
-    book = read_packs([pack], set(default_thresholds().keys()))
-    return RuleEngine(book.rules, default_thresholds(), catch_all)
+    book = book_of(pack)
+    return RuleEngine(book.rules, default_thresholds(), catch_all, book.missing)
 
 
 def test_the_same_facts_can_be_posted_again_after_the_state_is_deleted() -> None:
@@ -127,7 +135,7 @@ def test_without_a_catch_all_an_unmatched_fact_is_a_rule_error_not_lost_findings
 
 
 def test_gates_keep_what_a_join_asks_of_each_fact_alone() -> None:
-    book = rule_book()
+    book = builtin_packs().book
     thresholds = default_thresholds()
     persistent = book.by_id["anti_gbm.haematuria_persistent.action"]
     first, second = gates([persistent])
@@ -135,7 +143,7 @@ def test_gates_keep_what_a_join_asks_of_each_fact_alone() -> None:
     assert words(first, thresholds) == words(second, thresholds)
     assert words(second, thresholds) == "code is 'anti_gbm.haematuria' and micro_neg is 0"
     result_rule = book.by_id["itp.suspected.urgent"]
-    assert gates([result_rule]) == tuple(node for _, node in result_rule.when)
+    assert gates([result_rule]) == tuple(node for _, node in result_rule.compiled)
 
 
 def test_a_join_that_asks_nothing_of_a_fact_alone_lets_every_fact_through() -> None:
@@ -147,7 +155,7 @@ _UNDER_CHECKED_MALLOC = """
 import lemlabs
 from lemlabs import examples
 from lemlabs.pipeline import score_unfiltered
-from rules_helpers import labs, patients
+from rules_helpers import book_of, labs, patients
 from test_engine import ROWS
 
 # a low TSH and blood in the urine: finding facts that pass a composite's own conditions but
@@ -222,7 +230,7 @@ def test_absorbed_composite_occurrences_give_the_findings_of_one_each(
     absorbed = lemlabs.score_frame(labs, people)
     monkeypatch.setattr(findings_module, "_absorbing", lambda rules: set())
     one_each = lemlabs.score_frame(labs, people)
-    composites = {rule.code for rule in rule_book().phase("finding")}
+    composites = {rule.code for rule in builtin_packs().book.phase("finding")}
     assert set(absorbed.findings["code"]) & composites
     pd.testing.assert_frame_equal(absorbed.findings, one_each.findings)
 
@@ -230,8 +238,8 @@ def test_absorbed_composite_occurrences_give_the_findings_of_one_each(
 def test_no_composite_joins_two_facts_that_agree_on_every_field() -> None:
     """The grouping of finding facts is exact only then; a rule that could would switch it off."""
     thresholds = default_thresholds()
-    for rule in rule_book().phase("finding"):
-        (_, first), (_, second) = rule.when
+    for rule in builtin_packs().book.phase("finding"):
+        (_, first), (_, second) = rule.compiled
         assert not joins_equals(first, second, thresholds), rule.id
     same_day = parse("day == first.day", set(), ("first",))
     assert joins_equals(parse("code == 'a'", set()), same_day, thresholds)
@@ -271,7 +279,9 @@ def test_grouped_result_facts_give_every_result_the_hits_of_its_own_fact(
                 (patient, hit.rule_id, hit.keys)
                 for patient, hit in zip(found.patients.tolist(), found.hits, strict=True)
             )
-        classes = facts_module._classes(facts, rule_book().phase("result"), engine.thresholds)
+        classes = facts_module._classes(
+            facts, builtin_packs().book.phase("result"), engine.thresholds
+        )
         sizes.append((len(facts), classes.drop_duplicates().shape[0]))
         return found
 
@@ -284,18 +294,22 @@ def test_grouped_result_facts_give_every_result_the_hits_of_its_own_fact(
 
 
 def _cut_offs() -> dict[str, list[Any]]:
-    """Per field the result rules read, every value they compare it with, and numbers just
-    below and above each: the values on which the rules decide differently (-1e15: absent)."""
+    """Per field the result rules read, every value they compare it with, numbers just below
+    and above each and the tolerance's edges: the values on which the rules decide differently
+    (NaN: missing)."""
     thresholds = default_thresholds()
-    values: dict[str, set[Any]] = {field: set() for field in rule_book().reads("result")}
-    for rule in rule_book().phase("result"):
-        for _, node in rule.when:
+    values: dict[str, set[Any]] = {field: set() for field in builtin_packs().book.reads("result")}
+    for rule in builtin_packs().book.phase("result"):
+        for _, node in rule.compiled:
             for comparison in walk(node):
+                assert isinstance(comparison, Comparison)
                 value = value_of(comparison.operand, thresholds)
                 if isinstance(value, str):
                     values[comparison.field].add(value)
-                else:
-                    values[comparison.field] |= {value - 0.01, value, value + 0.01, -1e15}
+                    continue
+                edges = {shifted(value, op) for op in ("<", "<=")}
+                near = {value - 0.01, value, value + 0.01, *edges, float("nan")}
+                values[comparison.field] |= near
     return {field: sorted(found, key=str) for field, found in values.items()}
 
 
@@ -324,7 +338,8 @@ def test_grouping_result_facts_keeps_each_results_hits_at_every_cut_off(
             row[field] = rnd.choice(_VALUES[field])
         rows.append(row)
     facts = pd.DataFrame(rows).assign(key=range(len(rows)))
-    engine = RuleEngine(rule_book().rules, default_thresholds())
+    book = builtin_packs().book
+    engine = RuleEngine(book.rules, default_thresholds(), missing=book.missing)
 
     def hits(alone: bool) -> Counter[tuple[str, str, tuple[int, ...]]]:
         found = facts_module._result_hits(engine, facts, alone, lambda *_: None)

@@ -22,7 +22,7 @@ import lemlabs
 from lemlabs import examples
 from lemlabs import strategies as ls
 from lemlabs.formats import fhir
-from lemlabs.packs.analytes import catalogue, recognise
+from lemlabs.packs import builtin_packs
 from lemlabs.stages.values import parse_value
 
 
@@ -43,8 +43,9 @@ def observation(index: int, row: dict[str, str]) -> dict[str, Any]:
             }
         ],
     }
-    analyte = recognise(row["test"], row.get("loinc") or None)
-    coding = [{"system": fhir.LOINC, "code": catalogue()[analyte].loinc[0]}] if analyte else []
+    book = builtin_packs().catalogue
+    analyte = book.recognise(row["test"], row.get("loinc") or None)
+    coding = [{"system": fhir.LOINC, "code": book[analyte].loinc[0]}] if analyte else []
     resource["code"] = {"coding": coding, "text": row["test"]}
     if row["patient_id"]:
         resource["subject"] = {"reference": f"Patient/{row['patient_id']}"}

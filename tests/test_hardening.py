@@ -111,8 +111,9 @@ def test_a_trailing_comma_on_some_rows_only_is_read_unshifted() -> None:
 
 # --- user columns named like lemlabs' own
 
-RESERVED = ["row", "course", "window", "baseline", "status", "flag", "sex", "analyte", "day",
-            "kind", "value_high", "index", "collected_at_raw"]  # fmt: skip
+RESERVED = ["row", "window", "baseline", "status", "flag", "sex", "analyte", "day", "kind",
+            "value_high", "collected_at_raw", "rise_ratio", "pair_flag",
+            "ctcae_grade_low"]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", RESERVED)
@@ -128,25 +129,36 @@ def test_a_user_column_named_like_lemlabs_own_is_carried_as_input_name(name: str
     assert report.results["row"].tolist() == [0, 1]
 
 
+@pytest.mark.parametrize("name", ["course", "index", "prev_value"])
+def test_a_user_column_named_like_nothing_lemlabs_makes_is_kept_as_it_is(name: str) -> None:
+    text = HEADER.rstrip() + f",{name}\nP1,2020-01-01,PLT,12,10^9/L,mine\n"
+    report = lemlabs.score_frame(io.StringIO(text))
+    assert list(report.results[name]) == ["mine"] and f"input_{name}" not in report.results
+
+
 def test_reserved_names_cover_every_column_lemlabs_adds() -> None:
     """A column lemlabs adds to the lab table (normalising, context, facts) is reserved, so
     that a user column of that name is renamed rather than overwritten."""
     from lemlabs import examples
-    from lemlabs.packs.thresholds import default_thresholds
+    from lemlabs.formats.labs import reserved_columns
+    from lemlabs.packs import builtin_packs
     from lemlabs.stages.context import add_context
     from lemlabs.stages.facts import result_facts
-    from lemlabs.stages.ingest import LAB_COLUMNS, LAB_OPTIONAL, RESERVED_LAB_COLUMNS
+    from lemlabs.stages.ingest import LAB_COLUMNS, LAB_OPTIONAL
     from lemlabs.stages.normalise import normalise_prepared
 
+    packs = builtin_packs()
     labs = lemlabs.read_labs(examples.path("labs"))
     people = lemlabs.read_patients(examples.path("patients"))
-    results, _ = normalise_prepared(labs, people)
-    context = add_context(results[results["status"] == "scored"], people, default_thresholds())
-    facts = result_facts(context, default_thresholds())
-    added = (set(results.columns) | set(context.columns) | set(facts.columns)) - set(
-        pd.read_csv(examples.path("labs"), nrows=0).columns
-    )
-    assert added - set(LAB_COLUMNS) - set(LAB_OPTIONAL) <= set(RESERVED_LAB_COLUMNS)
+    results, _ = normalise_prepared(labs, people, packs.defaults, packs)
+    scored = results[results["status"] == "scored"]
+    context = add_context(scored, people, packs.defaults, packs.book)
+    facts = result_facts(context, packs.defaults, packs.book)
+    graded = lemlabs.score_frame(labs, people).results
+    added = (
+        set(results.columns) | set(context.columns) | set(facts.columns) | set(graded.columns)
+    ) - set(pd.read_csv(examples.path("labs"), nrows=0).columns)
+    assert added - set(LAB_COLUMNS) - set(LAB_OPTIONAL) <= set(reserved_columns())
 
 
 def test_a_patients_column_named_problem_or_courses_is_kept() -> None:

@@ -11,7 +11,7 @@ from rules_helpers import essence
 
 import lemlabs
 from lemlabs import strategies as ls
-from lemlabs.packs.analytes import recognise
+from lemlabs.packs import builtin_packs
 from lemlabs.packs.units import conversion
 from lemlabs.pipeline import score_unfiltered
 
@@ -20,11 +20,14 @@ def _respell(labs: pd.DataFrame, rnd: random.Random) -> pd.DataFrame:
     """The same quantities, each row written in another accepted unit."""
     out = labs.copy()
     for index, row in labs.iterrows():
-        analyte = recognise(row["test"])
-        if analyte not in ls.UNITS or not row["unit"]:
+        analyte = builtin_packs().catalogue.recognise(row["test"])
+        if analyte is None or not row["unit"]:
             continue
-        unit = rnd.choice([u for u in ls.UNITS[analyte] if u])
-        old, new = conversion(analyte, row["unit"]).factor, conversion(analyte, unit).factor
+        entry = builtin_packs().catalogue[analyte]
+        if entry.kind != "quantitative":
+            continue
+        unit = rnd.choice([u for u in ls.unit_spellings(entry) if u])
+        old, new = conversion(entry, row["unit"]).factor, conversion(entry, unit).factor
         assert old is not None and new is not None
         out.loc[index, ["value", "unit"]] = [repr(float(row["value"]) * old / new), unit]
     return out

@@ -21,7 +21,7 @@ import lemlabs
 from lemlabs import examples
 from lemlabs import strategies as ls
 from lemlabs.models import Finding
-from lemlabs.stages.findings import _iso
+from lemlabs.stages.findings.writer import _iso
 
 COUNT = re.compile(r"(\d+) results?(?: \((.*?)\))?, (?:on|from) \d{4}-\d{2}-\d{2}")
 

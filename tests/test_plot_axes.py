@@ -17,7 +17,8 @@ matplotlib.use("Agg")
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from lemlabs.formats.plot import CONDITION_NAMES, cohort_onsets, plot_cohort, plot_patient
+from lemlabs.formats.plot import cohort_onsets, plot_cohort, plot_patient
+from lemlabs.packs import builtin_packs
 
 ALL = ("platelets", "creatinine", "tsh", "free_t4", "urine_blood", "urine_protein", "urine_rbc")
 
@@ -65,7 +66,7 @@ def test_finding_labels_never_overprint(report: lemlabs.Report, patient: str) ->
     assert len(lanes.texts) == len(mine)
     assert _overlaps(figure, lanes) == []
     titles = {t.get_text().rsplit(" (", 1)[0] for t in lanes.texts}
-    assert titles == {lemlabs.packs.TITLES[f.code] for f in mine}  # words, not codes
+    assert titles == {builtin_packs().titles[f.code] for f in mine}  # words, not codes
 
 
 def test_many_findings_on_one_day_do_not_overprint(report: lemlabs.Report) -> None:
@@ -81,7 +82,8 @@ def test_cohort_plot_counts_patients_on_one_shared_axis(report: lemlabs.Report) 
     assert all(ax.get_shared_x_axes().joined(axes[0], ax) for ax in axes)
     findings = report.findings[report.findings["condition"] != "monitoring"]
     for ax in axes:
-        condition = {name: key for key, name in CONDITION_NAMES.items()}[ax.get_title(loc="left")]
+        names = builtin_packs().conditions
+        condition = {name: key for key, name in names.items()}[ax.get_title(loc="left")]
         drawn = sum(patch.get_height() for patch in ax.patches)
         patients = findings.loc[findings["condition"] == condition, "patient_id"].nunique()
         found = (findings["condition"] == condition).sum()

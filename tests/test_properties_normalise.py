@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import lemlabs
+from lemlabs.packs import builtin_packs
 from lemlabs.packs.units import conversion
 
 ACCEPTED_UNITS = {
@@ -32,7 +33,7 @@ def same_quantity_in_two_units(draw: st.DrawFn) -> tuple[str, str, str, str, str
     first, second = draw(st.sampled_from(units)), draw(st.sampled_from(units))
     values = []
     for unit in (first, second):
-        factor = conversion(analyte, unit).factor
+        factor = conversion(builtin_packs().catalogue[analyte], unit).factor
         assert factor is not None
         values.append(repr(canonical / factor))
     return test, values[0], first, values[1], second, canonical

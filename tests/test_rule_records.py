@@ -3,26 +3,20 @@ new rule with a new threshold is data only — no Python changes."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rules_helpers import labs, patients
+from rules_helpers import book_of
 
-import lemlabs
 from lemlabs import cli
-from lemlabs.engine.rules import PACKS, read_packs
 from lemlabs.errors import RuleDefinitionError
-from lemlabs.engine import rules as records
-from lemlabs.packs import ALL_RULES, TITLES, thresholds
+from lemlabs.packs import builtin_packs, default_thresholds, load_thresholds
 from lemlabs.packs.listing import rules_table
-from lemlabs.packs.thresholds import default_thresholds, load_thresholds, site_template
+from lemlabs.packs.thresholds import site_template
 
-KEYS = set(default_thresholds())
+ALL_RULES = builtin_packs().rules
+TITLES = builtin_packs().titles
 PACK = """
-condition = "itp"
-source = "a test pack"
 [titles]
 "itp.suspected" = "a test"
 [[rule]]
@@ -61,13 +55,18 @@ def test_the_threshold_dump_is_a_site_file_that_loads_back(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("when", "problem"),
     [
-        ('when = ["upper < itp.no_such_key"]', "neither a threshold key nor a quoted text"),
+        ('when = ["upper < itp.no_such_key"]', "'itp.no_such_key' is neither a threshold key"),
         ('when = ["platelet_count < 50"]', "unknown fact fields platelet_count"),
-        ('when = ["upper < platelets"]', "neither a threshold key nor a quoted text"),
+        ('when = ["upper < platelets"]', "unknown fact fields platelets"),
+        ("when = [\"upper == 'low'\"]", "upper is a number, compared with 'low'"),
+        ('when = ["flag < 3"]', "flag is a text, compared with 3"),
         ('when = ["upper << 50"]', "expected a value"),
         ('when = ["(upper < 50"]', "not closed"),
         ("when = []", "expected a list of expressions"),
-        ('when = ["upper < 50"]\ngrade = "no_such_grade"', "no function named 'no_such_grade'"),
+        ('when = ["upper < 50"]\nctcae = "no_such_term"', "no CTCAE term 'no_such_term'"),
+        ('when = ["upper < 50"]\nnotes = ["no_such_note"]', "no note named 'no_such_note'"),
+        ("when = [\"analyte == 'platelet'\"]", "analyte 'platelet' is in no loaded pack"),
+        ('when = ["flag * 2 > 1"]', "flag is a text, not a number"),
         ('when = ["upper < 50"]\nnoted = "x"', "unknown entries noted"),
         (
             "phase = \"finding\"\nfirst = [\"code == 'a' or code == 'b'\"]\n"
@@ -77,52 +76,12 @@ def test_the_threshold_dump_is_a_site_file_that_loads_back(tmp_path: Path) -> No
     ],
 )
 def test_a_bad_record_is_refused_naming_the_problem(when: str, problem: str) -> None:
-    with pytest.raises(RuleDefinitionError, match=problem):
-        read_packs([PACK + when + "\n"], KEYS)
+    with pytest.raises(RuleDefinitionError, match=problem) as refused:
+        book_of(PACK + when + "\n")
+    assert "test/rules.toml, rule 'test.rule'" in str(refused.value)  # the file and the record
 
 
 def test_a_message_placeholder_must_be_a_threshold() -> None:
     pack = PACK.replace("{itp.urgent_below}", "{itp.urgent_belo}") + 'when = ["upper < 50"]\n'
-    with pytest.raises(RuleDefinitionError, match=r"unknown thresholds itp\.urgent_belo"):
-        read_packs([pack], KEYS)
-
-
-@pytest.fixture
-def editable_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Copies of the shipped packs and threshold table, loaded instead of the package's."""
-    for name in PACKS:
-        shutil.copy(records.pack_path(name), tmp_path / f"{name}.toml")
-    shutil.copy(thresholds.table_path(), tmp_path / "thresholds.toml")
-    monkeypatch.setattr(records, "pack_path", lambda name: tmp_path / f"{name}.toml")
-    monkeypatch.setattr(thresholds, "table_path", lambda: tmp_path / "thresholds.toml")
-    yield tmp_path
-    monkeypatch.undo()
-    records.rule_book.cache_clear()
-    thresholds.default_thresholds.cache_clear()
-
-
-def test_a_new_rule_with_a_new_threshold_needs_no_python(editable_rules: Path) -> None:
-    with (editable_rules / "thresholds.toml").open("a", encoding="utf-8") as table:
-        table.write(
-            '\n[itp.profound_below]\nvalue = 10.0\nunit = "10^9/L"\ncompare = "<"\n'
-            'source = "Site protocol 12: counts below 10 need a haematologist today"\n'
-        )
-    pack = editable_rules / "platelets.toml"
-    text = pack.read_text("utf-8").replace(
-        "[titles]\n", '[titles]\n"itp.profound" = "Profound thrombocytopenia"\n'
-    )
-    pack.write_text(
-        text + '\n[[rule]]\nid = "itp.profound.urgent"\ncode = "itp.profound"\n'
-        'severity = "urgent"\nworst = "lowest"\n'
-        'when = ["analyte == \'platelets\'", "upper < itp.profound_below"]\n'
-        'message = "Platelet count below {itp.profound_below} ×10⁹/L."\n'
-        'action = "Call the haematologist on duty now."\n',
-        "utf-8",
-    )
-    records.rule_book.cache_clear()
-    thresholds.default_thresholds.cache_clear()
-    report = lemlabs.score_frame(labs([(100, "PLT", "8", "10^9/L")]), patients())
-    (finding,) = [f for f in report.finding_list if f.code == "itp.profound"]
-    assert finding.rule_id == "itp.profound.urgent"
-    assert finding.message.startswith("Platelet count below 10 ×10⁹/L.")
-    assert "Site protocol 12" in finding.source
+    with pytest.raises(RuleDefinitionError, match=r"unknown threshold 'itp\.urgent_belo'"):
+        book_of(pack)

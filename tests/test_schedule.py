@@ -140,7 +140,7 @@ def test_moving_as_of_forward_never_makes_a_test_less_overdue(
 
 
 def test_adherence_marks_each_missed_due_date_once() -> None:
-    from lemlabs.packs.thresholds import default_thresholds
+    from lemlabs.packs import builtin_packs, default_thresholds
     from lemlabs.stages.ingest import prepare_patients
     from lemlabs.stages.schedule import adherence
 
@@ -152,6 +152,7 @@ def test_adherence_marks_each_missed_due_date_once() -> None:
         "P1",
         dt.date.fromisoformat(day(215)),
         default_thresholds(),
+        builtin_packs().groups,
     )
     blood = table[table["test_group"] == "blood_count"]
     assert blood["done"].sum() == 6

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from lemlabs.packs.units import conversion
+from lemlabs.packs import builtin_packs
+from lemlabs.packs.units import conversion as by_analyte
+
+
+def conversion(analyte: str, unit: str):  # type: ignore[no-untyped-def]
+    return by_analyte(builtin_packs().catalogue[analyte], unit)
+
 
 # analyte, raw unit, raw value, expected canonical value
 CONVERSIONS = [

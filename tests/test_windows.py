@@ -13,12 +13,13 @@ import pytest
 from conftest import lab_frame, patient_frame
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rules_helpers import book_of
 
 import lemlabs
 from lemlabs import pipeline as scoring
 from lemlabs.engine.language import day_bounds, parse
-from lemlabs.engine.rules import join_reach, read_packs, rule_book
-from lemlabs.packs.thresholds import default_thresholds
+from lemlabs.engine.rules import join_reach
+from lemlabs.packs import builtin_packs, default_thresholds
 from lemlabs.stages import facts as fact_module
 from lemlabs.synthetic import generate
 
@@ -32,7 +33,8 @@ def _second(text: str) -> Any:
 
 def test_the_bundled_composites_bound_the_day_of_their_second_fact() -> None:
     bounds = {
-        rule.id: day_bounds(rule.when[1][1], THRESHOLDS) for rule in rule_book().phase("finding")
+        rule.id: day_bounds(rule.compiled[1][1], THRESHOLDS)
+        for rule in builtin_packs().book.phase("finding")
     }
     assert bounds["anti_gbm.haematuria_persistent.action"] == ((("day", 7.0),), (("day", 90.0),))
     assert bounds["anti_gbm.pattern.urgent"] == ((("day", -30.0),), (("day", 30.0),))
@@ -73,8 +75,6 @@ def _facts(*rows: tuple[str, str, str, int, int]) -> pd.DataFrame:
 
 def _pack(second: str) -> tuple[Any, ...]:
     text = f"""
-condition = "anti_gbm"
-source = "test"
 [titles]
 "anti_gbm.x" = "x"
 [[rule]]
@@ -87,11 +87,11 @@ second = ["code == 'b'", {second!r}]
 message = "m"
 action = "a"
 """
-    return read_packs([text], KEYS).phase("finding")
+    return book_of(text, "anti_gbm").phase("finding")
 
 
 def test_the_reach_is_the_longest_join_and_reads_the_facts_fields() -> None:
-    composites = rule_book().phase("finding")
+    composites = builtin_packs().book.phase("finding")
     renal = _facts(("anti_gbm.haematuria", "urine_blood", "H", 100, 100))
     assert join_reach(composites, renal, THRESHOLDS) == 90  # haematuria persistence
     tsh = _facts(
@@ -193,7 +193,7 @@ def test_windows_give_the_findings_and_hits_of_one_pass(
     }
     windowed, windowed_hits, sessions = _scored(labs, people, monkeypatch, size=40)
     assert sessions > 10  # 520 facts over 5.7 years: cores of ~40, overlaps of 184 days (~50)
-    composites = {rule.id for rule in rule_book().phase("finding")}
+    composites = {rule.id for rule in builtin_packs().book.phase("finding")}
     joined = [hit for hit in windowed_hits if hit[1] in composites]
     assert len(joined) == len(set(joined)) > 1000  # every repeat dropped
     assert sorted(windowed_hits) == sorted(once_hits)
@@ -293,8 +293,9 @@ def test_facts_without_a_partner_within_reach_complete_no_match(
             )
         ]
     )
-    composites = rule_book().phase("finding")
-    engine = fact_module.engine_for(rule_book().rules, THRESHOLDS)
+    composites = builtin_packs().book.phase("finding")
+    book = builtin_packs().book
+    engine = fact_module.engine_for(book.rules, THRESHOLDS, missing=book.missing)
     kept = fact_module.partnered(facts, composites, THRESHOLDS)
 
     def hits(posted: pd.DataFrame) -> list[tuple[str, str, tuple[int, ...]]]:
@@ -318,7 +319,7 @@ def _pair(*facts: tuple[str, str, str, int, int]) -> pd.DataFrame:
 
 
 def _posted(facts: pd.DataFrame) -> list[bool]:
-    return fact_module.partnered(facts, rule_book().phase("finding"), THRESHOLDS).tolist()
+    return fact_module.partnered(facts, builtin_packs().book.phase("finding"), THRESHOLDS).tolist()
 
 
 # haematuria whose microscopy was negative: only the pattern (not persistence) can join it

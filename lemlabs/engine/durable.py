@@ -43,7 +43,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import reduce
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lemlabs.errors import EngineUnavailableError, RuleError
 
@@ -55,9 +55,23 @@ except ImportError as error:  # not installed, or its C extension built without 
     raise EngineUnavailableError(error) from None
 import numpy as np
 
-from lemlabs.engine.language import OPERATORS, All, Any_, Comparison, Field, Node, value_of
+from lemlabs.engine.fields import MISSING
+from lemlabs.engine.language import (
+    NEGATED,
+    OPERATORS,
+    All,
+    Any_,
+    Comparison,
+    Computed,
+    Field,
+    Node,
+    shifted,
+    value_of,
+)
 from lemlabs.engine.rules import ALIASES, Phase, Rule
-from lemlabs.packs.thresholds import Thresholds
+
+if TYPE_CHECKING:
+    from lemlabs.packs.thresholds import Thresholds
 
 # durable-rules calls datetime.utcfromtimestamp on every post, deprecated from Python 3.12 on.
 warnings.filterwarnings(
@@ -70,10 +84,10 @@ warnings.filterwarnings(
 _LOCK = threading.RLock()
 _SERIAL = itertools.count()
 # durable-rules reads facts as JSON and crashes (segfault) on exponent notation such as 1e+18 or
-# 1e-05; numbers are kept within [-ABSENT, ABSENT] and tiny ones moved to +-TINY (thresholds are
-# validated to be 0 or at least 0.001, so no comparison changes). NaN means "absent": it can pass
-# no threshold that a value must exceed.
-_ABSENT = 1e15
+# 1e-05; numbers are kept within [-_LARGEST, _LARGEST] and tiny ones moved to +-TINY (thresholds
+# are validated to be 0 or at least 0.001, so no comparison changes). A missing number (NaN)
+# stays NaN in the facts' table and reaches durable-rules as MISSING (lemlabs.engine.fields).
+_LARGEST = 1e15
 # every action receives a batch's matches at once (durable's ``cap``): one Python callback and
 # one JSON round trip per rule and session instead of one per match; at most 5 000 a call, so
 # that one patient with millions of results does not decode all its matches in one string
@@ -82,9 +96,9 @@ _TINY = 1e-4
 
 
 def json_safe(values: np.ndarray) -> np.ndarray:
-    """Numbers durable-rules can read: no NaN or infinity, no exponent notation."""
-    values = np.nan_to_num(values.astype(float), nan=-_ABSENT, posinf=_ABSENT, neginf=-_ABSENT)
-    values = np.clip(values, -_ABSENT, _ABSENT)
+    """Numbers durable-rules can read: no infinity, no exponent notation (NaN, missing, is kept:
+    :meth:`RuleEngine.run` posts it as :data:`~lemlabs.engine.fields.MISSING`)."""
+    values = np.clip(values.astype(float), -_LARGEST, _LARGEST)
     tiny = (values != 0) & (np.abs(values) < _TINY)
     return np.where(tiny, np.sign(values) * _TINY, values)
 
@@ -137,10 +151,11 @@ class Hits:
         )
 
 
-def _operand(node: Comparison, thresholds: Thresholds) -> Any:
+def _operand(node: Comparison, op: str, thresholds: Thresholds) -> Any:
     operand = node.operand
     if not isinstance(operand, Field):
-        return value_of(operand, thresholds)
+        value = value_of(operand, thresholds)
+        return value if isinstance(value, str) else shifted(float(value), op)
     other = getattr(getattr(c, operand.alias), operand.name)
     if operand.offset is None:
         return other
@@ -148,22 +163,35 @@ def _operand(node: Comparison, thresholds: Thresholds) -> Any:
     return other + offset if operand.sign > 0 else other - offset
 
 
-def durable_condition(node: Node, thresholds: Thresholds) -> Any:
-    """A condition tree as a durable-rules expression over the current fact (``m``)."""
+def durable_condition(node: Node, thresholds: Thresholds, missing: frozenset[str]) -> Any:
+    """A condition tree as a durable-rules expression over the current fact (``m``). A number
+    compares with the tolerance (:func:`~lemlabs.engine.language.shifted`); a field that may be
+    missing (``missing``; posted as MISSING) holds for no comparison, and for every ``not``
+    of one."""
     if isinstance(node, Comparison):
-        return OPERATORS[node.op](getattr(m, node.field), _operand(node, thresholds))
-    parts = [durable_condition(part, thresholds) for part in node.parts]
+        op = NEGATED[node.op] if node.negated else node.op
+        value = _operand(node, node.op, thresholds)
+        held = OPERATORS[op](getattr(m, node.field), value)
+        if node.field in missing and isinstance(value, float):
+            if OPERATORS[op](MISSING, value) and not node.negated:
+                held = held & (getattr(m, node.field) != MISSING)
+            elif node.negated and not OPERATORS[op](MISSING, value):
+                held = held | (getattr(m, node.field) == MISSING)
+        return held
+    assert not isinstance(node, Computed)  # compiled rules read Computed from a column
+    parts = [durable_condition(part, thresholds, missing) for part in node.parts]
     if isinstance(node, Any_):
         return reduce(lambda a, b: a | b, parts)
     assert isinstance(node, All)
     return reduce(lambda a, b: a & b, parts)
 
 
-def _conditions(rule: Rule, thresholds: Thresholds) -> tuple[Any, ...]:
+def _conditions(rule: Rule, thresholds: Thresholds, missing: frozenset[str]) -> tuple[Any, ...]:
     if rule.phase != "finding":
-        return tuple(durable_condition(node, thresholds) for _, node in rule.when)
+        return tuple(durable_condition(node, thresholds, missing) for _, node in rule.compiled)
     return tuple(
-        getattr(c, alias) << durable_condition(node, thresholds) for alias, node in rule.when
+        getattr(c, alias) << durable_condition(node, thresholds, missing)
+        for alias, node in rule.compiled
     )
 
 
@@ -171,11 +199,16 @@ class RuleEngine:
     """Runs a set of rules, built once for one threshold table, over one patient at a time."""
 
     def __init__(
-        self, rules: Iterable[Rule], thresholds: Thresholds, catch_all: bool = True
+        self,
+        rules: Iterable[Rule],
+        thresholds: Thresholds,
+        catch_all: bool = True,
+        missing: frozenset[str] = frozenset(),
     ) -> None:
         """Rulesets for ``rules`` with ``thresholds`` filled in; ``catch_all`` gives the
-        ``result`` ruleset, too, a rule that takes facts no other rule matches."""
-        self.rules, self.thresholds = tuple(rules), thresholds
+        ``result`` ruleset, too, a rule that takes facts no other rule matches; ``missing``: the
+        number fields that may be missing (posted as MISSING)."""
+        self.rules, self.thresholds, self.missing = tuple(rules), thresholds, missing
         self.rule_ids = tuple(rule.id for rule in self.rules)
         self._matched, self._keys = array("i"), array("q")
         self._errors: list[str] = []
@@ -190,7 +223,8 @@ class RuleEngine:
                     for index, rule in enumerate(self.rules):
                         if rule.phase == phase:
                             action = self._action(index, rule.aliases)
-                            when_all(_BATCH, *_conditions(rule, thresholds))(action)
+                            conditions = _conditions(rule, thresholds, missing)
+                            when_all(_BATCH, *conditions)(action)
                     if catch_all or phase != "result":
                         when_all(_BATCH, +m.kind)(self._ignore)
                 durable_lang._rulesets.pop(name, None)
@@ -211,6 +245,10 @@ class RuleEngine:
                 self._errors.append(f"{self.rule_ids[index]}: {error!r}")
 
         return record
+
+    def reads(self, phase: Phase) -> tuple[str, ...]:
+        """The fact fields the phase's rules read: all a fact needs to carry."""
+        return tuple(sorted({name for r in self.rules if r.phase == phase for name in r.reads()}))
 
     @staticmethod
     def _ignore(context: Any) -> None:
@@ -250,12 +288,15 @@ _ENGINES: dict[str, RuleEngine] = {}
 
 
 def engine_for(
-    rules: tuple[Rule, ...], thresholds: Thresholds, catch_all: bool = True
+    rules: tuple[Rule, ...],
+    thresholds: Thresholds,
+    catch_all: bool = True,
+    missing: frozenset[str] = frozenset(),
 ) -> RuleEngine:
     """The engine for these rules and this threshold table, built once per process; without
     ``catch_all`` every result fact posted must match some result rule."""
     key = f"{id(rules)}:{thresholds.fingerprint()}:{catch_all}"
     with _LOCK:
         if key not in _ENGINES:
-            _ENGINES[key] = RuleEngine(rules, thresholds, catch_all)
+            _ENGINES[key] = RuleEngine(rules, thresholds, catch_all, missing)
         return _ENGINES[key]

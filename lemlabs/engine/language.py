@@ -1,17 +1,31 @@
-"""The condition language of rule records: comparisons a clinician reads, joined by and/or.
+"""The condition language of rule records and CTCAE criteria: comparisons a clinician reads,
+arithmetic, ``and``/``or``/``not``.
 
-A rule's ``when`` is a list of expressions that must all hold, each written as in
-``"upper < itp.urgent_below"`` or ``"(flag == 'L' and pair_flag == 'L') or flag == 'H'"``:
+A condition is written as in ``"upper < itp.urgent_below"``, ``"lower >= 3 * uln"`` or
+``"(flag == 'L' and pair_flag == 'L') or flag == 'H'"``:
 
-* the left side is a fact field (``analyte``, ``lower``, ``flag``, ``day``, ...);
-* the right side is a threshold key (``itp.urgent_below``), a quoted text (``'platelets'``), a
-  number, or, in a join, another matched fact's field with an optional offset
-  (``first.day + renal.pattern_window_days``);
-* operators: ``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=``; ``and`` binds tighter than ``or``.
+* names are fact fields (``value``, ``lower``/``upper`` — what is certain of a censored value —,
+  ``lln``, ``uln``, ``baseline``, ``flag``, ``day``, a pack's derived fields, ...; see
+  :mod:`lemlabs.engine.fields`), threshold keys (``itp.urgent_below``), or, in a join, another
+  matched fact's field (``first.day``);
+* numbers, quoted texts, ``+ - * /`` and parentheses;
+* ``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=``; ``not`` binds tighter than ``and``, ``and``
+  tighter than ``or``.
 
-This module parses and evaluates expressions over pandas columns (the pre-filter) and lists the
-thresholds they use; :mod:`lemlabs.engine.durable` compiles the same trees into durable-rules
-conditions.
+Parsed conditions are brought to one of three kinds of comparison (:func:`parse`):
+:class:`Comparison`, a fact field against a number, a text or a threshold (``upper < 50``), or in
+a join against another fact's field plus an offset (``day <= first.day + 30``); and
+:class:`Computed`, any other comparison of the fact's own fields and numbers (``lower >= 3 *
+uln``, ``value / baseline > 1.5``). ``not`` is pushed down to the comparisons.
+
+Meaning. Numbers are compared with a relative tolerance of 10⁻⁹: ``a < b`` holds when ``a`` is
+below ``b`` by more than 10⁻⁹ of ``b`` (``==`` and ``!=`` are exact), so that a value exactly at
+a cut-off after a unit conversion stays at it (1.5 × ULN in mg/dL is not above 1.5 × ULN). A
+censored value's certain bound lies beyond that tolerance (``<50`` is below 50 for certain: see
+:mod:`lemlabs.stages.normalise`). A comparison with a missing number (no baseline, no interval)
+does not hold, and ``not`` of it does. This module
+evaluates conditions over pandas columns (the pre-filter, derived fields, notes and CTCAE
+grades); :mod:`lemlabs.engine.durable` compiles the same trees into durable-rules conditions.
 """
 
 from __future__ import annotations
@@ -19,7 +33,7 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -35,10 +49,16 @@ OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
     ">": operator.gt,
     ">=": operator.ge,
 }
+NEGATED = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
+MIRRORED = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 WORDS = {"==": "is", "!=": "is not", "<": "<", "<=": "≤", ">": ">", ">=": "≥"}
+TOLERANCE = 1e-9
+"""Relative: numbers closer than this share of the larger are equal in a comparison."""
+_ARITHMETIC = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide}
+_SHOWN = {"+": "+", "-": "−", "*": "×", "/": "÷"}
 _TOKEN = re.compile(
     r"\s*(?:(?P<number>\d+(?:\.\d+)?)|'(?P<text>[^']*)'|(?P<name>[A-Za-z_][A-Za-z0-9_.]*)"
-    r"|(?P<op>==|!=|<=|>=|<|>|\(|\)|\+|-))"
+    r"|(?P<op>==|!=|<=|>=|<|>|\(|\)|\+|-|\*|/))"
 )
 
 
@@ -63,12 +83,50 @@ Operand = Threshold | Field | str | float
 
 
 @dataclass(frozen=True)
+class Ref:
+    """A field of the fact being matched, inside arithmetic."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """``left op right`` with ``op`` one of ``+ - * /``."""
+
+    op: str
+    left: Expr
+    right: Expr
+
+
+Expr = Ref | Threshold | Field | Arithmetic | str | float
+
+
+@dataclass(frozen=True)
 class Comparison:
-    """``field op operand``."""
+    """``field op operand``: a fact field against a number, a text, a threshold or, in a join,
+    another fact's field plus an offset; ``negated``: ``not`` of it (holds also where the field
+    is missing)."""
 
     field: str
     op: str
     operand: Operand
+    negated: bool = False
+
+    @property
+    def effective(self) -> str:
+        """The operator it amounts to where the field is present (``not <`` is ``>=``)."""
+        return NEGATED[self.op] if self.negated else self.op
+
+
+@dataclass(frozen=True)
+class Computed:
+    """``left op right`` over the fact's own fields, numbers and thresholds with arithmetic;
+    ``negated``: ``not`` of it (holds also where a number is missing)."""
+
+    left: Expr
+    op: str
+    right: Expr
+    negated: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,7 +143,7 @@ class All:
     parts: tuple[Node, ...]
 
 
-Node = Comparison | Any_ | All
+Node = Comparison | Computed | Any_ | All
 
 
 class _Parser:
@@ -109,8 +167,9 @@ class _Parser:
     def fail(self, why: str) -> None:
         raise RuleDefinitionError(f"condition {self.text!r}: {why}")
 
-    def peek(self) -> tuple[str, str]:
-        return self.tokens[self.at] if self.at < len(self.tokens) else ("end", "")
+    def peek(self, ahead: int = 0) -> tuple[str, str]:
+        at = self.at + ahead
+        return self.tokens[at] if at < len(self.tokens) else ("end", "")
 
     def take(self) -> tuple[str, str]:
         token = self.peek()
@@ -131,48 +190,122 @@ class _Parser:
         return parts[0] if len(parts) == 1 else Any_(tuple(parts))
 
     def conjunction(self) -> Node:
-        parts = [self.atom()]
+        parts = [self.negation()]
         while self.peek() == ("name", "and"):
             self.take()
-            parts.append(self.atom())
+            parts.append(self.negation())
         return parts[0] if len(parts) == 1 else All(tuple(parts))
 
+    def negation(self) -> Node:
+        if self.peek() == ("name", "not"):
+            self.take()
+            return negate(self.negation())
+        return self.atom()
+
     def atom(self) -> Node:
-        if self.peek() == ("op", "("):
+        if self.peek() == ("op", "("):  # a condition in parentheses, or arithmetic that starts so
+            start = self.at
             self.take()
             node = self.disjunction()
-            if self.take() != ("op", ")"):
-                self.fail("a '(' is not closed")
-            return node
-        kind, field = self.take()
-        if kind != "name" or "." in field:
-            self.fail(f"expected a fact field, got {field!r}")
+            if self.peek() == ("op", ")") and self.peek(1)[1] not in OPERATORS:
+                self.take()
+                return node
+            self.at = start
+        left = self.sum()
         kind, op = self.take()
         if kind != "op" or op not in OPERATORS:
-            self.fail(f"expected a comparison after {field!r}, got {op!r}")
-        return Comparison(field, op, self.operand())
+            self.fail(f"expected a comparison, got {op or 'the end'!r}")
+        return _comparison(left, op, self.sum(), self.fail)
 
-    def operand(self) -> Operand:
+    def sum(self) -> Expr:
+        expr = self.product()
+        while self.peek() in (("op", "+"), ("op", "-")):
+            op = self.take()[1]
+            expr = Arithmetic(op, expr, self.product())
+        return expr
+
+    def product(self) -> Expr:
+        expr = self.factor()
+        while self.peek() in (("op", "*"), ("op", "/")):
+            op = self.take()[1]
+            expr = Arithmetic(op, expr, self.factor())
+        return expr
+
+    def factor(self) -> Expr:
         kind, text = self.take()
         if kind == "number":
             return float(text)
         if kind == "text":
             return text
-        if kind != "name":
-            self.fail(f"expected a value, got {text!r}")
+        if (kind, text) == ("op", "("):
+            expr = self.sum()
+            if self.take() != ("op", ")"):
+                self.fail("a '(' is not closed")
+            return expr
+        if (kind, text) == ("op", "-"):
+            return Arithmetic("-", 0.0, self.factor())
+        if kind != "name" or text in ("and", "or", "not"):
+            self.fail(f"expected a value, got {text or 'the end'!r}")
         alias, _, name = text.partition(".")
         if alias in self.aliases and name:
-            if self.peek() not in (("op", "+"), ("op", "-")):
-                return Field(alias, name)
-            sign = 1 if self.take()[1] == "+" else -1
-            offset = self.operand()
-            if not isinstance(offset, Threshold | float):
-                self.fail("an offset is a number or a threshold key")
-            assert isinstance(offset, Threshold | float)
-            return Field(alias, name, sign, offset)
-        if text not in self.keys:
-            self.fail(f"{text!r} is neither a threshold key nor a quoted text")
-        return Threshold(text)
+            return Field(alias, name)
+        if text in self.keys:
+            return Threshold(text)
+        if "." in text:
+            self.fail(f"{text!r} is neither a threshold key nor a fact field")
+        return Ref(text)
+
+
+def _constant(expr: Expr) -> bool:
+    return isinstance(expr, Threshold | str | float)
+
+
+def _join(expr: Expr) -> Field | None:
+    """``first.day``, ``first.day + 14``, ``first.day - key`` as a join operand."""
+    if isinstance(expr, Field):
+        return expr
+    if (
+        isinstance(expr, Arithmetic)
+        and expr.op in "+-"
+        and isinstance(expr.left, Field)
+        and isinstance(expr.right, Threshold | float)
+    ):
+        return replace(expr.left, sign=1 if expr.op == "+" else -1, offset=expr.right)
+    return None
+
+
+def _uses_join(expr: Expr) -> bool:
+    if isinstance(expr, Field):
+        return True
+    return isinstance(expr, Arithmetic) and (_uses_join(expr.left) or _uses_join(expr.right))
+
+
+def _comparison(left: Expr, op: str, right: Expr, fail: Callable[[str], None]) -> Node:
+    if _constant(left) and not _constant(right):  # 50 > upper reads as upper < 50
+        left, op, right = right, MIRRORED[op], left
+    if isinstance(left, Ref):
+        join = _join(right)
+        if join is not None:
+            return Comparison(left.name, op, join)
+        if isinstance(right, Threshold | str | float):
+            if isinstance(right, str) and op not in ("==", "!="):
+                fail("a text is compared with == or != only")
+            return Comparison(left.name, op, right)
+    if _uses_join(left) or _uses_join(right):
+        fail("a join compares a field with the other fact's field plus a number")
+    if isinstance(left, str) or isinstance(right, str):
+        fail("a text is compared with a field, with == or !=")
+    if _constant(left) and _constant(right):
+        fail("compares two constants")
+    return Computed(left, op, right)
+
+
+def negate(node: Node) -> Node:
+    """``not node``, with the negation pushed down to the comparisons."""
+    if isinstance(node, Comparison | Computed):
+        return replace(node, negated=not node.negated)
+    parts = tuple(negate(part) for part in node.parts)
+    return Any_(parts) if isinstance(node, All) else All(parts)
 
 
 def parse(text: str, keys: set[str], aliases: tuple[str, ...] = ()) -> Node:
@@ -181,19 +314,47 @@ def parse(text: str, keys: set[str], aliases: tuple[str, ...] = ()) -> Node:
     return _Parser(text, aliases, keys).parse()
 
 
-def walk(node: Node) -> Iterator[Comparison]:
+def walk(node: Node) -> Iterator[Comparison | Computed]:
     """Every comparison of a tree, in reading order."""
-    if isinstance(node, Comparison):
+    if isinstance(node, Comparison | Computed):
         yield node
     else:
         for part in node.parts:
             yield from walk(part)
 
 
+def names_of(expr: Expr) -> Iterator[Ref | Threshold | Field]:
+    """The fields and thresholds an expression reads."""
+    if isinstance(expr, Arithmetic):
+        yield from names_of(expr.left)
+        yield from names_of(expr.right)
+    elif isinstance(expr, Ref | Threshold | Field):
+        yield expr
+        if isinstance(expr, Field) and isinstance(expr.offset, Threshold):
+            yield expr.offset
+
+
+def fields_of(node: Node) -> list[str]:
+    """The fact fields a tree reads (its own and, in a join, the other fact's), in order."""
+    names = []
+    for comparison in walk(node):
+        if isinstance(comparison, Comparison):
+            names.append(comparison.field)
+            if isinstance(comparison.operand, Field):
+                names.append(comparison.operand.name)
+        else:
+            for side in (comparison.left, comparison.right):
+                names += [ref.name for ref in names_of(side) if isinstance(ref, Ref)]
+    return names
+
+
 def own(node: Node) -> Node | None:
     """What a join condition asks of its own fact alone: its comparisons without another fact's
     field; ``None`` when nothing is asked of the fact alone."""
-    if not any(isinstance(comparison.operand, Field) for comparison in walk(node)):
+    if not any(
+        isinstance(comparison, Comparison) and isinstance(comparison.operand, Field)
+        for comparison in walk(node)
+    ):
         return node
     if not isinstance(node, All):
         return None
@@ -204,17 +365,17 @@ def own(node: Node) -> Node | None:
 def _equalities(node: Node | None) -> dict[str, set[tuple[str, Any]]]:
     """``field == x`` / ``field != x`` tests a tree makes of its fact in every case (its
     top-level ``and``)."""
-    parts = () if node is None else (node,) if isinstance(node, Comparison) else node.parts
+    parts = () if node is None else (node,) if not isinstance(node, All | Any_) else node.parts
     found: dict[str, set[tuple[str, Any]]] = {}
     if isinstance(node, Any_):
         return found
     for part in parts:
         if (
             isinstance(part, Comparison)
-            and part.op in ("==", "!=")
+            and part.effective in ("==", "!=")
             and not isinstance(part.operand, Field)
         ):
-            found.setdefault(part.field, set()).add((part.op, part.operand))
+            found.setdefault(part.field, set()).add((part.effective, part.operand))
     return found
 
 
@@ -231,13 +392,13 @@ def joins_equals(first: Node, second: Node, thresholds: Mapping[str, Any]) -> bo
                     return False
     if isinstance(second, Any_):
         return True
-    for part in (second,) if isinstance(second, Comparison) else second.parts:
+    for part in (second,) if not isinstance(second, All) else second.parts:
         if not isinstance(part, Comparison) or not isinstance(part.operand, Field):
             continue
         join = part.operand
         if join.name == part.field:  # day >= first.day + 14 at equal days: 0 >= 14
             offset = 0.0 if join.offset is None else float(value_of(join.offset, thresholds))
-            if not OPERATORS[part.op](0.0, join.sign * offset):
+            if not OPERATORS[part.effective](0.0, join.sign * offset):
                 return False
     return True
 
@@ -272,9 +433,9 @@ def day_bounds(
             continue
         offset = 0.0 if operand.offset is None else float(value_of(operand.offset, thresholds))
         bound = (operand.name, operand.sign * offset)
-        if node.op in ("==", ">=", ">"):
+        if node.effective in ("==", ">=", ">"):
             lower.append(bound)
-        if node.op in ("==", "<=", "<"):
+        if node.effective in ("==", "<=", "<"):
             upper.append(bound)
     if not lower or not upper:
         return None
@@ -285,10 +446,15 @@ def threshold_keys(node: Node) -> list[str]:
     """The threshold keys a tree uses, in reading order, without repeats."""
     keys: list[str] = []
     for comparison in walk(node):
-        operand = comparison.operand
-        for item in (operand, operand.offset if isinstance(operand, Field) else None):
-            if isinstance(item, Threshold) and item.key not in keys:
-                keys.append(item.key)
+        sides = (
+            (comparison.operand,)
+            if isinstance(comparison, Comparison)
+            else (comparison.left, comparison.right)
+        )
+        for side in sides:
+            for item in names_of(side) if not isinstance(side, str | float) else ():
+                if isinstance(item, Threshold) and item.key not in keys:
+                    keys.append(item.key)
     return keys
 
 
@@ -297,26 +463,82 @@ def value_of(operand: Operand, thresholds: Mapping[str, Any]) -> Any:
     return thresholds[operand.key] if isinstance(operand, Threshold) else operand
 
 
-class Columns:
-    """A table's columns as :func:`evaluate` reads them: a text column is factorized once and
-    compared once per distinct value, however many conditions name it."""
+def shifted(value: float, op: str) -> float:
+    """The number ``value`` is moved to so that ``x op shifted`` is ``x op value`` with the
+    relative tolerance (:data:`TOLERANCE`): a strict bound moves away from ``x``'s side, a loose
+    one toward it (``x < 50`` is ``x < 49.99999995``); ``==`` and ``!=`` stay exact."""
+    step = TOLERANCE * abs(value)
+    return value - step if op in ("<", ">=") else value + step if op in ("<=", ">") else value
 
-    def __init__(self, frame: pd.DataFrame) -> None:
+
+class Columns:
+    """A table's columns as :func:`evaluate` reads them (``names``: the column of a field named
+    otherwise): a text column is factorized once and compared once per distinct value, however
+    many conditions name it."""
+
+    def __init__(self, frame: pd.DataFrame, names: Mapping[str, str] | None = None) -> None:
         self.frame = frame
+        self.names = dict(names or {})
         self._texts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def column(self, name: str) -> pd.Series:
+        return self.frame[self.names.get(name, name)]
+
+    def numbers(self, name: str) -> np.ndarray:
+        return np.asarray(pd.to_numeric(self.column(name), errors="coerce"), dtype=float)
+
     def compare(self, field: str, op: str, operand: Any) -> np.ndarray:
-        """Where ``field op operand`` holds, row by row."""
-        column = self.frame[field].to_numpy()
+        """Where ``field op operand`` holds, row by row (a number with the tolerance, as
+        :func:`shifted` moves it: the engine compares with the same number)."""
+        column = self.column(field).to_numpy()
+        if not isinstance(operand, str):
+            operand = shifted(float(operand), op)
         if column.dtype == object:
             if field not in self._texts:
                 codes, uniques = pd.factorize(column, use_na_sentinel=False)
                 self._texts[field] = codes, np.asarray(uniques, dtype=object)
             codes, uniques = self._texts[field]
-            held = OPERATORS[op](uniques, operand)
+            if not isinstance(operand, str):
+                uniques = np.asarray(pd.to_numeric(uniques, errors="coerce"), dtype=float)
+            with np.errstate(invalid="ignore"):
+                held = OPERATORS[op](uniques, operand)
+            if not isinstance(operand, str):
+                held = held & ~np.isnan(uniques)
             return np.broadcast_to(np.asarray(held, bool), uniques.shape)[codes]
-        # numpy 1.x answers a number column compared with a text with one bool, not one a row
-        return np.broadcast_to(np.asarray(OPERATORS[op](column, operand), bool), column.shape)
+        if isinstance(operand, str):  # numpy 1.x answers a number against a text with one bool
+            return np.full(column.shape, op == "!=")
+        numbers = column.astype(float)
+        with np.errstate(invalid="ignore"):
+            return np.asarray(OPERATORS[op](numbers, operand) & ~np.isnan(numbers), dtype=bool)
+
+
+def _holds(a: np.ndarray, op: str, b: np.ndarray) -> np.ndarray:
+    """``a op b`` with ``b`` moved as :func:`shifted` moves a number; False where either side
+    is missing."""
+    step = TOLERANCE * np.abs(b)
+    bound = b - step if op in ("<", ">=") else b + step if op in ("<=", ">") else b
+    with np.errstate(invalid="ignore"):
+        held = OPERATORS[op](a, bound)
+    return np.asarray(held & ~np.isnan(a) & ~np.isnan(b), dtype=bool)
+
+
+def number(expr: Expr, columns: Columns, thresholds: Mapping[str, Any]) -> np.ndarray:
+    """An arithmetic expression's value, row by row (NaN where a number is missing)."""
+    if isinstance(expr, Ref):
+        return columns.numbers(expr.name)
+    if isinstance(expr, Arithmetic):
+        left = number(expr.left, columns, thresholds)
+        right = number(expr.right, columns, thresholds)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out: np.ndarray = _ARITHMETIC[expr.op](left, right)
+        return np.where(np.isfinite(out), out, np.nan)
+    if isinstance(expr, Field):
+        raise RuleDefinitionError(f"{expr.alias}.{expr.name}: a join field needs the engine")
+    value = value_of(expr, thresholds)
+    return np.full(len(columns), float(value))
 
 
 def evaluate(
@@ -328,7 +550,15 @@ def evaluate(
     if isinstance(node, Comparison):
         if isinstance(node.operand, Field):
             raise RuleDefinitionError(f"{node.field}: a join field needs the engine")
-        return columns.compare(node.field, node.op, value_of(node.operand, thresholds))
+        held = columns.compare(node.field, node.op, value_of(node.operand, thresholds))
+        return ~held if node.negated else held
+    if isinstance(node, Computed):
+        left = number(node.left, columns, thresholds)
+        right = number(node.right, columns, thresholds)
+        held = _holds(left, node.op, right)
+        return ~held if node.negated else held
+    if not node.parts:
+        return np.ones(len(columns), dtype=bool)
     masks = np.vstack([evaluate(part, columns, thresholds) for part in node.parts])
     return np.asarray(masks.any(axis=0) if isinstance(node, Any_) else masks.all(axis=0), bool)
 
@@ -336,20 +566,34 @@ def evaluate(
 def words(node: Node, thresholds: Mapping[str, Any], top: bool = True) -> str:
     """A tree in words with the effective thresholds: ``upper < 50 (itp.urgent_below)``."""
     if isinstance(node, Comparison):
-        return f"{node.field} {WORDS[node.op]} {_operand_words(node.operand, thresholds)}"
+        text = f"{node.field} {WORDS[node.op]} {_expr_words(node.operand, thresholds)}"
+        return f"not ({text})" if node.negated else text
+    if isinstance(node, Computed):
+        left = _expr_words(node.left, thresholds, inner=True)
+        text = f"{left} {WORDS[node.op]} {_expr_words(node.right, thresholds, inner=True)}"
+        return f"not ({text})" if node.negated else text
     joined = (" or " if isinstance(node, Any_) else " and ").join(
         words(part, thresholds, top=False) for part in node.parts
     )
     return joined if top else f"({joined})"
 
 
-def _operand_words(operand: Operand, thresholds: Mapping[str, Any]) -> str:
-    if isinstance(operand, Threshold):
-        return f"{thresholds[operand.key]:g} ({operand.key})"
-    if isinstance(operand, Field):
-        text = f"{operand.alias}.{operand.name}"
-        if operand.offset is not None:
-            sign = "+" if operand.sign > 0 else "−"
-            text += f" {sign} {_operand_words(operand.offset, thresholds)}"
+def _expr_words(expr: Expr, thresholds: Mapping[str, Any], inner: bool = False) -> str:
+    if isinstance(expr, Threshold):
+        return f"{thresholds[expr.key]:g} ({expr.key})"
+    if isinstance(expr, Field):
+        text = f"{expr.alias}.{expr.name}"
+        if expr.offset is not None:
+            sign = "+" if expr.sign > 0 else "−"
+            text += f" {sign} {_expr_words(expr.offset, thresholds)}"
         return text
-    return f"'{operand}'" if isinstance(operand, str) else f"{operand:g}"
+    if isinstance(expr, Ref):
+        return expr.name
+    if isinstance(expr, Arithmetic):
+        left = _expr_words(expr.left, thresholds, inner=True)
+        right = _expr_words(expr.right, thresholds, inner=True)
+        if expr.op == "-" and expr.left == 0.0:
+            return f"−{right}"
+        text = f"{left} {_SHOWN[expr.op]} {right}"
+        return f"({text})" if inner and expr.op in "+-" else text
+    return f"'{expr}'" if isinstance(expr, str) else f"{expr:g}"

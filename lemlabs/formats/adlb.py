@@ -19,10 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from lemlabs.ctcae import criteria
 from lemlabs.errors import MissingExtraError, OutputError
-from lemlabs.packs.analytes import catalogue, sdtm_codes
-from lemlabs.packs.thresholds import default_thresholds
+from lemlabs.packs import Packs
 from lemlabs.stages.context import add_context
 
 if TYPE_CHECKING:
@@ -57,12 +55,11 @@ ADLB_COLUMNS = {
 _RANGE = {"L": "LOW", "H": "HIGH", "N": "NORMAL"}
 
 
-def paramcd(analyte: str) -> str:
-    """The SDTM/ADaM code of an analyte (``platelets`` → ``PLAT``)."""
-    for code, entry in sdtm_codes().items():
-        if entry["analyte"] == analyte:
-            return code
-    return analyte.upper()[:8]
+def paramcd(analyte: str, packs: Packs) -> str:
+    """The SDTM/ADaM code of an analyte (``platelets`` → ``PLAT``): its first SDTM code, else
+    its key in capitals (8 characters at most)."""
+    entry = packs.catalogue.get(analyte)
+    return entry.sdtm[0].code if entry is not None and entry.sdtm else analyte.upper()[:8]
 
 
 def _grade_text(grades: pd.Series) -> pd.Series:
@@ -72,15 +69,15 @@ def _grade_text(grades: pd.Series) -> pd.Series:
 def to_adlb(report: Report) -> pd.DataFrame:
     """One row per scored result with ADaM ADLB names (see the module docstring)."""
     results = report.results[report.results["status"] == "scored"]
-    context = add_context(results, report.patients, default_thresholds())
+    packs = report.packs
+    context = add_context(results, report.patients, packs.defaults, packs.book)
     if context.empty:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in ADLB_COLUMNS.items()})
-    book = catalogue()
     out = pd.DataFrame(index=context.index)
     out["USUBJID"] = context["patient_id"].astype(str)
-    out["PARAMCD"] = context["analyte"].map(paramcd)
+    out["PARAMCD"] = context["analyte"].map(lambda analyte: paramcd(analyte, packs))
     out["PARAM"] = [
-        f"{book[a].label} ({u})" for a, u in zip(context["analyte"], context["unit"], strict=True)
+        f"{packs.label(a)} ({u})" for a, u in zip(context["analyte"], context["unit"], strict=True)
     ]
     out["ADT"] = context["collected_at"].dt.normalize().astype("datetime64[ns]")
     out["ADY"] = _study_day(out["ADT"], context["patient_id"], report.patients)
@@ -143,10 +140,11 @@ def shift_table(report: Report, term: str) -> pd.DataFrame:
     version = (
         str(versions.dropna().iloc[0]) if versions is not None and versions.notna().any() else None
     )
-    criterion = criteria(version).term(term)
+    table_of = report.packs.criteria(version)
+    criterion = table_of.term(term)
     suffix = "L" if criterion.direction == "L" else "H"
     adlb = to_adlb(report)
-    mine = adlb[adlb["PARAMCD"] == paramcd(criterion.analyte)]
+    mine = adlb[adlb["PARAMCD"] == paramcd(criterion.analyte, report.packs)]
     grade = pd.to_numeric(mine[f"ATOXGR{suffix}"].replace("", np.nan), errors="coerce")
     base = pd.to_numeric(mine[f"BTOXGR{suffix}"].replace("", np.nan), errors="coerce")
     post = mine.assign(grade=grade, base=base)[mine["CHG"].notna() | mine["SHIFT1"].ne("")]
@@ -155,7 +153,7 @@ def shift_table(report: Report, term: str) -> pd.DataFrame:
     grades = list(range(5))
     table = pd.crosstab(worst["base"].astype(int), worst["worst"].astype(int))
     table = table.reindex(index=grades, columns=grades, fill_value=0).astype("int64")
-    table.index.name = f"baseline grade ({criterion.term}, CTCAE {criteria(version).version})"
+    table.index.name = f"baseline grade ({criterion.term}, CTCAE {table_of.version})"
     table.columns.name = "worst post-baseline grade"
     return table
 

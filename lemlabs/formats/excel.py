@@ -16,10 +16,9 @@ from typing import Any
 import pandas as pd
 
 from lemlabs.models import Evidence, Finding
-from lemlabs.packs import RULES_BY_ID, TITLES
-from lemlabs.packs.display import label_of
+from lemlabs.packs import Packs, builtin_packs
 from lemlabs.packs.listing import rules_table
-from lemlabs.packs.thresholds import Thresholds, load_thresholds
+from lemlabs.packs.thresholds import Thresholds
 from lemlabs.vocabulary import format_value
 
 try:
@@ -37,23 +36,23 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _WIDE = {"message": 80, "action": 60, "source": 50, "sources": 50, "when": 60, "reason": 50}
 
 
-def worst_evidence(finding: Finding) -> Evidence | None:
+def worst_evidence(finding: Finding, packs: Packs) -> Evidence | None:
     """The result behind the finding's extreme: the lowest or highest value, as its rule says
     (for a rule that names no direction: the highest); None for a finding without evidence."""
     if not finding.evidence:
         return None
-    rule = RULES_BY_ID.get(finding.rule_id)
+    rule = packs.book.by_id.get(finding.rule_id)
     direction = rule.worst if rule is not None and rule.worst else "highest"
     pick = min if direction == "lowest" else max
     return pick(finding.evidence, key=lambda e: (e.value, e.collected_at))
 
 
-def shown_value(evidence: Evidence | None) -> str:
+def shown_value(evidence: Evidence | None, packs: Packs) -> str:
     """A result as people read it ("34 ×10⁹/L (platelet count)"); empty without one."""
     if evidence is None:
         return ""
     value = format_value(evidence.value, evidence.unit, evidence.censor, evidence.value_high)
-    return f"{value} ({label_of(evidence.analyte)})"
+    return f"{value} ({packs.label(evidence.analyte)})"
 
 
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
@@ -61,16 +60,16 @@ def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
     return sorted(findings, key=lambda f: (-int(f.severity), f.onset, f.patient_id, f.code))
 
 
-def _findings_rows(findings: Sequence[Finding]) -> list[dict[str, Any]]:
+def _findings_rows(findings: Sequence[Finding], packs: Packs) -> list[dict[str, Any]]:
     return [
         {
             "patient_id": f.patient_id,
             "severity": str(f.severity),
-            "finding": TITLES.get(f.code, f.code),
+            "finding": packs.titles.get(f.code, f.code),
             "onset": f.episode_start,
             "days_from_course": f.days_from_course,
             "latest": f.date,
-            "worst_value": shown_value(worst_evidence(f)),
+            "worst_value": shown_value(worst_evidence(f, packs), packs),
             "ctcae_grade": f.ctcae_grade,
             "results_in_episode": f.results_in_episode,
             "message": f.message,
@@ -86,15 +85,15 @@ def _findings_rows(findings: Sequence[Finding]) -> list[dict[str, Any]]:
     ]
 
 
-def _evidence_rows(findings: Sequence[Finding]) -> list[dict[str, Any]]:
+def _evidence_rows(findings: Sequence[Finding], packs: Packs) -> list[dict[str, Any]]:
     return [
         {
             "patient_id": f.patient_id,
             "severity": str(f.severity),
-            "finding": TITLES.get(f.code, f.code),
+            "finding": packs.titles.get(f.code, f.code),
             "onset": f.episode_start,
             "collected_at": e.collected_at,
-            "analyte": label_of(e.analyte),
+            "analyte": packs.label(e.analyte),
             "shown": format_value(e.value, e.unit, e.censor, e.value_high),
             "value": e.value,
             "value_high": e.value_high,
@@ -186,16 +185,19 @@ def write_workbook(
     issues: pd.DataFrame | None = None,
     summary: Mapping[str, Any] | None = None,
     thresholds: Thresholds | Mapping[str, Any] | str | None = None,
+    packs: Packs | None = None,
 ) -> None:
     """Write the workbook: Findings (most severe first, then by onset), Evidence (one row per
-    result per finding), Issues (with the file ``line``), Summary and Rules."""
-    table = load_thresholds(thresholds)
+    result per finding), Issues (with the file ``line``), Summary and Rules (of ``packs``, the
+    built-in ones unless given)."""
+    packs = packs or builtin_packs()
+    table = packs.thresholds(thresholds)
     ordered = sort_findings(findings)
     book = Workbook()
     book.remove(book.worksheets[0])
-    rows = _findings_rows(ordered)
+    rows = _findings_rows(ordered, packs)
     _sheet(book, "Findings", rows, FINDING_SHEET)
-    evidence = _evidence_rows(ordered)
+    evidence = _evidence_rows(ordered, packs)
     _sheet(book, "Evidence", evidence, EVIDENCE_SHEET)
     issue_table = issues if issues is not None else pd.DataFrame()
     _sheet(
@@ -206,7 +208,7 @@ def write_workbook(
     )
     extra = {"CTCAE version": table["ctcae.version"], "findings written": len(ordered)}
     _sheet(book, "Summary", _summary_rows(summary or {}, extra), ["item", "value"])
-    rules = rules_table(table)
+    rules = rules_table(table, packs)
     rule_columns = ["id", "code", "title", "condition", "severity", "matches", "when", "sources"]
     _sheet(book, "Rules", rules.to_dict("records"), rule_columns)
     book.save(Path(path))

@@ -16,6 +16,7 @@ import pandas as pd
 
 from lemlabs.errors import OutputError
 from lemlabs.models import Finding
+from lemlabs.packs import Packs
 from lemlabs.tables import FINDING_COLUMNS
 
 FORMATS = (".csv", ".json", ".jsonl", ".parquet", ".fhir.json", ".xlsx")
@@ -136,19 +137,22 @@ def write_findings_table(table: pd.DataFrame, path: str | Path) -> None:
         path.write_text("".join(lines), "utf-8")
 
 
-def write_findings(findings: Sequence[Finding], path: str | Path) -> None:
+def write_findings(
+    findings: Sequence[Finding], path: str | Path, packs: Packs | None = None
+) -> None:
     """Write findings (format by suffix); a ``.fhir.json`` file is a FHIR Bundle of
-    DetectedIssues (``fhir`` extra)."""
+    DetectedIssues (``fhir`` extra). ``packs``: those the findings were scored with (titles),
+    the built-in ones unless given."""
     path = Path(path)
     if _format(path) == ".fhir.json":
         from lemlabs.formats.fhir import findings_bundle
 
-        bundle = findings_bundle(findings)
+        bundle = findings_bundle(findings, packs)
         path.write_text(bundle.model_dump_json(indent=1, exclude_none=True), "utf-8")
     elif _format(path) == ".xlsx":  # Report.to_excel adds the issues and the summary
         from lemlabs.formats.excel import write_workbook
 
-        write_workbook(path, findings)
+        write_workbook(path, findings, packs=packs)
     else:
         write_findings_table(findings_table(findings), path)
 

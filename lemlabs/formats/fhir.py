@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from lemlabs.errors import LabInputError
-from lemlabs.packs import TITLES
-from lemlabs.packs.analytes import catalogue
-from lemlabs.packs.thresholds import Thresholds, default_thresholds
+from lemlabs.packs import Packs, builtin_packs, load_thresholds
+from lemlabs.packs.thresholds import Thresholds
 from lemlabs.stages.ingest import FIRST_YEAR, LAB_OPTIONAL, LAST_YEAR, parse_date
 from lemlabs.stages.ingest import LAB_COLUMNS as INGEST_REQUIRED
 from lemlabs.vocabulary import format_value
@@ -53,10 +52,6 @@ LEMLABS_RULES = "urn:lemlabs:rule"
 LEMLABS_ANALYTES = "urn:lemlabs:analyte"
 LEMLABS_DAYS_FROM_COURSE = "urn:lemlabs:days-from-course"
 UCUM = "http://unitsofmeasure.org"
-# ATC codes of alemtuzumab: L04AG06 (multiple sclerosis, since 2022), L04AA34 (before),
-# L01XC04 (oncology, MabCampath); any coding or text that names alemtuzumab or Lemtrada counts too.
-ALEMTUZUMAB_ATC = {"L04AG06", "L04AA34", "L01XC04"}
-ALEMTUZUMAB_WORDS = ("alemtuzumab", "lemtrada", "campath")
 SEVERITY = {
     "urgent": "high",
     "action": "moderate",
@@ -300,7 +295,10 @@ def _is_alemtuzumab(concept: Any) -> bool:
         [str(concept.text or "")] + [str(c.display or "") for c in concept.coding or []]
     )
     atc = {str(c.code) for c in concept.coding or [] if c.system == ATC}
-    return bool(atc & ALEMTUZUMAB_ATC) or any(word in words.lower() for word in ALEMTUZUMAB_WORDS)
+    treatment = builtin_packs().treatment  # rules/treatment.toml: names and ATC codes
+    return bool(atc & set(treatment["atc"])) or any(
+        name in words.lower() for name in treatment["names"]
+    )
 
 
 def _administrations(resources: Iterable[Any]) -> list[tuple[str, pd.Timestamp]]:
@@ -338,7 +336,7 @@ def read_patients(source: FhirSource, thresholds: Thresholds | None = None) -> p
     """The patients table from Patient resources (gender, birthDate) and alemtuzumab
     MedicationAdministration/MedicationStatement resources: infusion days less than
     ``fhir.course_gap_days`` (30) apart form one course, whose first day becomes a course date."""
-    gap = (thresholds or default_thresholds())["fhir.course_gap_days"]
+    gap = (thresholds or load_thresholds())["fhir.course_gap_days"]
     resources = load_resources(source)
     people: dict[str, dict[str, str]] = {}
     for item in resources:
@@ -369,9 +367,11 @@ def read_patients(source: FhirSource, thresholds: Thresholds | None = None) -> p
     )
 
 
-def _contained_observation(finding: Finding, number: int, evidence: Evidence) -> dict[str, Any]:
+def _contained_observation(
+    finding: Finding, number: int, evidence: Evidence, packs: Packs
+) -> dict[str, Any]:
     """A result without a FHIR source as a contained Observation, so that its value travels."""
-    entry = catalogue().get(evidence.analyte)
+    entry = packs.catalogue.get(evidence.analyte)
     observation: dict[str, Any] = {
         "resourceType": "Observation",
         "id": f"result{number}",
@@ -404,19 +404,21 @@ def _contained_observation(finding: Finding, number: int, evidence: Evidence) ->
     return observation
 
 
-def detected_issue(finding: Finding) -> DetectedIssue:
-    """A finding as a FHIR DetectedIssue, validated by the model library.
+def detected_issue(finding: Finding, packs: Packs | None = None) -> DetectedIssue:
+    """A finding as a FHIR DetectedIssue, validated by the model library; titles and labels from
+    ``packs`` (the built-in ones unless given: a site pack's finding needs its packs).
 
     Each result behind it is ``implicated`` and listed as ``evidence``: by reference when it came
     from a FHIR Observation, else as a contained Observation carrying the value. The period
     runs from onset to the latest evidence; time to onset is an extension.
     """
+    packs = packs or builtin_packs()
     references, contained = [], []
     for number, item in enumerate(finding.evidence, start=1):
         if item.source_id:
             references.append({"reference": item.source_id})
         else:
-            contained.append(_contained_observation(finding, number, item))
+            contained.append(_contained_observation(finding, number, item, packs))
             references.append({"reference": f"#result{number}"})
     onset = finding.onset
     resource: dict[str, Any] = {
@@ -434,7 +436,7 @@ def detected_issue(finding: Finding) -> DetectedIssue:
         "status": "final",
         "code": {
             "coding": [{"system": LEMLABS_CODES, "code": finding.code}],
-            "text": TITLES.get(finding.code, finding.code),
+            "text": packs.titles.get(finding.code, finding.code),
         },
         "severity": SEVERITY[str(finding.severity)],
         "patient": {"reference": f"Patient/{finding.patient_id}"},
@@ -454,16 +456,18 @@ def detected_issue(finding: Finding) -> DetectedIssue:
     return DetectedIssue.model_validate(resource)
 
 
-def cds_card(finding: Finding) -> dict[str, Any]:
+def cds_card(finding: Finding, packs: Packs | None = None) -> dict[str, Any]:
     """A finding as a CDS Hooks card: the summary (under 140 characters) opens with what was
-    found in words, then the severity and the onset; the detail holds the whole message."""
+    found in words (its title in ``packs``, the built-in ones unless given), then the severity
+    and the onset; the detail holds the whole message."""
+    titles = (packs or builtin_packs()).titles
     onset = finding.onset
     since = (
         f", day {finding.days_from_course} after a course"
         if finding.days_from_course is not None
         else ""
     )
-    summary = f"{TITLES.get(finding.code, finding.code)} ({finding.severity}; since {onset}{since})"
+    summary = f"{titles.get(finding.code, finding.code)} ({finding.severity}; since {onset}{since})"
     if len(summary) > 140:
         summary = summary[:139].rstrip() + "…"
     return {
@@ -482,9 +486,10 @@ def cds_card(finding: Finding) -> dict[str, Any]:
     }
 
 
-def findings_bundle(findings: Iterable[Finding]) -> Bundle:
-    """A collection Bundle of DetectedIssues."""
+def findings_bundle(findings: Iterable[Finding], packs: Packs | None = None) -> Bundle:
+    """A collection Bundle of DetectedIssues (titles from ``packs``, as :func:`detected_issue`)."""
     entries = [
-        {"resource": detected_issue(f).model_dump(mode="json", exclude_none=True)} for f in findings
+        {"resource": detected_issue(f, packs).model_dump(mode="json", exclude_none=True)}
+        for f in findings
     ]
     return Bundle.model_validate({"resourceType": "Bundle", "type": "collection", "entry": entries})

@@ -7,13 +7,44 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from lemlabs.ctcae import GRADE_COLUMNS
 from lemlabs.formats.files import Source, read_frame
 from lemlabs.formats.sdtm import is_lb, lb_to_labs
-from lemlabs.stages.ingest import is_prepared, prepare_labs, prepare_patients
+from lemlabs.packs import Packs, builtin_packs
+from lemlabs.stages.context import context_columns
+from lemlabs.stages.ingest import (
+    LAB_COLUMNS,
+    LAB_OPTIONAL,
+    is_prepared,
+    prepare_labs,
+    prepare_patients,
+)
+from lemlabs.stages.normalise import NORMALISED_COLUMNS
+
+
+def reserved_columns(packs: Packs | None = None) -> tuple[str, ...]:
+    """Every column lemlabs adds to a lab table as it reads, normalises, grades and scores it
+    (its context, the packs' features and derived fields): an input column of one of these names
+    is carried as ``input_<name>`` instead of being overwritten."""
+    book = (packs or builtin_packs()).book
+    added = [
+        "collected_at_raw",
+        *NORMALISED_COLUMNS,
+        *GRADE_COLUMNS,
+        *context_columns(book),
+        *book.fields,
+        "key",
+        "code",
+    ]
+    own = {*LAB_COLUMNS, *LAB_OPTIONAL}
+    return tuple(name for name in dict.fromkeys(added) if name not in own)
 
 
 def read_labs(
-    path_or_buffer: Source, columns: Mapping[str, str] | None = None, sep: str | None = None
+    path_or_buffer: Source,
+    columns: Mapping[str, str] | None = None,
+    sep: str | None = None,
+    packs: Packs | None = None,
 ) -> pd.DataFrame:
     """Read a long-format lab CSV or Parquet file (one result a row); see the README.
 
@@ -27,7 +58,7 @@ def read_labs(
     frame, name = read_frame(path_or_buffer, sep)
     if columns is None and is_lb(frame.columns) and "patient_id" not in frame.columns:
         frame = lb_to_labs(frame, name)  # SDTM LB, recognised by its columns
-    return prepare_labs(frame, columns, name)
+    return prepare_labs(frame, columns, name, reserved_columns(packs))
 
 
 def read_patients(path_or_buffer: Source, columns: Mapping[str, str] | None = None) -> pd.DataFrame:

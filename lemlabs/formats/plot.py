@@ -6,17 +6,14 @@ Each function returns the matplotlib Figure; nothing is shown or saved unless yo
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from lemlabs.models import Finding, Severity
-from lemlabs.packs import TITLES
-from lemlabs.packs.display import label_of
-from lemlabs.packs.thresholds import default_thresholds
-from lemlabs.stages.schedule import GROUPS, adherence
+from lemlabs.stages.schedule import adherence
 from lemlabs.vocabulary import format_value
 
 if TYPE_CHECKING:
@@ -41,17 +38,9 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     ) from error
 
 SEVERITY_COLOURS = {"info": "#7f7f7f", "watch": "#e3a21a", "action": "#d95f02", "urgent": "#b2182b"}
-DEFAULT_ANALYTES = ("platelets", "creatinine", "tsh", "free_t4")
-CONDITION_NAMES = {
-    "thyroid": "Thyroid disease",
-    "itp": "Immune thrombocytopenia (ITP)",
-    "anti_gbm": "Anti-GBM disease and other nephropathies",
-    "monitoring": "Monitoring tests overdue",
-}
-"""What each condition is called where a clinician reads (plots, the HTML report)."""
-LOG_ANALYTES = ("tsh",)
 LOG_TICKS = (0.01, 0.03, 0.1, 0.4, 1.0, 4.0, 10.0, 30.0, 100.0)
-"""Analytes drawn on a log axis: a suppressed TSH (0.01) and a raised one (20) both read."""
+"""Ticks of a log axis (an analyte with ``scale = "log"``: a suppressed TSH, 0.01, and a raised
+one, 20, both read)."""
 DIPSTICK_GRADES = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)
 DIPSTICK_LABELS = ("neg", "trace", "1+", "2+", "3+", "4+")
 _LINE = "#1f4e79"
@@ -68,10 +57,6 @@ def _courses(report: Report, patient_id: str) -> list[pd.Timestamp]:
         return []
     rows = report.patients[report.patients["patient_id"] == patient_id]
     return [day for courses in rows["courses"] for day in courses]
-
-
-def _title(code: str) -> str:
-    return TITLES.get(code, code)
 
 
 def _draw_dipstick(ax: Axes, series: pd.DataFrame) -> None:
@@ -131,7 +116,9 @@ def _draw_values(ax: Axes, series: pd.DataFrame, log: bool) -> None:
             )
 
 
-def _draw_findings(ax: Axes, findings: Sequence[Finding], span: tuple[Any, Any]) -> None:
+def _draw_findings(
+    ax: Axes, findings: Sequence[Finding], span: tuple[Any, Any], titles: Mapping[str, str]
+) -> None:
     """One lane per finding, onset to latest evidence, labelled with its clinical title: labels
     sit on their own lanes, so they never overprint."""
     left, right = (pd.Timestamp(x) for x in span)
@@ -142,7 +129,9 @@ def _draw_findings(ax: Axes, findings: Sequence[Finding], span: tuple[Any, Any])
         end = max(pd.Timestamp(finding.date), start + pd.Timedelta(days=10))
         x0, x1 = (float(date2num(day)) for day in (start, end))  # type: ignore[no-untyped-call]
         ax.barh(lane, x1 - x0, left=x0, height=0.6, color=colour, alpha=0.85)
-        label = f"{_title(finding.code)} ({finding.severity}, onset {start.date()})"
+        label = (
+            f"{titles.get(finding.code, finding.code)} ({finding.severity}, onset {start.date()})"
+        )
         if end <= middle:  # room on the right
             ax.text(x1 + 15, lane, label, va="center", ha="left", fontsize=7)
         elif start >= middle:  # room on the left
@@ -158,14 +147,17 @@ def _draw_findings(ax: Axes, findings: Sequence[Finding], span: tuple[Any, Any])
 
 def plot_patient(report: Report, patient_id: str, analytes: Sequence[str] | None = None) -> Figure:
     """A lane per finding (onset to latest evidence, its clinical title, coloured by severity),
-    then a panel per analyte over time: values in canonical units with the reference interval
-    shaded, TSH on a log axis, dipsticks on a categorical axis (neg, trace, 1+, 2+, 3+),
-    censored values as triangles, course starts as dashed lines and each finding's episode as a
-    band in its severity's colour. All panels share the time axis."""
+    then a panel per analyte over time (``analytes``, else the packs' ``charts``): values in
+    canonical units with the reference interval shaded, on a log axis for an analyte whose scale
+    is ``log`` (TSH), dipsticks on a categorical axis (neg, trace, 1+, 2+, 3+), censored values as
+    triangles, course starts as dashed lines and each finding's episode as a band in its
+    severity's colour. All panels share the time axis."""
     results = report.results[
         (report.results["patient_id"] == patient_id) & (report.results["status"] == "scored")
     ]
-    present = [a for a in (analytes or DEFAULT_ANALYTES) if (results["analyte"] == a).any()]
+    packs = report.packs
+    wanted = analytes or packs.charts
+    present = [a for a in wanted if (results["analyte"] == a).any()]
     if not present:
         raise ValueError(f"no scored results for patient {patient_id!r} and analytes {analytes!r}")
     findings = sorted(
@@ -185,18 +177,21 @@ def plot_patient(report: Report, patient_id: str, analytes: Sequence[str] | None
     mine = results[results["analyte"].isin(present)]
     span = (mine["collected_at"].min(), mine["collected_at"].max())
     if findings:
-        _draw_findings(panels.pop(0), findings, span)
+        _draw_findings(panels.pop(0), findings, span, packs.titles)
     for ax, analyte in zip(panels, present, strict=True):
         series = results[results["analyte"] == analyte].sort_values("collected_at")
         unit = str(series["unit"].iloc[0])
         if unit == "grade":
             _draw_dipstick(ax, series)
-            label = label_of(analyte)
+            label = packs.label(analyte)
             ax.set_ylabel(label if "dipstick" in label else f"{label}\n(dipstick)", fontsize=8)
         else:
-            _draw_values(ax, series, analyte in LOG_ANALYTES)
-            scale = ", log" if analyte in LOG_ANALYTES else ""
-            ax.set_ylabel(f"{label_of(analyte)}\n({format_value(1, unit)[2:]}{scale})", fontsize=8)
+            log = analyte in packs.catalogue and packs.catalogue[analyte].scale == "log"
+            _draw_values(ax, series, log)
+            scale = ", log" if log else ""
+            ax.set_ylabel(
+                f"{packs.label(analyte)}\n({format_value(1, unit)[2:]}{scale})", fontsize=8
+            )
         for finding in findings:
             if any(e.analyte == analyte for e in finding.evidence):
                 start = pd.Timestamp(finding.onset)
@@ -258,7 +253,8 @@ def plot_cohort(report: Report, bin_months: int = 3) -> Figure:
     counts once per condition, at the onset of their earliest finding of it, and is stacked by
     their most severe finding of it (see :func:`cohort_onsets`)."""
     frame = cohort_onsets(report, bin_months)
-    conditions = [c for c in CONDITION_NAMES if (frame["condition"] == c).any()]
+    names = report.packs.conditions
+    conditions = [c for c in names if (frame["condition"] == c).any()]
     figure, axes = plt.subplots(
         max(len(conditions), 1),
         1,
@@ -285,7 +281,7 @@ def plot_cohort(report: Report, bin_months: int = 3) -> Figure:
                     align="edge",
                 )
                 bottom += table[severity].to_numpy()
-        ax.set_title(CONDITION_NAMES[condition], fontsize=9, loc="left")
+        ax.set_title(names[condition], fontsize=9, loc="left")
         ax.set_ylabel("patients", fontsize=8)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.text(
@@ -322,9 +318,12 @@ def plot_adherence(report: Report, patient_id: str, as_of: dt.date | str | None 
         raise ValueError("plot_adherence needs the patients table (course dates)")
     own = report.results[report.results["patient_id"] == patient_id]
     day = pd.Timestamp(as_of).date() if as_of is not None else own["collected_at"].max().date()
-    table = adherence(report.results, report.patients, patient_id, day, default_thresholds())
+    packs = report.packs
+    table = adherence(
+        report.results, report.patients, patient_id, day, packs.defaults, packs.groups
+    )
     figure, ax = plt.subplots(figsize=(10, 2.4))
-    groups = list(GROUPS)
+    groups = list(packs.groups)
     for done, marker, colour, label in (
         (True, "s", "#1b7837", "done"),
         (False, "x", "#b2182b", "missed"),

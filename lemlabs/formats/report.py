@@ -20,11 +20,10 @@ import pandas as pd
 
 from lemlabs.formats.excel import shown_value, sort_findings, worst_evidence
 from lemlabs.models import Finding
-from lemlabs.packs import TITLES
-from lemlabs.packs.display import label_of
-from lemlabs.packs.thresholds import Thresholds, load_thresholds, rules_version
+from lemlabs.packs import Packs
+from lemlabs.packs.thresholds import Thresholds, rules_version
 from lemlabs.stages.schedule import COLUMNS as SCHEDULE_COLUMNS
-from lemlabs.stages.schedule import GROUPS, schedule_table
+from lemlabs.stages.schedule import schedule_table
 from lemlabs.version import __version__
 from lemlabs.vocabulary import format_value
 
@@ -40,23 +39,12 @@ try:
     from markupsafe import Markup
     from matplotlib.figure import Figure
 
-    from lemlabs.formats.plot import CONDITION_NAMES, SEVERITY_COLOURS, plot_cohort, plot_patient
+    from lemlabs.formats.plot import SEVERITY_COLOURS, plot_cohort, plot_patient
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(
         "lemlabs.formats.report needs Jinja2 and matplotlib: pip install 'lemlabs[report]'"
     ) from error
 
-PLOT_ORDER = (
-    "platelets",
-    "creatinine",
-    "urine_blood",
-    "urine_rbc",
-    "urine_protein",
-    "upcr",
-    "uacr",
-    "tsh",
-    "free_t4",
-)
 Inputs = Mapping[str, tuple[str, int]]
 """What went in: a role (``labs``, ``patients``) → (file name, rows)."""
 
@@ -88,11 +76,11 @@ def _since(days: int | None) -> str:
     return f"day {days} ({days / 30.44:.1f} months)"
 
 
-def _evidence_rows(finding: Finding) -> list[dict[str, Any]]:
+def _evidence_rows(finding: Finding, packs: Packs) -> list[dict[str, Any]]:
     return [
         {
             "date": e.collected_at.date(),
-            "test": label_of(e.analyte),
+            "test": packs.label(e.analyte),
             "value": format_value(e.value, e.unit, e.censor, e.value_high),
             "sent": f"{e.raw_value} {e.raw_unit}".strip(),
             "baseline": (
@@ -107,36 +95,36 @@ def _evidence_rows(finding: Finding) -> list[dict[str, Any]]:
     ]
 
 
-def _finding(finding: Finding) -> dict[str, Any]:
+def _finding(finding: Finding, packs: Packs) -> dict[str, Any]:
     return {
-        "title": TITLES.get(finding.code, finding.code),
+        "title": packs.titles.get(finding.code, finding.code),
         "code": finding.code,
-        "condition": CONDITION_NAMES.get(str(finding.condition), str(finding.condition)),
+        "condition": packs.conditions.get(str(finding.condition), str(finding.condition)),
         "severity": str(finding.severity),
         "grade": finding.ctcae_grade,
         "onset": finding.onset,
         "latest": finding.date,
         "since": _since(finding.days_from_course),
-        "worst": shown_value(worst_evidence(finding)),
+        "worst": shown_value(worst_evidence(finding, packs), packs),
         "message": finding.message,
         "action": finding.action,
         "notes": list(finding.notes),
         "sources": [part.strip() for part in finding.source.split(";") if part.strip()],
         "rule_id": finding.rule_id,
-        "evidence": _evidence_rows(finding),
+        "evidence": _evidence_rows(finding, packs),
     }
 
 
 def _schedule(report: Report, day: dt.date, thresholds: Thresholds) -> pd.DataFrame:
     if report.patients is None:
         return pd.DataFrame(columns=SCHEDULE_COLUMNS)
-    return schedule_table(report.results, report.patients, day, thresholds)
+    return schedule_table(report.results, report.patients, day, thresholds, report.packs.groups)
 
 
-def _schedule_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
+def _schedule_rows(table: pd.DataFrame, packs: Packs) -> list[dict[str, Any]]:
     return [
         {
-            "group": GROUPS[str(row["test_group"])][3],
+            "group": packs.groups[str(row["test_group"])].asks_for,
             "status": str(row["status"]).replace("_", " "),
             "last_done": row["last_done"],
             "next_due": row["next_due"],
@@ -155,7 +143,8 @@ def context(
     inputs: Inputs | None = None,
 ) -> dict[str, Any]:
     """What the template shows (plain data, plots as SVG text)."""
-    table = load_thresholds(thresholds)
+    packs = report.packs
+    table = packs.thresholds(thresholds)
     scored = report.results[report.results["status"] == "scored"]
     latest = scored["collected_at"].max() if len(scored) else pd.Timestamp.today()
     day = pd.Timestamp(as_of).date() if as_of is not None else pd.Timestamp(latest).date()
@@ -171,7 +160,7 @@ def context(
     for number, patient_id in enumerate(order, start=1):
         findings = by_patient[patient_id]
         analytes = {e.analyte for f in findings for e in f.evidence}
-        shown = [a for a in PLOT_ORDER if a in analytes] or list(PLOT_ORDER)
+        shown = [a for a in packs.catalogue if a in analytes] or list(packs.catalogue)
         try:
             plot = svg(plot_patient(report, patient_id, shown), f"patient-{number}")
         except ValueError:  # no scored results to draw (a monitoring-only finding)
@@ -180,10 +169,10 @@ def context(
             {
                 "anchor": f"patient-{number}",
                 "patient_id": patient_id,
-                "worst": _finding(findings[0]),
-                "findings": [_finding(f) for f in findings],
+                "worst": _finding(findings[0], packs),
+                "findings": [_finding(f, packs) for f in findings],
                 "plot": plot,
-                "schedule": _schedule_rows(plan[plan["patient_id"] == patient_id]),
+                "schedule": _schedule_rows(plan[plan["patient_id"] == patient_id], packs),
             }
         )
     counts = (
@@ -218,15 +207,15 @@ def context(
         "adherence": {
             "statuses": [s.replace("_", " ") for s in statuses],
             "rows": [
-                {"group": GROUPS[g][3], "counts": [int(by_group[g][s]) for s in statuses]}
-                for g in GROUPS
+                {"group": group.asks_for, "counts": [int(by_group[g][s]) for s in statuses]}
+                for g, group in packs.groups.items()
                 if g in by_group
             ],
             "overdue": [
                 {
                     "patient_id": row["patient_id"],
                     "anchor": anchors.get(row["patient_id"]),
-                    "group": GROUPS[str(row["test_group"])][3],
+                    "group": packs.groups[str(row["test_group"])].asks_for,
                     "last_done": row["last_done"],
                     "next_due": row["next_due"],
                     "days_overdue": int(row["days_overdue"]),

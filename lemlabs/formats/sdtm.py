@@ -3,23 +3,21 @@
 ``read_sdtm(lb, dm=None, ex=None)`` returns ``(labs, patients)`` in lemlabs' shape. The test code
 (``LBTESTCD``) stays the test's name, with the specimen (``LBSPEC``), ``LBTEST`` (as
 ``test_name``) and ``LBLOINC``: which analyte a code is, and whether the specimen fits, is decided
-by :func:`lemlabs.packs.analytes.identify` from ``data/sdtm.toml`` (``PROT`` in urine is urine
-protein, in blood it is not scored).
+by the packs' analytes (their ``sdtm`` codes: ``PROT`` in urine is urine protein, in blood it is
+not scored).
 """
 
 from __future__ import annotations
 
 import os
-import tomllib
-from functools import cache
-from importlib import resources
 from typing import Any
 
 import pandas as pd
 
 from lemlabs.errors import LabInputError
 from lemlabs.formats.files import read_dataset
-from lemlabs.packs.thresholds import Thresholds, default_thresholds, load_thresholds
+from lemlabs.packs import builtin_packs, load_thresholds
+from lemlabs.packs.thresholds import Thresholds
 from lemlabs.stages.ingest import parse_dates, prepare_labs, prepare_patients
 
 SdtmSource = str | os.PathLike[str] | pd.DataFrame
@@ -38,12 +36,6 @@ LB_COLUMNS = {
     "LBTEST": "test_name",
 }
 LB_REQUIRED = ("USUBJID", "LBDTC", "LBTESTCD", "LBORRES")
-
-
-@cache
-def _table() -> dict[str, Any]:
-    text = resources.files("lemlabs").joinpath("data/sdtm.toml").read_text("utf-8")
-    return tomllib.loads(text)
 
 
 def is_lb(columns: Any) -> bool:
@@ -71,7 +63,7 @@ def _courses(ex: pd.DataFrame, gap: float) -> dict[str, str]:
     """Alemtuzumab infusion days (EXSTDTC) grouped into courses: days less than ``gap`` days
     apart are one course, whose first day is the course date (as
     :func:`lemlabs.formats.fhir.read_patients`)."""
-    names = [name.casefold() for name in _table()["treatment"]["names"]]
+    names = [name.casefold() for name in builtin_packs().treatment["names"]]
     for column in ("USUBJID", "EXTRT", "EXSTDTC"):
         if column not in ex.columns:
             raise LabInputError(f"EX: SDTM EX needs column {column!r}")
@@ -98,7 +90,7 @@ def patients_from(
 ) -> pd.DataFrame:
     """The patients table from DM (``SEX``, ``BRTHDTC``) and EX (alemtuzumab courses), with a
     row for every subject of ``subjects`` too."""
-    gap = (thresholds or default_thresholds())["fhir.course_gap_days"]
+    gap = (thresholds or load_thresholds())["fhir.course_gap_days"]
     people: dict[str, dict[str, str]] = {}
     if dm is not None:
         if "USUBJID" not in dm.columns:

@@ -1,16 +1,48 @@
-"""The analyte catalogue (``data/analytes.toml``): names, LOINC codes, canonical units, bounds."""
+"""The analyte catalogue: what each pack's ``analytes.toml`` declares (names, LOINC and SDTM
+codes, canonical unit and the spellings labs send, bounds, default interval), and how a lab row
+is recognised by its name, code and specimen (:meth:`Catalogue.identify`)."""
 
 from __future__ import annotations
 
+import difflib
 import re
-import tomllib
-from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
+
+from lemlabs.errors import RuleDefinitionError
 
 ValueKind = Literal["quantitative", "ordinal", "count_per_hpf"]
 Specimen = Literal["blood", "urine"]
+KINDS = ("quantitative", "ordinal", "count_per_hpf")
+SPECIMENS = ("blood", "urine")
+_KEYS = {
+    "label",
+    "kind",
+    "unit",
+    "units",
+    "unit_aliases",
+    "specimen",
+    "ucum",
+    "loinc",
+    "sdtm",
+    "aliases",
+    "molar_mass",
+    "plausible",
+    "ref",
+    "ref_f",
+    "ref_m",
+    "ref_source",
+    "critical",
+    "max_grade",
+    "tntc",
+    "mass_unit",
+    "grade_cutoffs_mg_dl",
+    "plausible_mg_dl",
+    "scale",
+    "typical",
+}
+_REQUIRED = ("label", "kind", "unit", "specimen", "loinc", "aliases", "ref_source")
 
 
 @dataclass(frozen=True)
@@ -22,8 +54,18 @@ class RefInterval:
 
 
 @dataclass(frozen=True)
+class SdtmCode:
+    """An SDTM ``LBTESTCD`` that names the analyte, with its ``LBTEST`` and the ``LBSPEC`` kind
+    it needs (``""``: any)."""
+
+    code: str
+    name: str
+    specimen: str = ""
+
+
+@dataclass(frozen=True)
 class Analyte:
-    """One analyte lemlabs scores."""
+    """One analyte lemlabs scores (every field hashable: conversions are cached by it)."""
 
     key: str
     label: str
@@ -34,7 +76,7 @@ class Analyte:
     aliases: tuple[str, ...]
     ref: RefInterval
     ref_source: str
-    ref_by_sex: dict[str, RefInterval] = field(default_factory=dict)
+    ref_by_sex: tuple[tuple[str, RefInterval], ...] = ()
     molar_mass: float | None = None
     plausible: tuple[float, float] | None = None
     max_grade: float | None = None
@@ -46,6 +88,20 @@ class Analyte:
     """The threshold key below which a result is critically low (interpretation LL)."""
     critical_high: str | None = None
     ucum: str | None = None
+    units: tuple[str, ...] = ()
+    """Spellings labs send (each converts to :attr:`unit`); any other pint converts is read too."""
+    unit_aliases: tuple[tuple[str, str], ...] = ()
+    """Spellings read as another unit (``IU/L`` as ``U/L``)."""
+    sdtm: tuple[SdtmCode, ...] = ()
+    scale: Literal["linear", "log"] = "linear"
+    """How charts draw it (``log``: a suppressed TSH and a raised one both read)."""
+    typical: tuple[float, float] | None = None
+    """Where a living patient's values usually lie (generated test data draws from it)."""
+    pack: str = ""
+
+    def interval(self, sex: str) -> RefInterval:
+        """The default interval for a sex (``F``, ``M`` or ``""``)."""
+        return dict(self.ref_by_sex).get(sex, self.ref)
 
 
 def name_key(text: str) -> str:
@@ -53,65 +109,85 @@ def name_key(text: str) -> str:
     return re.sub(r"[\s_,;:()\[\]\.]+", " ", text.casefold()).strip()
 
 
-def _ref(raw: dict[str, Any] | None) -> RefInterval:
-    raw = raw or {}
+def _ref(raw: Any, where: str) -> RefInterval:
+    if raw is None:
+        return RefInterval()
+    if not isinstance(raw, Mapping) or set(raw) - {"low", "high"}:
+        raise RuleDefinitionError(f"{where}: an interval is {{ low = ..., high = ... }}")
     return RefInterval(low=raw.get("low"), high=raw.get("high"))
 
 
-def _analyte(key: str, raw: dict[str, Any]) -> Analyte:
-    by_sex = {sex.upper(): _ref(raw[f"ref_{sex}"]) for sex in ("f", "m") if f"ref_{sex}" in raw}
+def _pair(raw: Any, where: str) -> tuple[float, float] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != 2 or not raw[0] <= raw[1]:
+        raise RuleDefinitionError(f"{where}: expected [lowest, highest]")
+    return float(raw[0]), float(raw[1])
+
+
+def read_analyte(key: str, raw: Mapping[str, Any], where: str, pack: str) -> Analyte:
+    """One record of an ``analytes.toml``, checked (the units are checked by
+    :func:`lemlabs.packs.units.check_units` once the pint registry is at hand)."""
+    at = f"{where}, analyte {key!r}"
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", key):
+        raise RuleDefinitionError(f"{at}: a key is lower case letters, digits and '_'")
+    unknown = sorted(set(raw) - _KEYS)
+    if unknown:
+        raise RuleDefinitionError(f"{at}: unknown keys {', '.join(unknown)}")
+    missing = [name for name in _REQUIRED if name not in raw]
+    if missing:
+        raise RuleDefinitionError(f"{at}: {missing[0]!r} is missing")
+    if raw["kind"] not in KINDS:
+        raise RuleDefinitionError(f"{at}, kind: one of {', '.join(KINDS)}, not {raw['kind']!r}")
+    if raw["specimen"] not in SPECIMENS:
+        raise RuleDefinitionError(f"{at}, specimen: blood or urine, not {raw['specimen']!r}")
+    codes = []
+    for item in raw.get("sdtm", []):
+        if not isinstance(item, Mapping) or not {"code", "name"} <= set(item):
+            raise RuleDefinitionError(f"{at}, sdtm: each is {{ code = ..., name = ... }}")
+        if item.get("specimen", "") not in ("", *SPECIMENS):
+            raise RuleDefinitionError(f"{at}, sdtm: specimen is blood or urine")
+        codes.append(SdtmCode(str(item["code"]), str(item["name"]), str(item.get("specimen", ""))))
+    if raw.get("scale", "linear") not in ("linear", "log"):
+        raise RuleDefinitionError(f"{at}, scale: linear or log")
+    critical = raw.get("critical", {})
+    aliases = raw.get("unit_aliases", {})
+    if not isinstance(aliases, Mapping):
+        raise RuleDefinitionError(f"{at}, unit_aliases: a table of spelling = unit")
     return Analyte(
         key=key,
-        label=raw["label"],
+        label=str(raw["label"]),
         kind=raw["kind"],
-        unit=raw["unit"],
+        unit=str(raw["unit"]),
         specimen=raw["specimen"],
-        loinc=tuple(raw["loinc"]),
-        aliases=tuple(raw["aliases"]),
-        ref=_ref(raw.get("ref")),
-        ref_source=raw["ref_source"],
-        ref_by_sex=by_sex,
+        loinc=tuple(map(str, raw["loinc"])),
+        aliases=tuple(map(str, raw["aliases"])),
+        ref=_ref(raw.get("ref"), f"{at}, ref"),
+        ref_source=str(raw["ref_source"]),
+        ref_by_sex=tuple(
+            (sex.upper(), _ref(raw[f"ref_{sex}"], f"{at}, ref_{sex}"))
+            for sex in ("f", "m")
+            if f"ref_{sex}" in raw
+        ),
         molar_mass=raw.get("molar_mass"),
-        plausible=tuple(raw["plausible"]) if "plausible" in raw else None,
+        plausible=_pair(raw.get("plausible"), f"{at}, plausible"),
         max_grade=raw.get("max_grade"),
         tntc=raw.get("tntc"),
         mass_unit=raw.get("mass_unit"),
         grade_cutoffs_mg_dl=tuple(
             (float(a), float(b)) for a, b in raw.get("grade_cutoffs_mg_dl", [])
         ),
-        plausible_mg_dl=tuple(raw["plausible_mg_dl"]) if "plausible_mg_dl" in raw else None,
-        critical_low=raw.get("critical", {}).get("low"),
-        critical_high=raw.get("critical", {}).get("high"),
+        plausible_mg_dl=_pair(raw.get("plausible_mg_dl"), f"{at}, plausible_mg_dl"),
+        critical_low=critical.get("low"),
+        critical_high=critical.get("high"),
         ucum=raw.get("ucum"),
+        units=tuple(map(str, raw.get("units", ()))),
+        unit_aliases=tuple((str(a), str(b)) for a, b in aliases.items()),
+        sdtm=tuple(codes),
+        scale=raw.get("scale", "linear"),
+        typical=_pair(raw.get("typical"), f"{at}, typical"),
+        pack=pack,
     )
-
-
-@cache
-def catalogue() -> dict[str, Analyte]:
-    """Every analyte, by key (``tsh``, ``free_t4``, ``platelets``, ``creatinine``, ...)."""
-    text = resources.files("lemlabs").joinpath("data/analytes.toml").read_text("utf-8")
-    return {key: _analyte(key, raw) for key, raw in tomllib.loads(text).items()}
-
-
-@cache
-def _index() -> tuple[dict[str, str], dict[str, str]]:
-    by_loinc: dict[str, str] = {}
-    by_name: dict[str, str] = {}
-    for analyte in catalogue().values():
-        for code in analyte.loinc:
-            by_loinc[code] = analyte.key
-        for name in (analyte.key, analyte.label, *analyte.aliases):
-            by_name[name_key(name)] = analyte.key
-    return by_loinc, by_name
-
-
-@cache
-def _specimens() -> tuple[dict[str, str], dict[str, str]]:
-    """Specimen words → ``blood``/``urine``, and LOINC codes known to be other tests."""
-    text = resources.files("lemlabs").joinpath("data/specimens.toml").read_text("utf-8")
-    raw = tomllib.loads(text)
-    words = {name_key(word): kind for kind, names in raw["specimens"].items() for word in names}
-    return words, dict(raw["other_loinc"])
 
 
 _NO_CODE = {"na", "n/a", "nan", "none", "null", "-", "--"}
@@ -127,111 +203,123 @@ class Identity:
     issue: str = ""
 
 
-def identify(test: str, loinc: str = "", specimen: str = "") -> Identity:
-    """Which analyte a row holds, when its name, LOINC code and specimen agree (domain.md).
+class Catalogue(Mapping[str, Analyte]):
+    """The analytes of the loaded packs by key, with the specimen words and the LOINC codes known
+    to be other tests (``rules/specimens.toml``)."""
 
-    A LOINC code outside the catalogue is not scored, whatever the name says (urine creatinine
-    2161-8 named "Creatinine" is not serum creatinine); a LOINC of one analyte with the name of
-    another is a data issue; a specimen other than the analyte's is not scored.
-    """
-    by_loinc, _ = _index()
-    words, other = _specimens()
-    book = catalogue()
-    by_name = recognise(test)
-    sdtm = _sdtm_code(test)
-    if by_name is None and sdtm is not None:
-        by_name = sdtm["analyte"]
-        needs = sdtm.get("needs")
-        kind = words.get(name_key(specimen)) if specimen.strip() else None
-        if needs and kind != needs:
-            said = f"specimen {specimen.strip()!r}" if specimen.strip() else "no specimen"
-            return Identity(
-                reason=f"SDTM code {test.strip()} with {said}: lemlabs scores it as "
-                f"{book[by_name].label} with LBSPEC {needs.upper()} only"
-            )
-    code = loinc.strip()
-    if code.casefold() in _NO_CODE:
-        code = ""
-    if not code and test.strip() in other:
-        code = test.strip()
-    if code and code in by_loinc:
-        analyte = by_loinc[code]
-        if by_name and by_name != analyte:
-            return Identity(
-                issue=f"test name and LOINC disagree: {test.strip()!r} is "
-                f"{book[by_name].label}, LOINC {code} is {book[analyte].label}"
-            )
-    elif code:
-        known = f" ({other[code]})" if code in other else ""
-        return Identity(reason=f"LOINC {code}{known} is not a test lemlabs monitors")
-    elif by_name:
-        analyte = by_name
-    else:
-        return Identity(reason="not a test lemlabs monitors")
-    place = specimen.strip()
-    if place:
-        kind = words.get(name_key(place))
-        expected = book[analyte].specimen
-        if kind is None:
-            return Identity(
-                reason=f"specimen {place!r} is not one lemlabs knows "
-                f"({book[analyte].label} is scored in {expected} only)"
-            )
-        if kind != expected:
-            return Identity(
-                reason=f"specimen {place!r} is {kind}: {book[analyte].label} is scored in "
-                f"{expected} only"
-            )
-    return Identity(analyte=analyte)
+    def __init__(self, analytes: Mapping[str, Analyte], specimens: Mapping[str, Any]) -> None:
+        self._analytes = dict(analytes)
+        self._specimen_words = {
+            name_key(word): kind for kind, names in specimens["specimens"].items() for word in names
+        }
+        self._other = dict(specimens["other_loinc"])
+        self.by_loinc: dict[str, str] = {}
+        self.by_name: dict[str, str] = {}
+        self.sdtm: dict[str, tuple[Analyte, SdtmCode]] = {}
+        for analyte in self._analytes.values():
+            for code in analyte.loinc:
+                self.by_loinc[code] = analyte.key
+            for name in (analyte.key, analyte.label, *analyte.aliases):
+                self.by_name[name_key(name)] = analyte.key
+            for sdtm in analyte.sdtm:
+                self.sdtm[sdtm.code] = (analyte, sdtm)
 
+    def __getitem__(self, key: str) -> Analyte:
+        return self._analytes[key]
 
-@cache
-def sdtm_codes() -> dict[str, dict[str, str]]:
-    """SDTM ``LBTESTCD`` → ``{analyte, name, needs?}`` (``data/sdtm.toml``; ``needs``: the
-    specimen kind it must have)."""
-    text = resources.files("lemlabs").joinpath("data/sdtm.toml").read_text("utf-8")
-    codes: dict[str, dict[str, str]] = tomllib.loads(text)["codes"]
-    return codes
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._analytes)
 
+    def __len__(self) -> int:
+        return len(self._analytes)
 
-def _sdtm_code(test: str) -> dict[str, str] | None:
-    """The SDTM LBTESTCD entry a test name is, if any (case-exact, as SDTM codes are upper
-    case)."""
-    return sdtm_codes().get(test.strip())
+    def __hash__(self) -> int:
+        return id(self)
 
+    def __eq__(self, other: object) -> bool:
+        return self is other
 
-@cache
-def _known_names() -> dict[str, str]:
-    """Every name and code lemlabs recognises (folded) → the analyte's label."""
-    book = catalogue()
-    names = {name: book[key].label for name, key in _index()[1].items()}
-    for code, entry in sdtm_codes().items():
-        names[name_key(code)] = book[entry["analyte"]].label
-    return names
+    def label(self, analyte: str) -> str:
+        """The analyte's label for messages ("serum creatinine", "TSH"); the key if unknown."""
+        entry = self._analytes.get(analyte)
+        return entry.label if entry else analyte
 
+    def recognise(self, test: str | None, loinc: str | None = None) -> str | None:
+        """The analyte key for a row: by LOINC code first, then by name; ``None`` when not
+        scored."""
+        for code in (loinc, test):
+            if code and code.strip() in self.by_loinc:
+                return self.by_loinc[code.strip()]
+        if test:
+            return self.by_name.get(name_key(test))
+        return None
 
-def looks_like(test: str, reason: str = "") -> str:
-    """The label of the monitored analyte an unscored test looks like ("" when none): a known
-    name or code with a specimen lemlabs does not score it in, or a name within one or two
-    letters of a known one ("PLAT1", "CREATN", "TSH3")."""
-    import difflib
+    def identify(self, test: str, loinc: str = "", specimen: str = "") -> Identity:
+        """Which analyte a row holds, when its name, LOINC code and specimen agree (domain.md).
 
-    known = _known_names()
-    key = name_key(test)
-    if key in known and ("specimen" in reason or "SDTM code" in reason):
-        return known[key]
-    if key in known or len(key) < 3:
-        return ""
-    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.8)
-    return known[close[0]] if close else ""
+        A LOINC code outside the catalogue is not scored, whatever the name says (urine
+        creatinine 2161-8 named "Creatinine" is not serum creatinine); a LOINC of one analyte with
+        the name of another is a data issue; a specimen other than the analyte's is not scored.
+        """
+        words, other = self._specimen_words, self._other
+        by_name = self.recognise(test)
+        sdtm = self.sdtm.get(test.strip())  # SDTM codes are upper case: matched exactly
+        if by_name is None and sdtm is not None:
+            analyte, code = sdtm
+            by_name = analyte.key
+            kind = words.get(name_key(specimen)) if specimen.strip() else None
+            if code.specimen and kind != code.specimen:
+                said = f"specimen {specimen.strip()!r}" if specimen.strip() else "no specimen"
+                return Identity(
+                    reason=f"SDTM code {test.strip()} with {said}: lemlabs scores it as "
+                    f"{analyte.label} with LBSPEC {code.specimen.upper()} only"
+                )
+        code_text = loinc.strip()
+        if code_text.casefold() in _NO_CODE:
+            code_text = ""
+        if not code_text and test.strip() in other:
+            code_text = test.strip()
+        if code_text and code_text in self.by_loinc:
+            analyte_key = self.by_loinc[code_text]
+            if by_name and by_name != analyte_key:
+                return Identity(
+                    issue=f"test name and LOINC disagree: {test.strip()!r} is "
+                    f"{self.label(by_name)}, LOINC {code_text} is {self.label(analyte_key)}"
+                )
+        elif code_text:
+            known = f" ({other[code_text]})" if code_text in other else ""
+            return Identity(reason=f"LOINC {code_text}{known} is not a test lemlabs monitors")
+        elif by_name:
+            analyte_key = by_name
+        else:
+            return Identity(reason="not a test lemlabs monitors")
+        place = specimen.strip()
+        if place:
+            kind = words.get(name_key(place))
+            expected = self._analytes[analyte_key].specimen
+            label = self.label(analyte_key)
+            if kind is None:
+                return Identity(
+                    reason=f"specimen {place!r} is not one lemlabs knows "
+                    f"({label} is scored in {expected} only)"
+                )
+            if kind != expected:
+                return Identity(
+                    reason=f"specimen {place!r} is {kind}: {label} is scored in {expected} only"
+                )
+        return Identity(analyte=analyte_key)
 
-
-def recognise(test: str | None, loinc: str | None = None) -> str | None:
-    """The analyte key for a row: by LOINC code first, then by name; ``None`` when not scored."""
-    by_loinc, by_name = _index()
-    for code in (loinc, test):
-        if code and code.strip() in by_loinc:
-            return by_loinc[code.strip()]
-    if test:
-        return by_name.get(name_key(test))
-    return None
+    def looks_like(self, test: str, reason: str = "") -> str:
+        """The label of the monitored analyte an unscored test looks like ("" when none): a
+        known name or code with a specimen lemlabs does not score it in, or a name within one or
+        two letters of a known one ("PLAT1", "CREATN", "TSH3")."""
+        known = {name: self.label(key) for name, key in self.by_name.items()}
+        for code, (analyte, _) in self.sdtm.items():
+            known[name_key(code)] = analyte.label
+        key = name_key(test)
+        if key in known and ("specimen" in reason or "SDTM code" in reason):
+            return known[key]
+        if key in known or len(key) < 3:
+            return ""
+        close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.8)
+        return known[close[0]] if close else ""

@@ -1,11 +1,11 @@
-"""Values and analytes as people read them in messages, reports and FHIR text."""
+"""Results and analytes as people read them in messages, reports and FHIR text."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from lemlabs.packs.analytes import catalogue
+from lemlabs.packs import Packs, builtin_packs
 from lemlabs.vocabulary import format_value
 
 
@@ -20,7 +20,7 @@ def shown(record: Mapping[str, Any]) -> str:
     )
 
 
-def label_of(analyte: str) -> str:
-    """The analyte's label for messages ("serum creatinine", "TSH")."""
-    entry = catalogue().get(analyte)
-    return entry.label if entry else analyte
+def label_of(analyte: str, packs: Packs | None = None) -> str:
+    """The analyte's label for messages ("serum creatinine", "TSH"), of the built-in packs
+    unless ``packs`` are given."""
+    return (packs or builtin_packs()).label(analyte)

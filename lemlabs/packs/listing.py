@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from lemlabs.engine.language import words
-from lemlabs.engine.rules import Rule, rule_book
+from lemlabs.engine.rules import Rule
+from lemlabs.packs import Packs, builtin_packs
 from lemlabs.packs.thresholds import Thresholds
 
 _MATCHES = {"result": "each result", "finding": "two findings", "schedule": "each schedule row"}
@@ -18,10 +19,12 @@ def condition_words(rule: Rule, thresholds: Thresholds) -> str:
     return "; ".join(f"{alias}: {words(node, thresholds)}" for alias, node in rule.when)
 
 
-def rules_table(thresholds: Thresholds) -> pd.DataFrame:
-    """One row per rule: id, code, title, condition, severity, what it matches, its condition
-    in words with the effective thresholds, the message and action as shown, the sources."""
-    book = rule_book()
+def rules_table(thresholds: Thresholds, packs: Packs | None = None) -> pd.DataFrame:
+    """One row per rule of the packs (the built-in ones unless given): id, code, title,
+    condition, severity, what it matches, its condition in words with the effective thresholds,
+    the message and action as shown, the sources."""
+    packs = packs or builtin_packs()
+    book = packs.book
     rows = []
     for rule in book.rules:
         message, action = rule.text(thresholds)
@@ -36,15 +39,15 @@ def rules_table(thresholds: Thresholds) -> pd.DataFrame:
                 "when": condition_words(rule, thresholds),
                 "message": message,
                 "action": action,
-                "sources": rule.source(thresholds),
+                "sources": packs.source(rule, thresholds),
             }
         )
     return pd.DataFrame(rows, dtype=object)
 
 
-def rules_text(thresholds: Thresholds, markdown: bool = False) -> str:
+def rules_text(thresholds: Thresholds, markdown: bool = False, packs: Packs | None = None) -> str:
     """The rules table as plain text (one block per rule) or as a Markdown table."""
-    table = rules_table(thresholds)
+    table = rules_table(thresholds, packs)
     if markdown:
         lines = [
             "| id | severity | matches | when | message | sources |",

@@ -1,4 +1,5 @@
-"""The threshold table (``thresholds.toml``): loading, validating a site's override, versioning."""
+"""The threshold table: every number a rule uses, with its source (``rules/thresholds.toml`` and
+each pack's ``thresholds.toml``); a site's override layered on it, validated; versioning."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ import os
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +52,12 @@ def _same_type(default: Number | str, given: Any) -> bool:
 
 
 class Thresholds(Mapping[str, Any]):
-    """A complete, validated threshold table. Index it by key: ``t["itp.suspected_below"]``."""
+    """A complete, validated threshold table. Index it by key: ``t["itp.suspected_below"]``.
+    ``packs`` is the fingerprint of the packs whose defaults it holds (part of its own)."""
 
-    def __init__(self, entries: Mapping[str, Threshold]) -> None:
+    def __init__(self, entries: Mapping[str, Threshold], packs: str = "") -> None:
         self._entries = dict(entries)
+        self.packs = packs
 
     def __getitem__(self, key: str) -> Any:
         return self._entries[key].value
@@ -73,9 +74,10 @@ class Thresholds(Mapping[str, Any]):
         return len(self._entries)
 
     def fingerprint(self) -> str:
-        """Short hash of the values (and sources): part of every finding's ``rules_version``."""
+        """Short hash of the values (and sources) and of the packs: part of every finding's
+        ``rules_version``."""
         content = {key: [e.value, e.source] for key, e in sorted(self._entries.items())}
-        text = json.dumps(content, sort_keys=True, ensure_ascii=False)
+        text = json.dumps([content, self.packs], sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(text.encode()).hexdigest()[:10]
 
     def as_table(self) -> dict[str, dict[str, Any]]:
@@ -87,7 +89,7 @@ class Thresholds(Mapping[str, Any]):
 
     @classmethod
     def from_table(
-        cls, table: Mapping[str, Any], reference: Thresholds | None = None
+        cls, table: Mapping[str, Any], reference: Thresholds | None = None, packs: str = ""
     ) -> Thresholds:
         """Validate ``table`` (nested as in the TOML file, or flat by dotted key).
 
@@ -106,7 +108,7 @@ class Thresholds(Mapping[str, Any]):
         for key, item in flat.items():
             base = reference.entry(key) if reference is not None else None
             entries[key] = _entry(key, item, base)
-        return cls(entries)
+        return cls(entries, reference.packs if reference is not None else packs)
 
 
 def _entry(key: str, item: Mapping[str, Any], base: Threshold | None) -> Threshold:
@@ -155,26 +157,15 @@ def rules_version(thresholds: Thresholds) -> str:
     return f"{__version__}+{thresholds.fingerprint()}"
 
 
-def table_path() -> Path:
-    """Where the default table lives (``lemlabs/rules/thresholds.toml``)."""
-    return Path(str(resources.files("lemlabs").joinpath("rules/thresholds.toml")))
-
-
-@cache
-def default_thresholds() -> Thresholds:
-    """The table shipped with lemlabs (:func:`table_path`)."""
-    return Thresholds.from_table(tomllib.loads(table_path().read_text("utf-8")))
-
-
-def load_thresholds(
-    site: Thresholds | Mapping[str, Any] | str | os.PathLike[str] | None,
+def layered(
+    site: Thresholds | Mapping[str, Any] | str | os.PathLike[str] | None, base: Thresholds
 ) -> Thresholds:
-    """The defaults, with a site's table (a mapping or a ``.toml``/``.json`` file naming only
-    the keys it changes) layered on them."""
+    """``base`` (the packs' defaults) with a site's table (a mapping or a ``.toml``/``.json``
+    file naming only the keys it changes) layered on it."""
     if site is None:
-        return default_thresholds()
+        return base
     if isinstance(site, Thresholds):
-        return Thresholds.from_table(site.as_table(), default_thresholds())
+        return Thresholds.from_table(site.as_table(), base)
     if isinstance(site, str | os.PathLike):
         path = Path(site)
         try:
@@ -182,8 +173,8 @@ def load_thresholds(
             table = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
         except (OSError, ValueError, RecursionError) as error:
             raise ThresholdError(f"{path}: cannot read the threshold table ({error})") from error
-        return Thresholds.from_table(table, default_thresholds())
-    return Thresholds.from_table(site, default_thresholds())
+        return Thresholds.from_table(table, base)
+    return Thresholds.from_table(site, base)
 
 
 def site_template(thresholds: Thresholds) -> str:

@@ -1,4 +1,5 @@
-"""One pint registry for every lab spelling, and cached conversion factors per (analyte, unit)."""
+"""One pint registry for every lab spelling (pint's defaults and ``rules/units.txt``), and cached
+conversion factors per (analyte, unit)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 
 import pint
 
-from lemlabs.packs.analytes import Analyte, catalogue
+from lemlabs.errors import RuleDefinitionError
+from lemlabs.packs.analytes import Analyte
 
 #: the longest unit text lemlabs parses (the longest real spelling is about 20 characters)
 MAX_UNIT_LENGTH = 40
@@ -38,7 +40,7 @@ class Conversion:
 def registry() -> Any:
     """The one registry lemlabs uses: pint's defaults plus ``data/units.txt``."""
     ureg: Any = pint.UnitRegistry()
-    path = resources.files("lemlabs").joinpath("data/units.txt")
+    path = resources.files("lemlabs").joinpath("rules/units.txt")
     with resources.as_file(path) as file:
         ureg.load_definitions(str(file))
     return ureg
@@ -70,7 +72,8 @@ def pint_expression(raw_unit: str, international_units: bool = False) -> str:
 def _quantity(raw_unit: str, analyte: Analyte) -> Any:
     ureg = registry()
     canonical: Any = ureg.Quantity(pint_expression(analyte.unit))
-    expression = pint_expression(raw_unit, "international_unit" in str(canonical.dimensionality))
+    spelled = dict(analyte.unit_aliases).get(raw_unit.strip(), raw_unit)
+    expression = pint_expression(spelled, "international_unit" in str(canonical.dimensionality))
     try:
         quantity: Any = ureg.Quantity(expression)
     except Exception:  # pint raises many types for garbage; any of them means "not a unit"
@@ -78,22 +81,23 @@ def _quantity(raw_unit: str, analyte: Analyte) -> Any:
     return quantity if isinstance(quantity, ureg.Quantity) else None
 
 
-def conversion(analyte_key: str, raw_unit: str, target: str | None = None) -> Conversion:
+def conversion(analyte: Analyte, raw_unit: str, target: str | None = None) -> Conversion:
     """Factor that turns a value in ``raw_unit`` into the analyte's canonical (or ``target``) unit.
 
-    Mass and amount of substance convert through the analyte's own molar mass, never a global one.
+    A spelling the analyte lists in ``unit_aliases`` is read as the unit it names (``IU/L`` as
+    ``U/L``). Mass and amount of substance convert through the analyte's own molar mass, never a
+    global one.
     A unit longer than :data:`MAX_UNIT_LENGTH` is refused before pint sees it (pint's parse time
     grows with the square of the text), and a factor must be finite and positive
     (``10^400/L``, ``inf/L``, ``nan/L`` and ``0/L`` are not units of a result).
     """
     if len(raw_unit) > MAX_UNIT_LENGTH and len(raw_unit.strip()) > MAX_UNIT_LENGTH:
         return Conversion(None, f"unit is too long ({len(raw_unit.strip())} characters)")
-    return _conversion(analyte_key, raw_unit, target)
+    return _conversion(analyte, raw_unit, target)
 
 
 @cache
-def _conversion(analyte_key: str, raw_unit: str, target: str | None = None) -> Conversion:
-    analyte = catalogue()[analyte_key]
+def _conversion(analyte: Analyte, raw_unit: str, target: str | None = None) -> Conversion:
     ureg = registry()
     if not raw_unit.strip():
         return Conversion(None, "unit is empty")
@@ -120,3 +124,22 @@ def _conversion(analyte_key: str, raw_unit: str, target: str | None = None) -> C
         None,
         f"unit {raw_unit!r} has the wrong dimension for {analyte.label} (expected {analyte.unit})",
     )
+
+
+def check_units(analyte: Analyte, where: str) -> None:
+    """A pack's analyte refused by name when pint cannot read its canonical unit, or when one of
+    the spellings it lists (``units``, ``unit_aliases``) does not convert to it."""
+    at = f"{where}, analyte {analyte.key!r}"
+    if analyte.kind != "quantitative":
+        return
+    try:
+        registry().Quantity(pint_expression(analyte.unit))
+    except Exception as error:  # pint raises many types for a unit it cannot read
+        raise RuleDefinitionError(
+            f"{at}, unit: pint cannot read {analyte.unit!r} ({error})"
+        ) from None
+    spellings = [*analyte.units, *(spelled for spelled, _ in analyte.unit_aliases)]
+    for spelling in spellings:
+        found = conversion(analyte, spelling)
+        if found.problem:
+            raise RuleDefinitionError(f"{at}, units: {found.problem}")

@@ -1,16 +1,26 @@
-"""Per-patient context of each result, computed group-wise with pandas.
+"""Per-patient context of each result, computed group-wise with pandas and numpy.
 
-Baseline (and its age), the ratio to baseline (rise and fall), the 48-hour creatinine rise, days
-since the latest course, the label's monitoring window, the pairing of TSH with free T4, the last
-day of the TSH swing window, and whether a dipstick's same-day microscopy was negative.
+For every result: its baseline (and its age; ``comparable_baseline`` only from the baseline's
+date on), its day, days since the latest course and the label's monitoring window. Then what the
+packs declare (:mod:`lemlabs.engine.rules`): features of the patient's other results — the
+general kinds here, each written once, whatever analyte a pack names (``rise_within``,
+``months_later``, ``nearest``, ``same_day``) — and derived fields (arithmetic or conditions of the
+result's own fields).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import pandas as pd
 
-from lemlabs.packs.thresholds import Thresholds
+from lemlabs.engine.language import Columns, Computed, Node, evaluate, number
+from lemlabs.engine.rules import Feature, RuleBook
+
+if TYPE_CHECKING:
+    from lemlabs.packs.thresholds import Thresholds
 
 _EPOCH = pd.Timestamp("1970-01-01")
 # days since 1970 of the years lemlabs reads (1900-2199), shifted to be positive, stay below _DAYS
@@ -28,18 +38,24 @@ CONTEXT_COLUMNS = {
     "baseline_date": "datetime64[ns]",
     "baseline_kind": "object",
     "baseline_days": "int64",
-    "rise_ratio": "float64",
-    "fall_fraction": "float64",
-    "rise_48h": "float64",
+    "comparable_baseline": "float64",
     "day": "int64",
-    "swing_until": "int64",
-    "micro_neg": "int64",
     "days_since_course": "float64",
     "window_end": "datetime64[ns]",
     "window": "object",
-    "pair_flag": "object",
-    "pair_row": "float64",
 }
+"""What every result gains, whatever the packs declare (they add their features' and derived
+fields' columns: :func:`context_columns`)."""
+
+
+def context_columns(book: RuleBook) -> dict[str, str]:
+    """Every column the context adds, with its dtype: the base ones and the packs' own."""
+    kinds = {"number": "float64", "integer": "int64", "text": "object"}
+    made = [made for feature in book.features for made in feature.fields]
+    made += [derived.declared for derived in book.derived]
+    return {**CONTEXT_COLUMNS, **{f.name: kinds[f.kind] for f in made}}
+
+
 # Sorting by value after time makes ties (same patient, analyte and time) independent of row order.
 _ORDER = ["patient_id", "analyte", "collected_at", "value", "raw_value", "raw_unit"]
 
@@ -124,36 +140,73 @@ def _range_min(values: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.nd
     return out
 
 
-def _rise_48h(out: pd.DataFrame, rows: _Sorted, hours: int) -> np.ndarray:
-    """Value minus the lowest result of the same analyte in the ``hours`` before (creatinine):
-    before ``[t - hours, t)``, as pandas' time-based ``rolling(closed="left")`` counts."""
+def _rise_within(out: pd.DataFrame, rows: _Sorted, feature: Feature, hours: float) -> np.ndarray:
+    """``rise_within``: a result's ``lower`` minus the lowest result of the same patient and
+    analyte in the ``hours`` before it (``[t - hours, t)``, as pandas' time-based
+    ``rolling(closed="left")`` counts), for the feature's analytes; NaN otherwise."""
     rise = np.full(len(out), np.nan)
-    creatinine = np.flatnonzero(rows.analyte == "creatinine")
-    if not len(creatinine):
+    mine = np.flatnonzero(np.isin(rows.analyte, feature.analytes))
+    if not len(mine):
         return rise
-    times = rows.times[creatinine].astype("int64")
-    patient = rows.patient[creatinine]
-    # (patient, time) as one sortable integer: the time's rank among the distinct times
+    times = rows.times[mine].astype("int64")
+    group = rows.group[mine]  # patient and analyte
+    # (group, time) as one sortable integer: the time's rank among the distinct times
     distinct = np.unique(times)
     stride = len(distinct) + 1
-    keys = patient * stride + np.searchsorted(distinct, times)
-    start = times - np.int64(hours) * 3_600_000_000_000
-    left = np.searchsorted(keys, patient * stride + np.searchsorted(distinct, start), "left")
+    keys = group * stride + np.searchsorted(distinct, times)
+    start = times - np.int64(round(hours * 3_600_000_000_000))
+    left = np.searchsorted(keys, group * stride + np.searchsorted(distinct, start), "left")
     right = np.searchsorted(keys, keys, "left")
-    values = out["value"].to_numpy(dtype=float)[creatinine]
-    lower = out["lower"].to_numpy(dtype=float)[creatinine]
-    rise[creatinine] = lower - _range_min(values, left, right)
+    values = out["value"].to_numpy(dtype=float)[mine]
+    lower = out["lower"].to_numpy(dtype=float)[mine]
+    rise[mine] = lower - _range_min(values, left, right)
     return rise
 
 
-def _pair(results: pd.DataFrame, rows: _Sorted, left: str, right: str, days: int) -> pd.DataFrame:
+def _months_later(out: pd.DataFrame, rows: _Sorted, feature: Feature, months: float) -> np.ndarray:
+    """``months_later``: the day (days since 1970) ``months`` calendar months after the
+    result's day, for the feature's analytes; NaN otherwise."""
+    later = np.full(len(out), np.nan)
+    mine = np.isin(rows.analyte, feature.analytes)
+    if mine.any():
+        day = out.loc[mine, "collected_at"].dt.normalize()
+        later[mine] = ((day + pd.DateOffset(months=int(months))) - _EPOCH).dt.days.to_numpy()
+    return later
+
+
+def _nearest(
+    out: pd.DataFrame, rows: _Sorted, feature: Feature, days: float
+) -> dict[str, pd.Series]:
+    """``nearest``: for each result of an analyte of ``pairs``, the nearest result of the
+    analyte it pairs with (same patient, within ``days`` before or after, inclusive; nearest in
+    time, then the lowest value and row): its fields ``take`` (a text ``'-'`` without one, a
+    number NaN) and its ``row``."""
+    taken = [*feature.params["take"], "row"]
+    pairs = pd.concat(
+        [
+            _pair(out, rows, left, right, int(days), taken)
+            for left, right in feature.params["pairs"].items()
+        ]
+    )
+    columns = {}
+    for name in taken:
+        column = pairs[name].reindex(out.index)
+        if out[name].dtype == object:
+            column = column.astype(object).where(column.notna(), "-")
+        columns[f"{feature.name}_{name}"] = column
+    return columns
+
+
+def _pair(
+    results: pd.DataFrame, rows: _Sorted, left: str, right: str, days: int, taken: list[str]
+) -> pd.DataFrame:
     """For each ``left`` result, the nearest ``right`` result of the patient within ``days``."""
-    names = ["value", "flag", "collected_at", "row"]
+    names = list(dict.fromkeys(["value", *taken, "collected_at", "row"]))
     a = results.loc[rows.analyte == left, ["patient_id", "collected_at"]].reset_index()
     b = results.loc[rows.analyte == right, ["patient_id", *names]]
     b = b.sort_values(["collected_at", "value", "row"])
     if a.empty or b.empty:
-        return pd.DataFrame(columns=["pair_flag", "pair_row"], index=results.index[:0])
+        return pd.DataFrame(columns=taken, index=results.index[:0])
     b = b.assign(pair_at=b["collected_at"]).rename(columns={n: f"pair_{n}" for n in names})
     merged = pd.merge_asof(
         a.sort_values("collected_at"),
@@ -169,66 +222,63 @@ def _pair(results: pd.DataFrame, rows: _Sorted, left: str, right: str, days: int
         merged["pair_collected_at"].dt.normalize() - merged["collected_at"].dt.normalize()
     ).abs()
     merged = merged[within <= pd.Timedelta(days=days)]
-    pairs: pd.DataFrame = merged.set_index("index")[["pair_flag", "pair_row"]]
-    return pairs
+    pairs: pd.DataFrame = merged.set_index("index")[[f"pair_{n}" for n in taken]]
+    return pairs.set_axis(taken, axis=1)
 
 
-def _swing_until(results: pd.DataFrame, months: int) -> pd.Series:
-    """For TSH: the last day (epoch days) of the swing window, ``months`` calendar months on."""
-    day = results["collected_at"].dt.normalize()
-    tsh = results["analyte"] == "tsh"
-    until = day.where(~tsh, day[tsh] + pd.DateOffset(months=months))
-    days: pd.Series = (until - _EPOCH).dt.days
-    return days
-
-
-def _microscopy_negative(results: pd.DataFrame, rows: _Sorted, rbc_positive: float) -> np.ndarray:
-    """1 for a dipstick blood result whose same-day microscopy shows fewer than
-    ``rbc_positive`` RBC/HPF for certain (every count's upper bound below it), else 0."""
-    rbc = rows.analyte == "urine_rbc"
-    dipstick = rows.analyte == "urine_blood"
-    if not rbc.any() or not dipstick.any():
-        return np.zeros(len(results), dtype="int64")
+def _same_day(out: pd.DataFrame, rows: _Sorted, feature: Feature) -> np.ndarray:
+    """``same_day``: for each result of the feature's analytes, the highest (``how = "max"``)
+    or lowest ``take`` of the patient's results of analyte ``of`` on the same day; NaN without
+    one."""
+    found = np.full(len(out), np.nan)
+    of = rows.analyte == feature.params["of"]
+    mine = np.isin(rows.analyte, feature.analytes)
+    if not of.any() or not mine.any():
+        return found
     keys = _patient_day(rows.patient, rows.day)
-    highest = results["upper"][rbc].groupby(keys[rbc]).max()
-    same_day = highest.reindex(keys).to_numpy()
-    return np.asarray(dipstick & (same_day < rbc_positive), dtype="int64")
+    by_day = out[feature.params["take"]][of].groupby(keys[of])
+    per_day = by_day.max() if feature.params["how"] == "max" else by_day.min()
+    found[mine] = per_day.reindex(keys[mine]).to_numpy(dtype=float)
+    return found
 
 
-def add_context(
-    results: pd.DataFrame, patients: pd.DataFrame | None, thresholds: Thresholds
-) -> pd.DataFrame:
-    """Scored results with their context columns, sorted by patient, analyte and time."""
-    out = results.sort_values(_ORDER, kind="mergesort").reset_index(drop=True)
-    if out.empty:
-        return out.assign(
-            **{name: pd.Series(dtype=dtype) for name, dtype in CONTEXT_COLUMNS.items()}
-        )
-    rows = _Sorted(out)
-    courses = course_table(patients, thresholds)
-    first_course = courses.groupby("patient_id")["start"].min()
-    _baselines(out, rows, first_course)
-    # a result taken before its baseline is not a change from it (a pre-treatment value weeks
-    # before the baseline visit neither rises nor falls from a later baseline)
-    positive = out["baseline"].where(
-        (out["baseline"] > 0) & (out["collected_at"] >= out["baseline_date"])
-    )
-    out["rise_ratio"] = out["lower"] / positive
-    out["fall_fraction"] = 1 - out["upper"] / positive
-    out["rise_48h"] = _rise_48h(out, rows, int(thresholds["renal.aki_window_hours"]))
-    out["day"] = rows.day.astype("int64")
-    out["baseline_days"] = out["day"] - (out["baseline_date"].dt.normalize() - _EPOCH).dt.days
-    months = int(thresholds["thyroid.fluctuation_window_months"])
-    out["swing_until"] = _swing_until(out, months)
-    out["micro_neg"] = _microscopy_negative(out, rows, thresholds["renal.rbc_haematuria_hpf"])
-    _course_context(out, rows, courses)
-    days = int(thresholds["thyroid.pair_window_days"])
-    pairs = pd.concat(
-        [_pair(out, rows, "tsh", "free_t4", days), _pair(out, rows, "free_t4", "tsh", days)]
-    )
-    for name in ("pair_flag", "pair_row"):
-        out[name] = pairs[name].reindex(out.index)
-    return out
+def _parameter(feature: Feature, name: str, thresholds: Mapping[str, Any]) -> float:
+    value = feature.params[name]
+    return float(thresholds[value] if isinstance(value, str) else value)
+
+
+def _features(out: pd.DataFrame, rows: _Sorted, book: RuleBook, thresholds: Thresholds) -> None:
+    """The packs' features, as columns of ``out``."""
+    for feature in book.features:
+        if feature.kind == "rise_within":
+            hours = _parameter(feature, "hours", thresholds)
+            out[feature.name] = _rise_within(out, rows, feature, hours)
+        elif feature.kind == "months_later":
+            months = _parameter(feature, "months", thresholds)
+            out[feature.name] = _months_later(out, rows, feature, months)
+        elif feature.kind == "nearest":
+            days = _parameter(feature, "days", thresholds)
+            for name, column in _nearest(out, rows, feature, days).items():
+                out[name] = column
+        else:
+            out[feature.name] = _same_day(out, rows, feature)
+
+
+def field_columns(frame: pd.DataFrame, book: RuleBook) -> Columns:
+    """A context table's columns as conditions name them (``lln`` reads ``ref_low``,
+    ``baseline`` reads ``comparable_baseline``, ...)."""
+    return Columns(frame, {name: f.source for name, f in book.fields.items() if f.column})
+
+
+def _derived(out: pd.DataFrame, book: RuleBook, thresholds: Thresholds) -> None:
+    """The packs' derived fields, in declaration order (one may read those above it)."""
+    for derived in book.derived:
+        columns = field_columns(out, book)
+        expression = derived.expression
+        if isinstance(expression, Node | Computed):  # a condition: a flag, 1 or 0
+            out[derived.name] = evaluate(expression, columns, thresholds).astype("int64")
+        else:
+            out[derived.name] = number(expression, columns, thresholds)
 
 
 def _course_context(results: pd.DataFrame, rows: _Sorted, courses: pd.DataFrame) -> None:
@@ -255,3 +305,30 @@ def _course_context(results: pd.DataFrame, rows: _Sorted, courses: pd.DataFrame)
     chosen = np.select([~has_courses, ~found, day > end], [0, 1, 2], 3)
     names = np.array(["no_courses", "pre_treatment", "after_window", "in_window"], dtype=object)
     results["window"] = _text(names[chosen], results.index)
+
+
+def add_context(
+    results: pd.DataFrame, patients: pd.DataFrame | None, thresholds: Thresholds, book: RuleBook
+) -> pd.DataFrame:
+    """Scored results with their context columns (:func:`context_columns`), sorted by patient,
+    analyte and time."""
+    out = results.sort_values(_ORDER, kind="mergesort").reset_index(drop=True)
+    if out.empty:
+        return out.assign(
+            **{name: pd.Series(dtype=dtype) for name, dtype in context_columns(book).items()}
+        )
+    rows = _Sorted(out)
+    courses = course_table(patients, thresholds)
+    first_course = courses.groupby("patient_id")["start"].min()
+    _baselines(out, rows, first_course)
+    # a result taken before its baseline is not a change from it (a pre-treatment value weeks
+    # before the baseline visit neither rises nor falls from a later baseline)
+    out["comparable_baseline"] = out["baseline"].where(
+        (out["baseline"] > 0) & (out["collected_at"] >= out["baseline_date"])
+    )
+    out["day"] = rows.day.astype("int64")
+    out["baseline_days"] = out["day"] - (out["baseline_date"].dt.normalize() - _EPOCH).dt.days
+    _course_context(out, rows, courses)
+    _features(out, rows, book, thresholds)
+    _derived(out, book, thresholds)
+    return out

@@ -9,34 +9,52 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from lemlabs.engine.durable import Hits, RuleEngine, engine_for, json_safe
-from lemlabs.engine.language import Columns, Field, evaluate, joins_equals, value_of, walk
-from lemlabs.engine.rules import ALIASES, RESULT_FIELDS, Phase, gates, join_reach, rule_book
-from lemlabs.packs import Rule
-from lemlabs.packs.thresholds import Thresholds
+from lemlabs.engine.fields import MISSING
+from lemlabs.engine.language import (
+    Columns,
+    Comparison,
+    Field,
+    evaluate,
+    joins_equals,
+    shifted,
+    value_of,
+    walk,
+)
+from lemlabs.engine.rules import ALIASES, Phase, Rule, RuleBook, gates, join_reach
+from lemlabs.stages.context import field_columns
+
+if TYPE_CHECKING:
+    from lemlabs.packs.thresholds import Thresholds
 
 Progress = Callable[[str, int, int], None]
 
-_NUMERIC = ["lower", "upper", "rise_ratio", "fall_fraction", "rise_48h"]
-_INTEGER = ["day", "swing_until", "micro_neg"]
 
-
-def result_facts(context: pd.DataFrame, thresholds: Thresholds) -> pd.DataFrame:
-    """Result facts as the engine reads them, one row per result: the fields rules name, numbers
-    made safe for durable-rules, the packs' derived fields, and ``key`` (the input row)."""
-    facts = context[list(RESULT_FIELDS)].copy(deep=False)  # replaced, never written into
-    for column in _NUMERIC:
-        facts[column] = json_safe(facts[column].to_numpy(dtype=float))
-    for column in _INTEGER:
-        facts[column] = facts[column].astype("int64")
-    facts["pair_flag"] = context["pair_flag"].fillna("-").astype(str)
-    columns = Columns(facts)
-    for name, node in rule_book().fields:
-        facts[name] = evaluate(node, columns, thresholds).astype("int64")
+def result_facts(context: pd.DataFrame, thresholds: Thresholds, book: RuleBook) -> pd.DataFrame:
+    """Result facts as the engine reads them, one row per result: every field a rule of the
+    book reads (:attr:`~lemlabs.engine.rules.RuleBook.fields`: numbers made safe for
+    durable-rules, a missing one NaN; the computed comparisons as 1 or 0), ``key`` (the input
+    row) and ``patient_id``."""
+    names = sorted({*book.reads("result"), *book.reads("finding")} - {"code"})
+    columns = field_columns(context, book)
+    facts = pd.DataFrame(index=context.index)
+    for name in names:
+        if name in book.computed:
+            facts[name] = evaluate(book.computed[name], columns, thresholds).astype("int64")
+            continue
+        field = book.fields[name]
+        column = columns.column(name)
+        if field.kind == "number":
+            facts[name] = json_safe(column.to_numpy(dtype=float))
+        elif field.kind == "integer":
+            facts[name] = column.astype("int64")
+        else:
+            facts[name] = column.astype(str)
     facts["key"] = context["row"].astype("int64")
     facts["patient_id"] = context["patient_id"]
     return facts
@@ -163,11 +181,12 @@ def _run_phase(
     ``None``: no windows); result rules read one fact, so ``result`` facts go in sessions of a
     few thousand, whoever's they are."""
     patients = facts["patient_id"].to_numpy(dtype=object)
-    columns = [*rule_book().reads(phase), "key"]
-    records = [
-        dict(zip(columns, values, strict=True))
-        for values in zip(*(facts[name].tolist() for name in columns), strict=True)
+    columns = [*engine.reads(phase), "key"]
+    values = [  # a missing number reaches durable-rules as MISSING (it reads no NaN)
+        (facts[name].fillna(MISSING) if facts[name].dtype.kind == "f" else facts[name]).tolist()
+        for name in columns
     ]
+    records = [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
     sessions: list[tuple[np.ndarray, int | None]] = []
     if phase == "finding":
         codes = pd.factorize(patients)[0]
@@ -198,15 +217,18 @@ def _run_phase(
 
 
 def run_engine(
-    context: pd.DataFrame, thresholds: Thresholds, post_all: bool, progress: Progress
+    context: pd.DataFrame,
+    thresholds: Thresholds,
+    book: RuleBook,
+    post_all: bool,
+    progress: Progress,
 ) -> tuple[Found, Found, dict[int, tuple[int, ...]]]:
     """Every patient's result facts through the result rules, then the findings they produce
     through the composite rules. Returns the result rules' hits (a result row each, in row
     order), the composites' hits (two finding facts each) and, per finding fact, its result
     rows."""
-    book = rule_book()
-    engine = engine_for(book.rules, thresholds, catch_all=post_all)
-    facts = result_facts(context, thresholds)
+    engine = engine_for(book.rules, thresholds, catch_all=post_all, missing=book.missing)
+    facts = result_facts(context, thresholds, book)
     if not post_all:
         facts = facts[admitted(facts, book.phase("result"), thresholds)]
     progress("engine", 0, 1)
@@ -220,7 +242,7 @@ def run_engine(
     found["code"] = pd.Series(codes, index=found.index, dtype=object)
     if not post_all:
         found = found[admitted(found, book.phase("finding"), thresholds)]
-    found, fact_rows = _finding_facts(found, thresholds, alone=post_all)
+    found, fact_rows = _finding_facts(found, thresholds, book, alone=post_all)
     if not post_all:
         found = found[partnered(found, book.phase("finding"), thresholds)]
     reach = join_reach(book.phase("finding"), found, thresholds)
@@ -257,17 +279,19 @@ def _result_hits(engine: RuleEngine, facts: pd.DataFrame, alone: bool, progress:
 def _classes(facts: pd.DataFrame, rules: Iterable[Rule], thresholds: Thresholds) -> pd.DataFrame:
     """Per field the rules read, a column that tells apart exactly the values some comparison
     tells apart: for a field compared only with numbers, the place of its value among them
-    (below, at or above each: ``2k`` between the k-th and the next, ``2k + 1`` at the k-th);
-    any other field as it is."""
+    (below, at or above each: ``2k`` between the k-th and the next, ``2k + 1`` at the k-th;
+    -1 where it is missing); any other field as it is."""
     numbers: dict[str, set[float]] = {}
     exact: set[str] = set()
     for rule in rules:
-        for _, node in rule.when:
+        for _, node in rule.compiled:
             for comparison in walk(node):
+                assert isinstance(comparison, Comparison)  # compiled: no Computed left
                 operand = comparison.operand
                 value = None if isinstance(operand, Field) else value_of(operand, thresholds)
                 if isinstance(value, int | float) and not isinstance(value, bool):
-                    numbers.setdefault(comparison.field, set()).add(float(value))
+                    cut = shifted(float(value), comparison.op)  # what the engine compares with
+                    numbers.setdefault(comparison.field, set()).add(cut)
                 else:
                     exact.add(comparison.field)
     classes = {}
@@ -278,12 +302,12 @@ def _classes(facts: pd.DataFrame, rules: Iterable[Rule], thresholds: Thresholds)
         cuts = np.array(sorted(numbers[field]))
         values = facts[field].to_numpy(dtype=float)
         below, at_most = (np.searchsorted(cuts, values, side) for side in ("left", "right"))
-        classes[field] = below + at_most
+        classes[field] = np.where(np.isnan(values), -1, below + at_most)  # missing: its own
     return pd.DataFrame(classes, index=facts.index)
 
 
 def _finding_facts(
-    found: pd.DataFrame, thresholds: Thresholds, alone: bool
+    found: pd.DataFrame, thresholds: Thresholds, book: RuleBook, alone: bool
 ) -> tuple[pd.DataFrame, dict[int, tuple[int, ...]]]:
     """One finding fact per patient and set of values the composite rules read, and the result
     rows behind each. Findings that agree on all of them (same code, same day, ...) join with
@@ -291,11 +315,13 @@ def _finding_facts(
     results a day is as many facts as days, not as findings. Each finding is its own fact when
     ``alone`` or when some composite could join two facts that agree on every field
     (:func:`~lemlabs.engine.language.joins_equals`): then grouping them would lose matches."""
-    composites = rule_book().phase("finding")
-    if alone or any(joins_equals(r.when[0][1], r.when[1][1], thresholds) for r in composites):
+    composites = book.phase("finding")
+    if alone or any(
+        joins_equals(r.compiled[0][1], r.compiled[1][1], thresholds) for r in composites
+    ):
         groups: np.ndarray = np.arange(len(found))
     else:
-        fields = ["patient_id", *rule_book().reads("finding")]
+        fields = ["patient_id", *book.reads("finding")]
         groups = found.groupby(fields, sort=False, dropna=False).ngroup().to_numpy()
     rows = found["key"].to_numpy()
     order = np.lexsort((rows, groups))  # by fact, then row

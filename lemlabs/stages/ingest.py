@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -28,50 +28,6 @@ LAB_OPTIONAL = (
 )
 PATIENT_COLUMNS = ("patient_id",)
 PATIENT_OPTIONAL = ("sex", "birth_date", "course_dates")
-#: columns lemlabs adds to the lab table as it normalises and scores it; an input column of
-#: the same name is carried as ``input_<name>`` instead of being overwritten
-RESERVED_LAB_COLUMNS = (
-    "row",
-    "index",
-    "collected_at_raw",
-    "analyte",
-    "status",
-    "status_reason",
-    "kind",
-    "raw_value",
-    "raw_unit",
-    "value_high",
-    "censor",
-    "lower",
-    "upper",
-    "ref_source",
-    "flag",
-    "interpretation",
-    "sex",
-    "baseline",
-    "baseline_date",
-    "baseline_kind",
-    "prev_value",
-    "prev_date",
-    "change_abs",
-    "rise_ratio",
-    "fall_fraction",
-    "rise_48h",
-    "rise",
-    "key",
-    "day",
-    "baseline_days",
-    "swing_until",
-    "micro_neg",
-    "course",
-    "days_since_course",
-    "window_end",
-    "window",
-    "pair_value",
-    "pair_flag",
-    "pair_collected_at",
-    "pair_row",
-)
 #: columns lemlabs adds to the patients table
 RESERVED_PATIENT_COLUMNS = ("problem", "courses")
 INPUT_PREFIX = "input_"
@@ -100,7 +56,7 @@ def _check_duplicates(frame: pd.DataFrame, name: str) -> None:
         seen[folded] = column
 
 
-def _carry_reserved(frame: pd.DataFrame, reserved: tuple[str, ...]) -> pd.DataFrame:
+def _carry_reserved(frame: pd.DataFrame, reserved: Collection[str]) -> pd.DataFrame:
     """Input columns named like one lemlabs adds are carried as ``input_<name>``."""
     taken = {str(column) for column in frame.columns}
     renames = {}
@@ -219,20 +175,25 @@ def is_prepared(source: Any) -> bool:
 
 
 def prepare_labs(
-    frame: pd.DataFrame, columns: Mapping[str, str] | None = None, name: str = "DataFrame"
+    frame: pd.DataFrame,
+    columns: Mapping[str, str] | None = None,
+    name: str = "DataFrame",
+    reserved: Collection[str] = (),
 ) -> pd.DataFrame:
     """The lab table in lemlabs' shape: required columns checked, text kept, dates parsed
     (``frame`` itself is not changed; ``name`` is how messages call it).
 
     Adds ``collected_at`` as datetimes (NaT where unreadable) and keeps the text in
-    ``collected_at_raw``. Unknown extra columns are carried through untouched.
+    ``collected_at_raw``. Unknown extra columns are carried through untouched; one named like a
+    column lemlabs adds (``reserved``: :func:`lemlabs.formats.labs.reserved_columns`) is carried
+    as ``input_<name>``.
     """
     if columns is None and is_prepared(frame):
         return frame
     frame = _map_columns(frame, LAB_COLUMNS + LAB_OPTIONAL, LAB_COLUMNS, columns, name)
     frame = frame.reset_index(drop=True)
     if not _was_prepared(frame):
-        frame = _carry_reserved(frame, RESERVED_LAB_COLUMNS)
+        frame = _carry_reserved(frame, ("collected_at_raw", *reserved))
     if "collected_at_raw" not in frame.columns:
         frame["collected_at_raw"] = _as_text(frame["collected_at"])
     frame["collected_at"] = parse_dates(frame["collected_at"])

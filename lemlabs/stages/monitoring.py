@@ -10,11 +10,12 @@ from typing import Any, cast
 import pandas as pd
 
 from lemlabs.engine.durable import engine_for
-from lemlabs.engine.rules import Rule, rule_book
+from lemlabs.engine.rules import Rule
 from lemlabs.models import Evidence, Finding
+from lemlabs.packs import Packs
 from lemlabs.packs.thresholds import Thresholds, rules_version
 from lemlabs.stages.findings import evidence_of
-from lemlabs.stages.schedule import GROUPS, interval_words, schedule_table
+from lemlabs.stages.schedule import interval_words, schedule_table
 
 
 def monitoring(
@@ -23,12 +24,13 @@ def monitoring(
     context: pd.DataFrame,
     as_of: dt.date,
     thresholds: Thresholds,
+    packs: Packs,
 ) -> list[Finding]:
     """Monitoring findings as of ``as_of``: schedule rows with a missed interval, through the
     engine."""
-    book = rule_book()
-    engine = engine_for(book.rules, thresholds)
-    table = schedule_table(results, people, as_of, thresholds)
+    book = packs.book
+    engine = engine_for(book.rules, thresholds, missing=book.missing)
+    table = schedule_table(results, people, as_of, thresholds, packs.groups)
     late = table[table["missed_intervals"] >= thresholds["schedule.watch_after_missed"]]
     hits: list[tuple[int, Rule]] = []
     for session, (_, group) in enumerate(late.groupby("patient_id", sort=True)):
@@ -38,7 +40,8 @@ def monitoring(
         ]
         for hit in engine.run("schedule", session, facts):
             hits.append((hit.keys[0], book.by_id[hit.rule_id]))
-    return monitoring_findings(table, hits, context, as_of, thresholds, rules_version(thresholds))
+    version = rules_version(thresholds)
+    return monitoring_findings(table, hits, context, as_of, thresholds, version, packs)
 
 
 def monitoring_findings(
@@ -48,6 +51,7 @@ def monitoring_findings(
     as_of: dt.date,
     thresholds: Thresholds,
     rules_version: str,
+    packs: Packs,
 ) -> list[Finding]:
     """A finding per schedule row a monitoring rule matched (``hits``: table index, rule)."""
     by_row = context.set_index("row", drop=False)
@@ -55,8 +59,8 @@ def monitoring_findings(
     found = []
     for index, rule in hits:
         entry = rows[index]
-        group = str(entry["test_group"])
-        what = GROUPS[group][3]
+        group = packs.groups[str(entry["test_group"])]
+        what = group.asks_for
         message, action = rule.text(thresholds)
         if pd.isna(entry["last_done"]):
             since = "none since the first course"
@@ -64,7 +68,7 @@ def monitoring_findings(
         else:
             since = f"last on {entry['last_done'].date()}"
             record = cast(dict[str, Any], by_row.loc[int(entry["last_row"])].to_dict())
-            evidence = (evidence_of(record),)
+            evidence = (evidence_of(record, packs),)
         missed = int(entry["missed_intervals"])
         found.append(
             Finding(
@@ -81,7 +85,7 @@ def monitoring_findings(
                 f"the due date ({entry['next_due'].date()}) as of {as_of}. The label asks for it "
                 f"until {entry['window_end'].date()}.",
                 action=action,
-                source=rule.source(thresholds),
+                source=packs.source(rule, thresholds),
                 rule_id=rule.id,
                 rules_version=rules_version,
                 episode_start=entry["next_due"].date(),

@@ -12,13 +12,38 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lemlabs.packs.analytes import catalogue, identify
-from lemlabs.packs.thresholds import Thresholds, default_thresholds
+from lemlabs.engine.language import TOLERANCE
+from lemlabs.packs import Packs
+from lemlabs.packs.analytes import Catalogue
+from lemlabs.packs.thresholds import Thresholds
 from lemlabs.packs.units import Conversion, conversion
 from lemlabs.stages.ingest import date_problem
 from lemlabs.stages.reference import reference_intervals
 from lemlabs.stages.values import parse_number, parse_value
 
+NORMALISED_COLUMNS = (
+    "row",
+    "analyte",
+    "status",
+    "status_reason",
+    "kind",
+    "raw_value",
+    "raw_unit",
+    "value",
+    "value_high",
+    "censor",
+    "lower",
+    "upper",
+    "unit",
+    "ref_low",
+    "ref_high",
+    "ref_source",
+    "ref_note",
+    "flag",
+    "interpretation",
+    "sex",
+)
+"""The columns normalising writes into the lab table (``row`` first: the input position)."""
 ISSUE_COLUMNS = ["row", "line", "patient_id", "field", "raw_value", "reason", "source"]
 """``row`` is the 0-based position in the input table; ``line`` the 1-based line of the file with
 the header counted (``row + 2``: a CSV with one header line and no line breaks inside quoted
@@ -113,14 +138,15 @@ def _per_unique_rows(
 
 def _identified(rows: _Rows, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row: the analyte key ('' when not scored), why it is not scored, and a data issue
-    when its name and LOINC contradict each other (:func:`lemlabs.packs.analytes.identify`).
+    when its name and LOINC contradict each other (:meth:`Catalogue.identify
+    <lemlabs.packs.analytes.Catalogue.identify>`).
     Rows already flagged (a field too long) are identified as empty text: never cached."""
     columns = []
     for name in ("test", "loinc", "specimen"):
         codes, uniques = rows.coded(name)
         columns.append((np.where(usable, codes, len(uniques)), np.append(uniques, "")))
     analyte, reason, issue = _per_unique_rows(
-        columns, lambda *row: identify(*map(str, row)), "analyte", "reason", "issue"
+        columns, lambda *row: rows.book.identify(*map(str, row)), "analyte", "reason", "issue"
     )
     return analyte, reason, issue
 
@@ -133,11 +159,16 @@ def _grade_from_mass(mg_dl: np.ndarray, cutoffs: tuple[tuple[float, float], ...]
 
 
 def _bounds(value: np.ndarray, censor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper bound of the true value: what a threshold may rely on."""
+    """Lower and upper bound of the true value: what a threshold may rely on. ``<50`` is below
+    50 by more than the rule language's tolerance (twice it), so that it is below 50 for
+    certain, ``>1000`` above 1000 likewise (``<=``, ``>=``: at most, at least the number)."""
+    step = 2 * TOLERANCE * np.abs(value)
+    below = np.where(step > 0, value - step, np.nextafter(value, -np.inf))
+    above = np.where(step > 0, value + step, np.nextafter(value, np.inf))
     lower = np.where(np.isin(censor, ["<", "<="]), -np.inf, value)
-    lower = np.where(censor == ">", np.nextafter(value, np.inf), lower)
+    lower = np.where(censor == ">", above, lower)
     upper = np.where(np.isin(censor, [">", ">="]), np.inf, value)
-    upper = np.where(censor == "<", np.nextafter(value, -np.inf), upper)
+    upper = np.where(censor == "<", below, upper)
     return lower, upper
 
 
@@ -148,10 +179,10 @@ def _expected(what: str, labels: np.ndarray, raws: np.ndarray) -> Callable[[int]
 class _Rows:
     """The columns of one lab table as normalising builds them, step by step."""
 
-    def __init__(self, frame: pd.DataFrame) -> None:
+    def __init__(self, frame: pd.DataFrame, book: Catalogue) -> None:
         self.frame = frame
         self.problems = _Problems(len(frame))
-        self.book = catalogue()
+        self.book = book
         self._columns: dict[str, Coded] = {}
         self.patient_ids = frame["patient_id"].to_numpy(dtype=object)
         self.raw_values = frame["value"].to_numpy(dtype=object)
@@ -296,7 +327,7 @@ def _convert(rows: _Rows, shape: np.ndarray) -> np.ndarray:
 
     def convert(key: str, unit: str, goal: str) -> Conversion:
         """A factor for every row (1 where the unit is unusable: that row is an issue)."""
-        found = conversion(key, unit, goal or None) if key else Conversion(1.0)
+        found = conversion(rows.book[key], unit, goal or None) if key else Conversion(1.0)
         return Conversion(found.factor or 1.0, found.problem or "")
 
     unit = unit_codes, np.array([str(u).strip() for u in units], dtype=object)
@@ -373,20 +404,19 @@ def _interpretation(
 
 
 def normalise_prepared(
-    frame: pd.DataFrame, people: pd.DataFrame | None, thresholds: Thresholds | None = None
+    frame: pd.DataFrame, people: pd.DataFrame | None, thresholds: Thresholds, packs: Packs
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Normalise a lab table that went through :func:`lemlabs.stages.ingest.prepare_labs` (and
     its patients through ``prepare_patients``): ``(results, issues)``, see
     :func:`lemlabs.normalise`."""
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is a data issue, below
-        return _normalise_rows(frame, people, thresholds)
+        return _normalise_rows(frame, people, thresholds, packs.catalogue)
 
 
 def _normalise_rows(
-    frame: pd.DataFrame, people: pd.DataFrame | None, thresholds: Thresholds | None
+    frame: pd.DataFrame, people: pd.DataFrame | None, table: Thresholds, book: Catalogue
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    table = thresholds if thresholds is not None else default_thresholds()
-    rows = _Rows(frame)
+    rows = _Rows(frame, book)
     _check_rows(rows)
     shape, value, high, censor = _parse_values(rows)
     factor = _convert(rows, shape)
@@ -402,7 +432,12 @@ def _normalise_rows(
     ref_factor, ref_note = _reference_units(rows, factor)
     lab_low, lab_high, bound_issues = _lab_bounds(rows, ref_factor, ref_note)
     ref_low, ref_high, ref_source = reference_intervals(
-        rows.codes, rows.analytes, sex, ref_factor, lab_low, lab_high
+        [book[key] if key else None for key in rows.analytes],
+        rows.codes,
+        sex,
+        ref_factor,
+        lab_low,
+        lab_high,
     )
     flag = _labels(np.select([upper < ref_low, lower > ref_high], [1, 2], 0), ["N", "L", "H"])
     scored = rows.scored
@@ -427,6 +462,7 @@ def _normalise_rows(
         "interpretation": np.where(scored, _interpretation(rows, flag, lower, upper, table), ""),
         "sex": sex,
     }
+    assert tuple(columns) == NORMALISED_COLUMNS[1:]  # one list of what normalising writes
     return _tables(frame, rows, columns, people, bound_issues)
 
 
@@ -564,7 +600,10 @@ def _reference_units(rows: _Rows, factor: np.ndarray) -> tuple[np.ndarray, np.nd
         return ref_factor, note
     keys = pd.Series(analyte[own], dtype=object) + "\x1f" + pd.Series(ref_unit[own], dtype=object)
     codes, uniques = pd.factorize(keys.to_numpy(dtype=object), use_na_sentinel=False)
-    found = [conversion(*str(key).split("\x1f", 1)) for key in uniques]
+    found = [
+        conversion(rows.book[analyte], unit)
+        for analyte, unit in (str(key).split("\x1f", 1) for key in uniques)
+    ]
     ref_factor[own] = np.array([c.factor or np.nan for c in found], dtype=float)[codes]
     problems = np.array([c.problem or "" for c in found], dtype=object)[codes]
     failed = own[problems != ""]

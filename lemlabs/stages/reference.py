@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from lemlabs.packs.analytes import catalogue
+from lemlabs.packs.analytes import Analyte
 
 SEXES = ("", "F", "M")
 
 
-def default_interval(analyte: str, sex: str) -> tuple[float, float]:
-    """The catalogue's default (low, high) in the canonical unit; NaN for an open side."""
-    if not analyte:
+def default_interval(analyte: Analyte | None, sex: str) -> tuple[float, float]:
+    """The analyte's default (low, high) in the canonical unit; NaN for an open side."""
+    if analyte is None:
         return np.nan, np.nan
-    entry = catalogue()[analyte]
-    ref = entry.ref_by_sex.get(sex, entry.ref)
+    ref = analyte.interval(sex)
     return (
         np.nan if ref.low is None else ref.low,
         np.nan if ref.high is None else ref.high,
@@ -22,8 +23,8 @@ def default_interval(analyte: str, sex: str) -> tuple[float, float]:
 
 
 def reference_intervals(
+    analytes: Sequence[Analyte | None],
     analyte_codes: np.ndarray,
-    analytes: np.ndarray,
     sex: np.ndarray,
     factor: np.ndarray,
     lab_low: np.ndarray,
@@ -31,7 +32,8 @@ def reference_intervals(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(ref_low, ref_high, ref_source)`` per row, in the canonical unit.
 
-    ``analyte_codes`` index into ``analytes`` (the unique analyte keys). A row's own bound
+    ``analyte_codes`` index into ``analytes`` (the unique analytes, ``None`` for rows not
+    scored). A row's own bound
     (``lab_low``, ``lab_high``: numbers, NaN where it has none) is in the row's unit and converts
     with its value (``factor``, NaN where a lab bound cannot apply); a bound the row has not
     comes from the default for the patient's sex.

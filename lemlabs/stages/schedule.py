@@ -1,7 +1,8 @@
 """The label's monitoring schedule: which tests are due or overdue for each patient.
 
-Monthly blood count, creatinine and urinalysis and 3-monthly TSH, from the first course until 48
-months after the last infusion of the latest course. A test group's clock runs from its latest
+Each pack declares its test groups (``schedule.toml``: monthly blood count, creatinine and
+urinalysis, 3-monthly TSH, ...), from the first course until 48 months after the last infusion of
+the latest course. A test group's clock runs from its latest
 result on or before ``as_of`` (or from the first course day when there is none since then):
 
 * ``missed_intervals``: due dates ``clock + k × interval`` whose tolerance ended before ``as_of``;
@@ -12,37 +13,17 @@ result on or before ``as_of`` (or from the first course day when there is none s
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
 from lemlabs.engine.rules import formatted
 from lemlabs.errors import LabInputError
+from lemlabs.packs.loader import ScheduleGroup
 from lemlabs.packs.thresholds import Thresholds
 from lemlabs.stages.context import course_table
 
-GROUPS: dict[str, tuple[tuple[str, ...], str, str, str]] = {
-    # group: (analytes, interval key, tolerance key, what the label asks for)
-    "blood_count": (
-        ("platelets",),
-        "schedule.monthly_days",
-        "schedule.monthly_tolerance_days",
-        "complete blood count (platelets)",
-    ),
-    "creatinine": (
-        ("creatinine",),
-        "schedule.monthly_days",
-        "schedule.monthly_tolerance_days",
-        "serum creatinine",
-    ),
-    "urinalysis": (
-        ("urine_blood", "urine_rbc", "urine_protein", "upcr", "uacr"),
-        "schedule.monthly_days",
-        "schedule.monthly_tolerance_days",
-        "urinalysis with cell counts",
-    ),
-    "thyroid": (("tsh",), "schedule.thyroid_days", "schedule.thyroid_tolerance_days", "TSH"),
-}
 COLUMNS = [
     "patient_id",
     "test_group",
@@ -56,14 +37,22 @@ COLUMNS = [
 ]
 
 
-def group_of(analytes: pd.Series) -> pd.Series:
+Groups = Mapping[str, ScheduleGroup]
+"""The packs' schedule groups by name (:attr:`lemlabs.packs.Packs.groups`)."""
+
+
+def group_of(analytes: pd.Series, groups: Groups) -> pd.Series:
     """The schedule's test group of each analyte ('' for analytes the schedule does not track)."""
-    lookup = {analyte: group for group, (members, *_) in GROUPS.items() for analyte in members}
+    lookup = {analyte: name for name, group in groups.items() for analyte in group.analytes}
     return analytes.map(lookup).fillna("")
 
 
 def schedule_table(
-    results: pd.DataFrame, people: pd.DataFrame | None, as_of: dt.date, thresholds: Thresholds
+    results: pd.DataFrame,
+    people: pd.DataFrame | None,
+    as_of: dt.date,
+    thresholds: Thresholds,
+    groups: Groups,
 ) -> pd.DataFrame:
     """One row per patient and test group (see the module docstring for the columns)."""
     day = pd.Timestamp(as_of)
@@ -73,13 +62,14 @@ def schedule_table(
     window_end = started.sort_values("start").groupby("patient_id")["window_end"].last()
     known = list(people["patient_id"]) if people is not None else []
     patients = sorted(set(known) | set(results["patient_id"]))
-    grid = pd.MultiIndex.from_product([patients, list(GROUPS)], names=["patient_id", "test_group"])
+    grid = pd.MultiIndex.from_product([patients, list(groups)], names=["patient_id", "test_group"])
     table = pd.DataFrame(index=grid).reset_index()
 
     done = results[
         (results["status"] == "scored") & (results["collected_at"].dt.normalize() <= day)
     ]
-    done = done.assign(test_group=group_of(done["analyte"])).sort_values(["collected_at", "row"])
+    done = done.assign(test_group=group_of(done["analyte"], groups))
+    done = done.sort_values(["collected_at", "row"])
     last = done[done["test_group"] != ""].groupby(["patient_id", "test_group"]).last()
     table = table.merge(
         last[["collected_at", "row"]].rename(
@@ -93,10 +83,14 @@ def schedule_table(
     table["first_course"] = first.reindex(table["patient_id"]).to_numpy()
     table["window_end"] = window_end.reindex(table["patient_id"]).to_numpy()
     interval = (
-        table["test_group"].map({g: thresholds[v[1]] for g, v in GROUPS.items()}).astype(float)
+        table["test_group"]
+        .map({n: thresholds[g.interval] for n, g in groups.items()})
+        .astype(float)
     )
     tolerance = (
-        table["test_group"].map({g: thresholds[v[2]] for g, v in GROUPS.items()}).astype(float)
+        table["test_group"]
+        .map({n: thresholds[g.tolerance] for n, g in groups.items()})
+        .astype(float)
     )
     clock = (
         table["last_done"]
@@ -125,9 +119,9 @@ def schedule_table(
     return table[COLUMNS]
 
 
-def interval_words(group: str, missed: int, thresholds: Thresholds) -> str:
+def interval_words(group: ScheduleGroup, missed: int, thresholds: Thresholds) -> str:
     """``"2 monthly tests"`` / ``"1 3-monthly test"`` for messages (the group's interval)."""
-    every = formatted(thresholds[GROUPS[group][1]], "monthly")
+    every = formatted(thresholds[group.interval], "monthly")
     return f"{missed} {every} test{'s' if missed != 1 else ''}"
 
 
@@ -137,6 +131,7 @@ def adherence(
     patient_id: str,
     as_of: dt.date,
     thresholds: Thresholds,
+    groups: Groups,
 ) -> pd.DataFrame:
     """One patient's tests done and due dates missed since the first course, by test group:
     columns test_group, date, done. A due date is missed when its tolerance ended before the
@@ -149,11 +144,11 @@ def adherence(
     start = mine["start"].min()
     end = min(day, mine.sort_values("start")["window_end"].iloc[-1])
     own = results[(results["patient_id"] == patient_id) & (results["status"] == "scored")]
-    own = own.assign(test_group=group_of(own["analyte"]))
+    own = own.assign(test_group=group_of(own["analyte"], groups))
     rows: list[tuple[str, pd.Timestamp, bool]] = []
-    for group, (_, interval_key, tolerance_key, _) in GROUPS.items():
-        interval = pd.Timedelta(days=thresholds[interval_key])
-        tolerance = pd.Timedelta(days=thresholds[tolerance_key])
+    for group, entry in groups.items():
+        interval = pd.Timedelta(days=thresholds[entry.interval])
+        tolerance = pd.Timedelta(days=thresholds[entry.tolerance])
         dates = own.loc[own["test_group"] == group, "collected_at"].dt.normalize()
         done = sorted({d for d in dates if start <= d <= end})
         rows += [(group, d, True) for d in done]
