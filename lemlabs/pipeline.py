@@ -24,6 +24,7 @@ from lemlabs.packs.thresholds import Thresholds, rules_version
 from lemlabs.stages.context import add_context
 from lemlabs.stages.facts import Progress, run_engine
 from lemlabs.stages.findings import assemble, in_row_order
+from lemlabs.stages.findings.reference import assemble_plainly
 from lemlabs.stages.ingest import check_as_of, rows_as_frame
 from lemlabs.stages.monitoring import monitoring
 from lemlabs.stages.normalise import normalise_prepared
@@ -176,12 +177,20 @@ def score_unfiltered(
     return _score(labs, patients, None, post_all=True, packs=packs)
 
 
+def score_plain(labs: Source, patients: Source | None = None, packs: PackInput = None) -> Report:
+    """:func:`score_unfiltered` with the findings assembled by the plain reference
+    (:mod:`lemlabs.stages.findings.reference`): the same findings, only slower (the tests prove
+    the fast assembly)."""
+    return _score(labs, patients, None, post_all=True, plain=True, packs=packs)
+
+
 def _score(
     labs: Source,
     patients: Source | None,
     thresholds: ThresholdInput,
     *,
     post_all: bool = False,
+    plain: bool = False,
     progress: Progress | None = None,
     as_of: dt.date | str | None = None,
     ctcae: str | None = None,
@@ -202,7 +211,8 @@ def _score(
     singles, composites, finding_rows = run_engine(context, table, loaded.book, post_all, report)
     report("findings", 0, 1)
     version = rules_version(table)
-    columns = assemble(singles, composites, context, loaded, table, version, finding_rows)
+    findings_of = assemble_plainly if plain else assemble
+    columns = findings_of(singles, composites, context, loaded, table, version, finding_rows)
     if as_of is not None:
         day = check_as_of(as_of)
         for finding in monitoring(results, people, context, day, table, loaded):
