@@ -5,7 +5,8 @@ are re-exported by :mod:`lemlabs.models` and :mod:`lemlabs`."""
 from __future__ import annotations
 
 import re
-from enum import IntEnum, StrEnum
+from enum import IntEnum
+from typing import ClassVar
 
 import numpy as np
 
@@ -33,13 +34,30 @@ class Severity(IntEnum):
             raise ValueError(f"unknown severity {text!r} (one of {names})") from None
 
 
-class Condition(StrEnum):
-    """What a finding points toward."""
+class Condition(str):
+    """What a finding points toward: the condition of a pack (``thyroid``, ``itp``,
+    ``anti_gbm``, ``monitoring``, a site pack's own, ...). A text: lower case letters, digits
+    and ``_``. The built-in ones are named too (``Condition.THYROID``)."""
 
-    THYROID = "thyroid"
-    ITP = "itp"
-    ANTI_GBM = "anti_gbm"
-    MONITORING = "monitoring"
+    THYROID: ClassVar[Condition]
+    ITP: ClassVar[Condition]
+    ANTI_GBM: ClassVar[Condition]
+    MONITORING: ClassVar[Condition]
+
+    def __new__(cls, name: str) -> Condition:
+        text = str(name)
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", text):
+            raise ValueError(f"{text!r} is not a condition (lower case letters, digits and '_')")
+        return super().__new__(cls, text)
+
+    def __repr__(self) -> str:
+        return f"Condition({str(self)!r})"
+
+
+Condition.THYROID = Condition("thyroid")
+Condition.ITP = Condition("itp")
+Condition.ANTI_GBM = Condition("anti_gbm")
+Condition.MONITORING = Condition("monitoring")
 
 
 _SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")

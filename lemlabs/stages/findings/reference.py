@@ -20,6 +20,7 @@ The rules, one by one:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -139,15 +140,13 @@ def _episodes(
     for key in sorted(by_code):
         ordered = sorted(by_code[key], key=lambda o: (o.stamp, o.date, o.rows))
         episode = [ordered[0]]
-        for before, after in zip(ordered, ordered[1:], strict=False):
+        for before, after in itertools.pairwise(ordered):
             analyte = str(records[after.anchor_row]["analyte"])
             between = any(
                 before.stamp < stamp < after.stamp
                 for stamp in quiet.get((after.patient_id, analyte), ())
             )
-            if (after.date - before.date).days > gap_days or (
-                _single(after.rule) and between
-            ):
+            if (after.date - before.date).days > gap_days or (_single(after.rule) and between):
                 found.append(episode)
                 episode = []
             episode.append(after)

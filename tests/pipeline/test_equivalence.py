@@ -4,10 +4,10 @@ The cohorts: the bundled example (0.6 % abnormal) and a noisy copy of it, where 
 the numeric results is scaled up or down and a share of the dipsticks regraded, so that every rule
 fires many times, episodes mix severities and composites join (about a fifth of the results
 abnormal, as in real exports). The oracle is rewritten only by a change that means to change
-findings (a clinical correction): ``python tests/test_equivalence.py --write``; never to make a
-refactoring pass. Every field is compared as it is, except ``source``: the rule records derive
-which thresholds a rule cites (so their order may change and a citation may be added), and no
-citation may be lost.
+findings (a clinical correction): ``python tests/pipeline/test_equivalence.py --write``; never
+to make a refactoring pass. Every field is compared as it is, except ``source``: the rule records
+derive which thresholds a rule cites (so their order may change and a citation may be added),
+and no citation may be lost.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import lemlabs
 from lemlabs import examples
 from lemlabs.packs import builtin_packs
 
-ORACLE = Path(__file__).parent / "data" / "findings_oracle.json.gz"
+ORACLE = Path(__file__).parents[1] / "data" / "findings_oracle.json.gz"
 GRADES = ["neg", "trace", "1+", "2+", "3+"]
 
 

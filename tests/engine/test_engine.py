@@ -177,7 +177,9 @@ def test_the_engine_does_not_corrupt_memory_under_glibcs_malloc_checks() -> None
     join's own conditions without completing any match: under these checks that crashed every
     time (exit -11), without them about one run in three, at random."""
     env = {**os.environ, "MALLOC_CHECK_": "3", "MALLOC_PERTURB_": "165"}
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+    here = Path(__file__).parent  # test_engine and, a folder up, rules_helpers
+    paths = [str(here), str(here.parent), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
     done = subprocess.run(
         [sys.executable, "-c", _UNDER_CHECKED_MALLOC],
         capture_output=True,

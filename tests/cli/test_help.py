@@ -11,7 +11,7 @@ import pytest
 
 from lemlabs import cli
 
-SNAPSHOTS = Path(__file__).parent / "snapshots"
+SNAPSHOTS = Path(__file__).parents[1] / "snapshots"
 
 
 def help_text(

@@ -23,7 +23,7 @@ Case = dict[str, Any]
 Expect = dict[str, Any]
 
 CASES: list[Case] = json.loads(
-    (Path(__file__).parent / "data" / "domain_cases.json").read_text(encoding="utf-8")
+    (Path(__file__).parents[1] / "data" / "domain_cases.json").read_text(encoding="utf-8")
 )
 REQUIRED_LAB_COLS = ["patient_id", "collected_at", "test", "value", "unit"]
 LAB_COLS = [*REQUIRED_LAB_COLS, "loinc", "specimen", "ref_low", "ref_high"]

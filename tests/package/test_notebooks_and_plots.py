@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 
 from lemlabs.formats.plot import plot_adherence, plot_cohort, plot_patient
 
-NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = sorted((Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
 
 
 @pytest.mark.slow

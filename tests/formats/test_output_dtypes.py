@@ -15,7 +15,7 @@ import pytest
 import lemlabs
 from lemlabs import examples
 
-EXPECTED = Path(__file__).parent / "data" / "output_dtypes.json"
+EXPECTED = Path(__file__).parents[1] / "data" / "output_dtypes.json"
 PATIENTS = ["LEM-0001", "LEM-0013", "LEM-0021", "LEM-0027", "LEM-0033", "LEM-0150"]
 AS_OF = "2021-06-01"
 

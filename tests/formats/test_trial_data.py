@@ -20,7 +20,7 @@ from lemlabs.ctcae import criteria, version_of
 from lemlabs.formats.adlb import ADLB_COLUMNS
 from lemlabs.formats.files import read_text_table
 
-DATA = Path(__file__).parent / "data" / "sdtm"
+DATA = Path(__file__).parents[1] / "data" / "sdtm"
 MG_DL = 88.4  # µmol/L per mg/dL of creatinine (113.12 g/mol), as lemlabs converts
 
 
