@@ -37,7 +37,7 @@ CONDITIONS = ("itp", "graves", "hypothyroidism", "anti_gbm")
 """What :func:`histories` can plant (scenarios of the built-in packs)."""
 
 
-def test_names(analyte: Analyte) -> tuple[str, ...]:
+def name_spellings(analyte: Analyte) -> tuple[str, ...]:
     """The test names labs send for an analyte: its aliases (the first is the plainest), then
     its LOINC codes."""
     return (*analyte.aliases, *analyte.loinc)
@@ -159,7 +159,7 @@ def lab_rows(
     analyte = draw(st.sampled_from(list(analytes or book)))
     entry = book[analyte]
     lab = draw(lab_values(analyte, packs=packs))
-    spellings = test_names(entry)
+    spellings = name_spellings(entry)
     test = draw(st.sampled_from(spellings)) if messy else spellings[0]
     value = lab.value
     if messy and "." in value and "e" not in value and len(value.split(".")[1]) <= 2:
@@ -232,7 +232,7 @@ def _canonical_row(
         return {
             "patient_id": patient_id,
             "collected_at": day.isoformat(),
-            "test": test_names(entry)[0],
+            "test": name_spellings(entry)[0],
             "value": GRADE_WORDS[canonical][0],
             "unit": "",
         }
@@ -243,7 +243,7 @@ def _canonical_row(
     return {
         "patient_id": patient_id,
         "collected_at": day.isoformat(),
-        "test": test_names(entry)[0],
+        "test": name_spellings(entry)[0],
         "value": _sig(canonical / factor, 8),
         "unit": unit,
     }
@@ -358,7 +358,7 @@ __all__ = [
     "lab_rows",
     "lab_values",
     "patients",
-    "test_names",
+    "name_spellings",
     "typical",
     "unit_spellings",
 ]

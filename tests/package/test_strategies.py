@@ -17,7 +17,7 @@ from lemlabs.packs import builtin_packs
 def test_lab_values_normalise_to_their_canonical_value(data: st.DataObject) -> None:
     analyte = data.draw(st.sampled_from(sorted(builtin_packs().catalogue)))
     lab = data.draw(ls.lab_values(analyte))
-    test = ls.test_names(builtin_packs().catalogue[analyte])[0]
+    test = ls.name_spellings(builtin_packs().catalogue[analyte])[0]
     results, issues = lemlabs.normalise(
         ls.History(
             {},
@@ -47,7 +47,7 @@ def test_within_reference_is_inside_or_outside(data: st.DataObject, inside: bool
             {
                 "patient_id": "P1",
                 "collected_at": "2021-01-01",
-                "test": ls.test_names(builtin_packs().catalogue[analyte])[0],
+                "test": ls.name_spellings(builtin_packs().catalogue[analyte])[0],
                 "value": lab.value,
                 "unit": lab.unit,
             },

@@ -1,0 +1,114 @@
+"""CTCAE cut-off tables generated from the criteria records (every version, every term): a result
+at each grade's cut-off, just below and just above, in each unit spelling of the term's
+analyte, against the default interval. The grade changes exactly where the criterion's ``<`` or
+``>`` puts it, and it is the same in every unit (admiral's habit: a row at every cut-off)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import pytest
+
+import lemlabs
+from lemlabs.ctcae import VERSIONS, Term
+from lemlabs.engine.language import Arithmetic, Comparison, Computed, Ref, walk
+from lemlabs.packs import builtin_packs
+from lemlabs.packs.units import conversion
+from lemlabs.strategies import name_spellings, unit_spellings
+
+PACKS = builtin_packs()
+STEP = 1e-6
+
+
+@dataclass(frozen=True)
+class Cut:
+    version: str
+    term: Term
+    grade: int
+    number: float  # the cut-off in the canonical unit, for the default interval
+    op: str
+
+
+def _number(comparison: Comparison | Computed, term: Term) -> float | None:
+    """The canonical number a criterion compares ``value`` with: a number, or a multiple of the
+    analyte's default ULN or LLN (``None`` for the baseline arms and anything else)."""
+    interval = PACKS.catalogue[term.analyte].ref
+    if isinstance(comparison, Comparison):
+        ok = comparison.field == "value" and isinstance(comparison.operand, float)
+        return float(comparison.operand) if ok else None  # type: ignore[arg-type]
+    right = comparison.right
+    if not (isinstance(comparison.left, Ref) and comparison.left.name == "value"):
+        return None
+    if isinstance(right, Ref):
+        right = Arithmetic("*", 1.0, right)
+    if (
+        isinstance(right, Arithmetic)
+        and right.op == "*"
+        and isinstance(right.left, float)
+        and isinstance(right.right, Ref)
+    ):
+        limit = {"uln": interval.high, "lln": interval.low}.get(right.right.name)
+        return right.left * limit if limit is not None else None
+    return None
+
+
+def _cuts() -> list[Cut]:
+    found = []
+    for version in VERSIONS:
+        for term in PACKS.criteria(version).terms:
+            if PACKS.catalogue[term.analyte].kind != "quantitative":
+                continue
+            for grade in term.grades:
+                for comparison in walk(grade.tree):
+                    number = _number(comparison, term)
+                    if number is not None:
+                        found.append(Cut(version, term, grade.grade, number, comparison.op))
+    return found
+
+
+CUTS = _cuts()
+
+
+def _grades(version: str, rows: list[tuple[str, str, float, str]]) -> list[int]:
+    """Each value's grade in the term's direction: one result a patient."""
+    labs = pd.DataFrame(
+        [(f"P{n}", "2021-06-01", test, repr(value), unit) for n, (test, _, value, unit) in
+         enumerate(rows)],
+        columns=["patient_id", "collected_at", "test", "value", "unit"],
+    )  # fmt: skip
+    results = lemlabs.score_frame(labs, ctcae=version).results.set_index("patient_id")
+    out = []
+    for n, (_, direction, _, _) in enumerate(rows):
+        column = "ctcae_grade_low" if direction == "L" else "ctcae_grade_high"
+        out.append(int(results.loc[f"P{n}", column]))
+    return out
+
+
+def test_every_term_of_a_measured_analyte_has_its_cut_offs() -> None:
+    terms = {(cut.version, cut.term.key) for cut in CUTS}
+    assert {("5.0", "platelets"), ("4.03", "creatinine"), ("6.0", "platelets")} <= terms
+
+
+@pytest.mark.parametrize("version", list(VERSIONS))
+def test_a_grade_starts_where_its_criterion_says_in_every_unit(version: str) -> None:
+    mine = [cut for cut in CUTS if cut.version == version]
+    rows, keys = [], []
+    for cut in mine:
+        entry = PACKS.catalogue[cut.term.analyte]
+        for side, factor in (("below", 1 - STEP), ("at", 1.0), ("above", 1 + STEP)):
+            for unit in unit_spellings(entry):
+                scale = conversion(entry, unit).factor
+                assert scale is not None
+                canonical = cut.number * factor
+                rows.append((name_spellings(entry)[0], cut.term.direction, canonical / scale, unit))
+                keys.append((cut, side, unit))
+    grades = _grades(version, rows)
+    for (cut, side, unit), grade in zip(keys, grades, strict=True):
+        holds = {"<": side == "below", ">": side == "above", "<=": side != "above",
+                 ">=": side != "below"}[cut.op]  # fmt: skip
+        assert (grade >= cut.grade) is holds, (cut.term.key, cut.grade, side, unit, grade)
+    per_value: dict[tuple[Cut, str], set[int]] = {}
+    for (cut, side, _), grade in zip(keys, grades, strict=True):
+        per_value.setdefault((cut, side), set()).add(grade)
+    assert all(len(found) == 1 for found in per_value.values())
