@@ -1,7 +1,8 @@
 """CTCAE cut-off tables generated from the criteria records (every version, every term): a result
 at each grade's cut-off, just below and just above, in each unit spelling of the term's
-analyte, against the default interval. The grade changes exactly where the criterion's ``<`` or
-``>`` puts it, and it is the same in every unit (admiral's habit: a row at every cut-off)."""
+analyte, with the default interval written in that unit beside it (as a lab sends its own). The
+grade changes exactly where the criterion's ``<`` or ``>`` puts it, and it is the same in every
+unit (admiral's habit: a row at every cut-off)."""
 
 from __future__ import annotations
 
@@ -70,16 +71,16 @@ def _cuts() -> list[Cut]:
 CUTS = _cuts()
 
 
-def _grades(version: str, rows: list[tuple[str, str, float, str]]) -> list[int]:
+def _grades(version: str, rows: list[tuple[str, str, float, str, str, str]]) -> list[int]:
     """Each value's grade in the term's direction: one result a patient."""
     labs = pd.DataFrame(
-        [(f"P{n}", "2021-06-01", test, repr(value), unit) for n, (test, _, value, unit) in
-         enumerate(rows)],
-        columns=["patient_id", "collected_at", "test", "value", "unit"],
+        [(f"P{n}", "2021-06-01", test, repr(value), unit, low, high) for n,
+         (test, _, value, unit, low, high) in enumerate(rows)],
+        columns=["patient_id", "collected_at", "test", "value", "unit", "ref_low", "ref_high"],
     )  # fmt: skip
     results = lemlabs.score_frame(labs, ctcae=version).results.set_index("patient_id")
     out = []
-    for n, (_, direction, _, _) in enumerate(rows):
+    for n, (_, direction, *_) in enumerate(rows):
         column = "ctcae_grade_low" if direction == "L" else "ctcae_grade_high"
         out.append(int(results.loc[f"P{n}", column]))
     return out
@@ -101,7 +102,12 @@ def test_a_grade_starts_where_its_criterion_says_in_every_unit(version: str) -> 
                 scale = conversion(entry, unit).factor
                 assert scale is not None
                 canonical = cut.number * factor
-                rows.append((name_spellings(entry)[0], cut.term.direction, canonical / scale, unit))
+                low, high = (
+                    "" if limit is None else repr(limit / scale)
+                    for limit in (entry.ref.low, entry.ref.high)
+                )
+                name = name_spellings(entry)[0]
+                rows.append((name, cut.term.direction, canonical / scale, unit, low, high))
                 keys.append((cut, side, unit))
     grades = _grades(version, rows)
     for (cut, side, unit), grade in zip(keys, grades, strict=True):

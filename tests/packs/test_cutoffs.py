@@ -111,9 +111,15 @@ def _table() -> tuple[pd.DataFrame, list[tuple[Cut, str, str, float]]]:
                     continue
                 patient = f"P{len(rows)}"  # one result a patient: nothing else decides
                 value = _written(cut.analyte, canonical, unit)
-                rows.append((patient, "2021-06-01", name_spellings(entry)[0], value, unit))
+                low, high = (  # the default interval, as a lab writes its own in its unit
+                    "" if limit is None or entry.kind != "quantitative" else
+                    _written(cut.analyte, limit, unit)
+                    for limit in (entry.ref.low, entry.ref.high)
+                )  # fmt: skip
+                name = name_spellings(entry)[0]
+                rows.append((patient, "2021-06-01", name, value, unit, low, high))
                 cases.append((cut, position, unit, canonical))
-    columns = ["patient_id", "collected_at", "test", "value", "unit"]
+    columns = ["patient_id", "collected_at", "test", "value", "unit", "ref_low", "ref_high"]
     return pd.DataFrame(rows, columns=columns), cases
 
 
