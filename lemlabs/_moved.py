@@ -35,7 +35,7 @@ MOVED = {
     "lemlabs.rules.conditions": "lemlabs.engine.language",
     "lemlabs.rules.listing": "lemlabs.packs.listing",
     "lemlabs.rules.records": "lemlabs.engine.rules",
-    "lemlabs.rules.thresholds": "lemlabs.packs.thresholds",
+    "lemlabs.rules.thresholds": "lemlabs.packs",
     "lemlabs.rules": "lemlabs.packs",
     "lemlabs.scoring": "lemlabs.pipeline",
     "lemlabs.sdtm": "lemlabs.formats.sdtm",

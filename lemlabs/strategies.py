@@ -357,8 +357,8 @@ __all__ = [
     "histories",
     "lab_rows",
     "lab_values",
-    "patients",
     "name_spellings",
+    "patients",
     "typical",
     "unit_spellings",
 ]

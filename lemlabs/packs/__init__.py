@@ -23,7 +23,7 @@ from lemlabs.engine.rules import Rule, RuleBook, Source, compile_book
 from lemlabs.errors import PackError, RuleDefinitionError, ThresholdError
 from lemlabs.packs.analytes import Analyte, Catalogue
 from lemlabs.packs.loader import Pack, ScheduleGroup, read_pack, read_toml
-from lemlabs.packs.thresholds import Threshold, Thresholds, layered
+from lemlabs.packs.thresholds import Threshold, Thresholds, layered, rules_version, site_template
 from lemlabs.packs.units import check_units
 
 PackPath = str | os.PathLike[str]
@@ -284,10 +284,14 @@ __all__ = [
     "PackPath",
     "Packs",
     "ScheduleGroup",
+    "Threshold",
+    "Thresholds",
     "builtin_names",
     "builtin_packs",
     "default_thresholds",
     "load_packs",
     "load_thresholds",
     "packs_of",
+    "rules_version",
+    "site_template",
 ]

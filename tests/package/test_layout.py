@@ -134,6 +134,12 @@ def test_old_module_names_import_with_a_warning_naming_the_new_place() -> None:
             module = importlib.import_module(old)
         assert module is importlib.import_module(new)
         assert module.__spec__ is not None and module.__spec__.name == new
+    # the names the old modules were imported for (imported above: no second warning)
+    from lemlabs.rules.thresholds import default_thresholds, load_thresholds, site_template
+
+    from lemlabs.rules import ALL_RULES, TITLES  # noqa: F401
+
+    assert load_thresholds(None) is default_thresholds() and site_template
     for old, new in PUBLIC.items():
         sys.modules.pop(old, None)
         with warnings.catch_warnings():

@@ -62,7 +62,7 @@ def assemble_plainly(
     for patient, hit in zip(singles.patients.tolist(), singles.hits, strict=True):
         rule = rules[hit.rule_id]
         (row,) = hit.keys
-        rows = (row,)
+        rows: tuple[int, ...] = (row,)
         paired = book.paired.get(rule.id)
         if paired is not None and records[row][paired] == records[row][paired]:  # not NaN
             rows += (int(records[row][paired]),)
