@@ -119,7 +119,7 @@ def _measure(stage: str, labs: str, patients: str) -> dict[str, float]:
     started = time.perf_counter()
     if stage == "normalise":
         frame = lemlabs.read_labs(labs)
-        lemlabs.stages.normalise(frame, lemlabs.read_patients(patients))
+        lemlabs.normalise(frame, lemlabs.read_patients(patients))
         seconds = time.perf_counter() - started
         rows, abnormal, findings = len(frame), 0.0, 0
     else:
