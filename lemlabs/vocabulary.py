@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from enum import IntEnum
+from functools import cache
 from typing import ClassVar
 
 import numpy as np
@@ -63,6 +64,7 @@ Condition.MONITORING = Condition("monitoring")
 _SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 
 
+@cache
 def unit_text(unit: str) -> str:
     """A canonical unit as people read it: ``10^9/L`` → ``×10⁹/L``, ``umol/L`` → ``µmol/L``."""
     text = re.sub(r"^10\^(-?\d+)", lambda m: "×10" + m.group(1).translate(_SUPERSCRIPTS), unit)

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
 from lemlabs.errors import RuleDefinitionError
 
@@ -474,11 +475,12 @@ def shifted(value: float, op: str) -> float:
 class Columns:
     """A table's columns as :func:`evaluate` reads them (``names``: the column of a field named
     otherwise): a text column is factorized once and compared once per distinct value, however
-    many conditions name it."""
+    many conditions name it; a number column is read once."""
 
     def __init__(self, frame: pd.DataFrame, names: Mapping[str, str] | None = None) -> None:
         self.frame = frame
         self.names = dict(names or {})
+        self._numbers: dict[str, np.ndarray] = {}
         self._texts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
@@ -488,18 +490,23 @@ class Columns:
         return self.frame[self.names.get(name, name)]
 
     def numbers(self, name: str) -> np.ndarray:
-        return np.asarray(pd.to_numeric(self.column(name), errors="coerce"), dtype=float)
+        """A column as numbers (NaN where it holds none)."""
+        key = f"number:{name}"
+        if key not in self._numbers:
+            numbers = pd.to_numeric(self.column(name), errors="coerce")
+            self._numbers[key] = np.asarray(numbers, dtype=float)
+        return self._numbers[key]
 
     def compare(self, field: str, op: str, operand: Any) -> np.ndarray:
         """Where ``field op operand`` holds, row by row (a number with the tolerance, as
         :func:`shifted` moves it: the engine compares with the same number)."""
-        column = self.column(field).to_numpy()
         if not isinstance(operand, str):
             operand = shifted(float(operand), op)
-        if column.dtype == object:
+        series = self.column(field)
+        if not (is_numeric_dtype(series.dtype) or is_bool_dtype(series.dtype)):
             if field not in self._texts:
-                codes, uniques = pd.factorize(column, use_na_sentinel=False)
-                self._texts[field] = codes, np.asarray(uniques, dtype=object)
+                codes, distinct = pd.factorize(series, use_na_sentinel=False)
+                self._texts[field] = codes, np.asarray(distinct, dtype=object)
             codes, uniques = self._texts[field]
             if not isinstance(operand, str):
                 uniques = np.asarray(pd.to_numeric(uniques, errors="coerce"), dtype=float)
@@ -509,8 +516,10 @@ class Columns:
                 held = held & ~np.isnan(uniques)
             return np.broadcast_to(np.asarray(held, bool), uniques.shape)[codes]
         if isinstance(operand, str):  # numpy 1.x answers a number against a text with one bool
-            return np.full(column.shape, op == "!=")
-        numbers = column.astype(float)
+            return np.full(len(series), op == "!=")
+        if field not in self._numbers:
+            self._numbers[field] = series.to_numpy().astype(float)
+        numbers = self._numbers[field]
         with np.errstate(invalid="ignore"):
             return np.asarray(OPERATORS[op](numbers, operand) & ~np.isnan(numbers), dtype=bool)
 

@@ -144,6 +144,11 @@ class Note:
         names = fields_of(self.when) + [k for k, _ in placeholders(self.text) if "." not in k]
         return tuple(dict.fromkeys(names))
 
+    @cached_property
+    def row_fields(self) -> tuple[str, ...]:
+        """The result's fields the text names (the rest of its placeholders are thresholds)."""
+        return tuple(dict.fromkeys(k for k, _ in placeholders(self.text) if "." not in k))
+
     def fill(self, row: Mapping[str, Any], thresholds: Mapping[str, Any]) -> str:
         """The text with the thresholds and the result's fields filled in."""
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from lemlabs.ctcae import Criteria, grade_rows
 from lemlabs.engine.language import evaluate
-from lemlabs.engine.rules import Rule, RuleBook
+from lemlabs.engine.rules import Note, Rule, RuleBook
 from lemlabs.stages.context import field_columns
 from lemlabs.stages.facts import Found
 from lemlabs.stages.findings.episodes import Occurrence, QuietResults, episodes
@@ -300,20 +300,30 @@ def _notes(
 ) -> list[tuple[str, ...]]:
     """Each result hit's notes (``kept``: patient, row, rule): every note of its rule whose
     condition holds for its result, each condition evaluated per rule for all its results at
-    once. Equal notes share one tuple."""
+    once. A note is filled once per distinct value of the fields its text names; equal notes
+    share one tuple."""
     notes: list[tuple[str, ...]] = [()] * len(kept)
     texts: dict[tuple[str, ...], tuple[str, ...]] = {}
+    filled: dict[tuple[object, ...], str] = {}
+
+    def fill(rule: Rule, note: Note, record: Mapping[str, Any]) -> str:
+        key = (rule.id, note.name, *(record[name] for name in note.row_fields))
+        if key not in filled:
+            filled[key] = note.fill(record, thresholds)
+        return filled[key]
+
     for rule, numbers in _by_rule(kept, lambda rule: bool(rule.notes)):
         rows = [kept[number][1] for number in numbers]
         columns = field_columns(needed.loc[rows], book)
-        held = [evaluate(note.when, columns, thresholds) for note in rule.notes]
-        for position, (number, row) in enumerate(zip(numbers, rows, strict=True)):
+        held = np.vstack([evaluate(note.when, columns, thresholds) for note in rule.notes])
+        for position in np.flatnonzero(held.any(axis=0)):
+            record = records[rows[position]]
             found = tuple(
-                note.fill(records[row], thresholds)
-                for note, mask in zip(rule.notes, held, strict=True)
-                if mask[position]
+                fill(rule, note, record)
+                for note, holds in zip(rule.notes, held[:, position], strict=True)
+                if holds
             )
-            notes[number] = texts.setdefault(found, found)
+            notes[numbers[position]] = texts.setdefault(found, found)
     return notes
 
 
