@@ -50,6 +50,15 @@ class Packs:
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
             raise PackError(f"pack {twice[0]!r} is loaded twice")
+        owners: dict[str, str] = {}
+        for pack in packs:  # as loaded: the built-in packs first, a site's after them
+            if pack.condition in owners:
+                raise PackError(
+                    f"{pack.where('pack.toml')}: condition {pack.condition!r} is pack "
+                    f"{owners[pack.condition]!r}'s already (a pack's findings are its own "
+                    "condition: name a new one)"
+                )
+            owners[pack.condition] = pack.name
         folder = _rules_folder()
         self.specimens = read_toml(folder / "specimens.toml", "rules/specimens.toml")
         self.treatment = read_toml(folder / "treatment.toml", "rules/treatment.toml")

@@ -3,6 +3,9 @@ patterns are found."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,7 +13,7 @@ from hypothesis import strategies as st
 import lemlabs
 from lemlabs import strategies as ls
 from lemlabs.models import Severity
-from lemlabs.packs import builtin_packs
+from lemlabs.packs import builtin_packs, load_packs
 
 
 @given(st.data())
@@ -138,3 +141,29 @@ def test_cohorts_are_valid_input_and_every_planted_condition_is_found(cohort: ls
 def test_an_unknown_condition_is_refused() -> None:
     with pytest.raises(ValueError, match="condition"):
         ls.histories(condition="flu")
+
+
+SITE = load_packs([Path(__file__).parents[2] / "docs" / "site-pack" / "muscle"])
+
+
+@given(st.data(), st.booleans())
+def test_strategies_draw_a_site_packs_analyte_in_its_units(
+    data: st.DataObject, inside: bool
+) -> None:
+    """A site pack's analyte (creatine kinase, in U/L, IU/L or µkat/L) is drawn like a built-in
+    one: it normalises to its canonical value and flags as drawn."""
+    lab = data.draw(ls.lab_values("ck", within_reference=inside, packs=SITE))
+    rows = [
+        {
+            "patient_id": "P1",
+            "collected_at": "2021-01-01",
+            "test": data.draw(st.sampled_from(ls.name_spellings(SITE.catalogue["ck"]))),
+            "value": lab.value,
+            "unit": lab.unit,
+        }
+    ]
+    results, issues = lemlabs.normalise(pd.DataFrame(rows), packs=SITE)
+    assert issues.empty, issues.to_dict("records")
+    assert results.loc[0, "analyte"] == "ck"
+    assert results.loc[0, "value"] == pytest.approx(lab.canonical, rel=1e-6)
+    assert (results.loc[0, "flag"] == "N") is inside

@@ -190,6 +190,10 @@ ref_source = "x"
             {"rules": '[titles]\n"itp.suspected" = "again"\n'},
             r"site/rules.toml, \[titles\]: code 'itp.suspected' has a title already",
         ),
+        (
+            {"pack.toml": 'condition = "itp"\nsource = "x"\n'},
+            r"site/pack.toml: condition 'itp' is pack 'itp''s already",
+        ),
         ({"rule.toml": ""}, r"site/rule.toml: not a pack file"),
         ({"rules": "[titles\n"}, r"site/rules.toml: not valid TOML"),
         ({"pack.toml": 'condition = "site"\n'}, r"site/pack.toml: 'source' .* is missing"),
