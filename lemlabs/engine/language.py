@@ -541,7 +541,7 @@ def number(expr: Expr, columns: Columns, thresholds: Mapping[str, Any]) -> np.nd
     if isinstance(expr, Arithmetic):
         left = number(expr.left, columns, thresholds)
         right = number(expr.right, columns, thresholds)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             out: np.ndarray = _ARITHMETIC[expr.op](left, right)
         return np.where(np.isfinite(out), out, np.nan)
     if isinstance(expr, Field):
