@@ -28,7 +28,7 @@ from lemlabs.formats.export import (
     write_issues,
 )
 from lemlabs.models import Severity
-from lemlabs.packs import Packs, load_packs
+from lemlabs.packs import Packs, Threshold, load_packs
 from lemlabs.packs.listing import rules_text
 from lemlabs.packs.thresholds import site_template
 from lemlabs.pipeline import Report
@@ -527,6 +527,14 @@ def _score_dask(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _threshold_line(entry: Threshold) -> str:
+    """``itp.urgent_below = 50.0 10^9/L (range 10–100)``."""
+    line = f"{entry.key} = {entry.value!r} {entry.unit}".rstrip()
+    if entry.range is not None:
+        line += f" (range {entry.range[0]:g}–{entry.range[1]:g})"
+    return line
+
+
 def _rules(args: argparse.Namespace, out: TextIO) -> int:
     """``lemlabs rules`` and ``lemlabs thresholds``: the rule book and the table, as text."""
     packs = _packs(args)
@@ -536,9 +544,7 @@ def _rules(args: argparse.Namespace, out: TextIO) -> int:
     elif args.dump:
         text = site_template(table)
     else:
-        text = "".join(
-            f"{key} = {table[key]!r} {table.entry(key).unit}".rstrip() + "\n" for key in table
-        )
+        text = "".join(_threshold_line(table.entry(key)) + "\n" for key in table)
     if args.output is not None:
         args.output.write_text(text, "utf-8")
     else:

@@ -24,7 +24,7 @@ from lemlabs.errors import PackError, RuleDefinitionError, ThresholdError
 from lemlabs.packs.analytes import Analyte, Catalogue
 from lemlabs.packs.loader import Pack, ScheduleGroup, read_pack, read_toml
 from lemlabs.packs.thresholds import Threshold, Thresholds, layered, rules_version, site_template
-from lemlabs.packs.units import check_units
+from lemlabs.packs.units import check_units, unit_factor
 
 PackPath = str | os.PathLike[str]
 
@@ -114,7 +114,21 @@ class Packs:
                     )
                 owner[key] = where
                 entries[key] = table.entry(key)
+                self._check_analyte(where, table.entry(key))
         return Thresholds(entries, packs=self.fingerprint)
+
+    def _check_analyte(self, where: str, entry: Threshold) -> None:
+        """A threshold that names its analyte is written in that analyte's canonical unit."""
+        if not entry.analyte:
+            return
+        analyte = self.catalogue.get(entry.analyte)
+        if analyte is None:
+            raise PackError(f"{where}: threshold {entry.key!r}: no analyte {entry.analyte!r}")
+        if entry.unit != analyte.unit:
+            raise PackError(
+                f"{where}: threshold {entry.key!r}: unit {entry.unit!r} is not analyte "
+                f"{entry.analyte!r}'s unit {analyte.unit!r}"
+            )
 
     def _book(self) -> RuleBook:
         sources = [
@@ -195,7 +209,16 @@ class Packs:
     def thresholds(self, site: Any = None) -> Thresholds:
         """The defaults with a site's table layered on them (see :func:`load_thresholds`)."""
         table = site if isinstance(site, Thresholds) and site.packs == self.fingerprint else None
-        return table if table is not None else layered(site, self.defaults)
+        return table if table is not None else layered(site, self.defaults, self._factor)
+
+    def _factor(self, default: Threshold, unit: str) -> float:
+        """The factor from a unit a site wrote to ``default``'s unit (its analyte's when it has
+        one), or a :class:`ThresholdError` naming the key."""
+        analyte = self.catalogue[default.analyte] if default.analyte else None
+        found = unit_factor(unit, default.unit, analyte)
+        if found.factor is None:
+            raise ThresholdError(f"threshold {default.key!r}: {found.problem}")
+        return found.factor
 
     def ctcae_cites(self, rule: Rule, thresholds: Mapping[str, Any]) -> tuple[str, ...]:
         """What a rule's CTCAE term cites under the table's version."""

@@ -143,3 +143,26 @@ def check_units(analyte: Analyte, where: str) -> None:
         found = conversion(analyte, spelling)
         if found.problem:
             raise RuleDefinitionError(f"{at}, units: {found.problem}")
+
+
+def unit_factor(raw_unit: str, target: str, analyte: Analyte | None = None) -> Conversion:
+    """Factor from ``raw_unit`` to ``target``: through ``analyte``'s own spellings and molar mass
+    when given, else as pint reads both (``weeks`` → ``days``). A ``target`` pint cannot read
+    (``× baseline``, ``dipstick grade``) takes no other unit."""
+    if analyte is not None:
+        return conversion(analyte, raw_unit, target)
+    if len(raw_unit.strip()) > MAX_UNIT_LENGTH:
+        return Conversion(None, f"unit is too long ({len(raw_unit.strip())} characters)")
+    ureg = registry()
+    try:
+        goal: Any = ureg.Quantity(pint_expression(target))
+    except Exception:  # pint raises many types for a text it cannot read
+        return Conversion(None, f"unit {raw_unit!r} is not {target!r} (the only unit it takes)")
+    try:
+        quantity: Any = ureg.Quantity(pint_expression(raw_unit))
+        factor = float((quantity / goal).to("dimensionless").magnitude)
+    except Exception:  # not a unit, or of another dimension
+        return Conversion(None, f"unit {raw_unit!r} does not convert to {target}")
+    if not math.isfinite(factor) or factor <= 0:
+        return Conversion(None, f"unit {raw_unit!r} is not a usable scale (factor {factor:g})")
+    return Conversion(float(f"{factor:.12g}"))

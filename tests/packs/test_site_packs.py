@@ -155,7 +155,7 @@ ref_source = "x"
             r"site/analytes.toml, analyte 'ck': code '777-3' is analyte 'platelets''s already",
         ),
         (
-            {"thresholds": '[itp.urgent_below]\nvalue = 40.0\nsource = "x"\n'},
+            {"thresholds": '[itp.urgent_below]\nvalue = 40.0\nrange = [10, 90]\nsource = "x"\n'},
             r"site/thresholds.toml: threshold 'itp.urgent_below' is defined in "
             r"rules/itp/thresholds.toml already",
         ),
@@ -193,6 +193,17 @@ ref_source = "x"
         (
             {"pack.toml": 'condition = "itp"\nsource = "x"\n'},
             r"site/pack.toml: condition 'itp' is pack 'itp''s already",
+        ),
+        (
+            {"thresholds": '[site.x]\nvalue = 40.0\nsource = "x"\n'},
+            r"site/thresholds.toml: threshold 'site.x': a number needs a range",
+        ),
+        (
+            {
+                "thresholds": '[site.x]\nvalue = 4\nunit = "mg/dL"\nanalyte = "creatinine"\n'
+                'range = [1, 9]\nsource = "x"\n'
+            },
+            r"site/thresholds.toml: threshold 'site.x': unit 'mg/dL' is not analyte 'creatinine''s",
         ),
         ({"rule.toml": ""}, r"site/rule.toml: not a pack file"),
         ({"rules": "[titles\n"}, r"site/rules.toml: not valid TOML"),

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rules_helpers import findings, labs, patients
 
 import lemlabs
 from lemlabs.errors import ThresholdError
-from lemlabs.packs import builtin_packs, default_thresholds, load_thresholds
+from lemlabs.packs import Thresholds, builtin_packs, default_thresholds, load_thresholds
 
 
 def test_every_threshold_has_a_value_and_a_source() -> None:
@@ -139,3 +144,122 @@ def test_an_unreadable_threshold_file_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("this is = = not toml")
     with pytest.raises(ThresholdError, match="cannot read"):
         load_thresholds(path)
+
+
+# A site value written in another unit: (key, value, unit, the value in the key's unit or the
+# reason it is refused). Factors from the clinical text: 1 /µL = 10⁻³ ×10⁹/L; creatinine
+# 1 mg/dL = 88.42 µmol/L (113.12 g/mol); 1 µIU/mL = 1 mIU/L; UPCR 1 mg/g = 0.1131 mg/mmol.
+SITE_UNITS = [
+    ("itp.suspected_below", 100_000, "/uL", 100.0),
+    ("itp.suspected_below", 100, "K/uL", 100.0),
+    ("itp.urgent_below", 50_000, "/mm3", 50.0),
+    ("renal.creatinine_urgent_umol", 4.0, "mg/dL", pytest.approx(353.6, abs=0.05)),
+    ("renal.aki_rise_umol", 0.3, "mg/dL", pytest.approx(26.5, abs=0.05)),
+    ("thyroid.tsh_action_at", 10, "uIU/mL", 10.0),
+    ("renal.upcr_action_at", 500, "mg/g", pytest.approx(56.5, abs=0.1)),
+    ("episode.gap_days", 13, "weeks", 91),
+    ("renal.aki_window_hours", 2, "days", 48),
+    ("itp.suspected_below", 100, "bananas", "unknown unit 'bananas'"),
+    ("itp.suspected_below", 100, "mg/dL", "wrong dimension"),
+    ("renal.creatinine_urgent_umol", 4.0, "mmol", "wrong dimension"),
+    ("episode.gap_days", 1.5, "weeks", "10.5 days is not a whole number"),
+    ("episode.gap_days", 2, "kg", "does not convert to days"),
+    ("renal.protein_watch_grade", 1, "grade", "is not 'dipstick grade'"),
+    ("label.monitoring_months", 4, "years", "is not 'months after the last infusion'"),
+    ("itp.suspected_below", 100_000, "/L", "outside 20–150"),  # 10⁻⁴ ×10⁹/L
+    ("itp.suspected_below", 100, "x" * 41, "too long"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "unit", "expected"), SITE_UNITS)
+def test_a_site_value_in_another_unit_is_converted_or_refused_by_name(
+    key: str, value: float, unit: str, expected: object
+) -> None:
+    table = {key: {"value": value, "unit": unit, "source": "Site protocol 9"}}
+    if isinstance(expected, str):
+        with pytest.raises(ThresholdError, match=rf"threshold '{key}': .*{re.escape(expected)}"):
+            load_thresholds(table)
+        return
+    entry = load_thresholds(table).entry(key)
+    assert entry.value == expected
+    assert entry.unit == default_thresholds().entry(key).unit
+    assert entry.source == f"Site protocol 9 [given as {value:g} {unit}]"
+
+
+def test_a_platelet_cut_off_given_per_microlitre_scores_as_the_default() -> None:
+    """The probe's case: 100 000 /µL is 100 ×10⁹/L, so a normal count of 250 raises nothing."""
+    labs = pd.DataFrame(
+        {
+            "patient_id": ["P1", "P1"],
+            "collected_at": ["2021-01-04", "2021-02-01"],
+            "test": ["PLT", "PLT"],
+            "value": ["250", "90"],
+            "unit": ["10^9/L", "10^9/L"],
+        }
+    )
+    site = {"itp.suspected_below": {"value": 100_000, "unit": "/uL", "source": "Site"}}
+    codes = list(lemlabs.score_frame(labs, thresholds=site).findings["code"])
+    assert codes == list(lemlabs.score_frame(labs).findings["code"]) == ["itp.suspected"]
+
+
+def test_every_number_has_a_range_and_its_default_lies_in_it() -> None:
+    table = default_thresholds()
+    for key in table:
+        entry = table.entry(key)
+        if isinstance(entry.value, str):
+            continue
+        assert entry.range is not None, key
+        assert entry.range[0] <= entry.value <= entry.range[1], key
+
+
+@pytest.mark.parametrize(
+    "key", [key for key in default_thresholds() if not isinstance(default_thresholds()[key], str)]
+)
+def test_no_key_takes_a_negative_value_and_cut_offs_take_no_zero(key: str) -> None:
+    """The probe found 16 keys taking -1 and 23 taking 0: a zero is only a window or a gap."""
+    low = default_thresholds().entry(key).range[0]  # type: ignore[index]
+    assert low >= 0
+    with pytest.raises(ThresholdError, match="outside"):
+        load_thresholds({key: {"value": -1, "source": "probe"}})
+    if low > 0:
+        with pytest.raises(ThresholdError, match="outside"):
+            load_thresholds({key: {"value": 0, "source": "probe"}})
+    else:
+        assert key.endswith("_days"), key  # zero days: the same day
+
+
+def test_a_pack_number_without_a_range_is_refused_by_key() -> None:
+    with pytest.raises(ThresholdError, match=r"'site\.x': a number needs a range"):
+        Thresholds.from_table({"site": {"x": {"value": 3.0, "source": "s"}}})
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**15), 10**15),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=10),
+    st.lists(st.integers(), max_size=3),
+)
+
+
+@settings(deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(sorted(default_thresholds())),
+        st.fixed_dictionaries(
+            {"value": _VALUES, "source": st.one_of(st.text(max_size=5), _VALUES)},
+            optional={"unit": st.one_of(st.text(max_size=12), _VALUES), "compare": _VALUES},
+        ),
+        max_size=4,
+    )
+)
+def test_an_arbitrary_site_table_is_a_run_or_a_threshold_error(table: dict[str, Any]) -> None:
+    try:
+        site = load_thresholds(table)
+    except ThresholdError:
+        return
+    for key in site:
+        entry = site.entry(key)
+        if entry.range is not None:
+            assert entry.range[0] <= entry.value <= entry.range[1]
