@@ -81,6 +81,42 @@ def _quantity(raw_unit: str, analyte: Analyte) -> Any:
     return quantity if isinstance(quantity, ureg.Quantity) else None
 
 
+_RATIO_SUFFIX = re.compile(r"(?i)\s*(?:cr|creat|creatinine)\.?$")
+
+
+def _accepted(analyte: Analyte, raw_unit: str) -> str:
+    """The analyte's accepted spelling that ``raw_unit`` is, matched without regard to case
+    (``MIU/L`` is mIU/L for TSH: no lab reports mega-units) where every accepted spelling it
+    matches means the same; a ratio's unit may end in "Cr" or "creat" (``mg/mmol Cr``).
+    ``raw_unit`` itself when none matches, or when it is one exactly."""
+    spellings = {analyte.unit, *analyte.units, *(spelled for spelled, _ in analyte.unit_aliases)}
+    text = raw_unit.strip()
+    if text in spellings:
+        return raw_unit
+    candidates = [text]
+    if _is_ratio(analyte):
+        candidates.append(_RATIO_SUFFIX.sub("", text))
+    for candidate in candidates:
+        found = sorted(s for s in spellings if _folded(s) == _folded(candidate))
+        if found and len({_conversion(analyte, s).factor for s in found}) == 1:
+            return found[0]
+    return raw_unit
+
+
+def _folded(unit: str) -> str:
+    return unit.replace("µ", "u").replace("μ", "u").casefold()
+
+
+@cache
+def _is_ratio(analyte: Analyte) -> bool:
+    """Whether the analyte is a ratio of two amounts (no volume in its unit: mg/mmol)."""
+    try:
+        dimensions = registry().Quantity(pint_expression(analyte.unit)).dimensionality
+    except Exception:  # pint raises many types for a unit it cannot read
+        return False
+    return "[length]" not in dimensions and analyte.kind == "quantitative"
+
+
 def conversion(analyte: Analyte, raw_unit: str, target: str | None = None) -> Conversion:
     """Factor that turns a value in ``raw_unit`` into the analyte's canonical (or ``target``) unit.
 
@@ -101,7 +137,7 @@ def _conversion(analyte: Analyte, raw_unit: str, target: str | None = None) -> C
     ureg = registry()
     if not raw_unit.strip():
         return Conversion(None, "unit is empty")
-    quantity = _quantity(raw_unit, analyte)
+    quantity = _quantity(_accepted(analyte, raw_unit), analyte)
     if quantity is None:
         return Conversion(None, f"unknown unit {raw_unit!r}")
     goal: Any = ureg.Quantity(pint_expression(target or analyte.unit))

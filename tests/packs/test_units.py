@@ -87,3 +87,64 @@ def test_wrong_or_unknown_units_are_problems(analyte: str, unit: str, problem: s
     result = conversion(analyte, unit)
     assert result.factor is None
     assert result.problem is not None and problem in result.problem
+
+
+# Legacy all-caps systems and ratio units with a trailing "Cr" (domain.md, "Values"): matched
+# without regard to case where every accepted spelling they match means the same.
+CASE_AND_SUFFIX = [
+    ("tsh", "MIU/L", 2.5, 2.5),  # not mega-units: no lab reports them
+    ("tsh", "MU/L", 2.5, 2.5),
+    ("tsh", "UIU/ML", 2.5, 2.5),
+    ("free_t4", "PMOL/L", 15.0, 15.0),
+    ("free_t4", "NG/DL", 1.0, 12.872),
+    ("creatinine", "MG/DL", 1.0, 88.40),
+    ("creatinine", "UMOL/L", 88.4, 88.4),
+    ("creatinine", "µMOL/L", 88.4, 88.4),
+    ("platelets", "K/UL", 150.0, 150.0),
+    ("platelets", "g/l", 150.0, 150.0),
+    ("urine_rbc", "RBC/hpf", 5.0, 5.0),
+    ("upcr", "mg/mmol Cr", 50.0, 50.0),
+    ("upcr", "MG/MMOL CREAT", 50.0, 50.0),
+    ("upcr", "mg/g creatinine", 442.0, 50.0),
+    ("uacr", "mg/mmol cr.", 3.0, 3.0),
+]
+
+
+@pytest.mark.parametrize(("analyte", "unit", "raw", "expected"), CASE_AND_SUFFIX)
+def test_a_spelling_in_another_case_or_with_cr_converts_as_the_accepted_one(
+    analyte: str, unit: str, raw: float, expected: float
+) -> None:
+    result = conversion(analyte, unit)
+    assert result.problem is None and result.factor is not None
+    assert raw * result.factor == pytest.approx(expected, rel=2e-3)
+
+
+@pytest.mark.parametrize(
+    ("analyte", "unit"),
+    [
+        ("creatinine", "mg/mmol Cr"),  # "Cr" only after a ratio's unit
+        ("tsh", "mIU/L Cr"),
+        ("tsh", "MMIU/L"),
+    ],
+)
+def test_case_and_suffix_matching_reads_nothing_else(analyte: str, unit: str) -> None:
+    assert conversion(analyte, unit).factor is None
+
+
+def test_a_tsh_in_legacy_capitals_is_scored_not_rejected_as_implausible() -> None:
+    import pandas as pd
+
+    import lemlabs
+
+    labs = pd.DataFrame(
+        {
+            "patient_id": ["P1"],
+            "collected_at": ["2021-01-04"],
+            "test": ["TSH"],
+            "value": ["2.5"],
+            "unit": ["MIU/L"],
+        }
+    )
+    results, issues = lemlabs.normalise(labs)
+    assert issues.empty, issues.to_dict("records")
+    assert results.loc[0, "value"] == 2.5 and results.loc[0, "flag"] == "N"
