@@ -38,8 +38,11 @@ FIRST_YEAR, LAST_YEAR = 1900, 2199
 MAX_DATE_LENGTH = 40
 
 _ISO_DATE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
+    r"^\d{4}-\d{2}-\d{2}"  # a whole day; then hours, minutes, seconds at any precision (SDTMIG)
+    r"(?:[T ]\d{2}(?::\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
 )
+
+_PARTIAL_DATE = re.compile(r"^\d{4}(?:-\d{2})?$")
 
 
 def _check_duplicates(frame: pd.DataFrame, name: str) -> None:
@@ -131,6 +134,8 @@ def date_problem(text: str) -> str:
         if not FIRST_YEAR <= int(text[:4]) <= LAST_YEAR:
             return f"date outside the years {FIRST_YEAR}–{LAST_YEAR}: {shown!r}"
         return f"not a valid date: {shown!r}"
+    if _PARTIAL_DATE.match(text):
+        return f"a partial date (not a whole calendar day): {shown!r}"
     return f"not an ISO date: {shown!r}"
 
 

@@ -95,6 +95,38 @@ def test_dates_are_parsed_and_raw_text_kept() -> None:
     assert labs.loc[0, "value"] == "200"
 
 
+# SDTMIG: an ISO 8601 date-time at any precision down to the day is valid, hours only included;
+# a date that is not a whole calendar day is a data issue (domain.md, "Values")
+DATES = [
+    ("2021-03-01", "2021-03-01 00:00"),
+    ("2021-03-01T08", "2021-03-01 08:00"),
+    ("2021-03-01T08Z", "2021-03-01 08:00"),
+    ("2021-03-01T08+02:00", "2021-03-01 08:00"),
+    ("2021-03-01T08:30", "2021-03-01 08:30"),
+    ("2021-03-01T08:30:15.5-05:00", "2021-03-01 08:30:15.5"),
+    ("2021-03", "a partial date (not a whole calendar day)"),
+    ("2021", "a partial date (not a whole calendar day)"),
+    ("2021-03-01T25", "not a valid date"),
+    ("2021-03-01T8", "not an ISO date"),
+    ("03/05/2021", "not an ISO date"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), DATES)
+def test_a_date_at_any_precision_down_to_the_day_is_read(text: str, expected: str) -> None:
+    labs = pd.DataFrame(
+        {"patient_id": ["P1"], "collected_at": [text], "test": ["PLT"], "value": ["200"]}
+    )
+    results, issues = lemlabs.normalise(labs.assign(unit="10^9/L"))
+    if expected[0].isdigit():
+        assert issues.empty, issues.to_dict("records")
+        assert results.loc[0, "collected_at"] == pd.Timestamp(expected)
+    else:
+        assert results.empty
+        assert issues.loc[0, "field"] == "collected_at"
+        assert issues.loc[0, "reason"].startswith(expected), issues.loc[0, "reason"]
+
+
 def test_patients_course_dates_and_sex() -> None:
     text = "patient_id,sex,course_dates\nP1,f,2020-01-06;2021-01-11\nP2,X,\nP3,M,2020-13-01\n"
     patients = lemlabs.read_patients(io.StringIO(text))
