@@ -70,10 +70,23 @@ def svg(figure: Figure, salt: str) -> Markup:
     return Markup(text[text.index("<svg") :])  # matplotlib escapes the texts it draws
 
 
-def _since(days: int | None) -> str:
-    if days is None:
-        return "before the first course"
-    return f"day {days} ({days / 30.44:.1f} months)"
+def _since(days: int | None, treated: bool) -> str:
+    """Time from the latest course to onset, in words; no course is not "before" one."""
+    if days is not None:
+        return f"day {days} ({days / 30.44:.1f} months)"
+    return "before the first course" if treated else "no course on record"
+
+
+def _treated(report: Report) -> set[str]:
+    """The patients with at least one course day on record."""
+    if report.patients is None or "courses" not in report.patients:
+        return set()
+    people = report.patients
+    return {
+        str(patient)
+        for patient, courses in zip(people["patient_id"], people["courses"], strict=True)
+        if isinstance(courses, list | tuple) and len(courses) > 0
+    }
 
 
 def _evidence_rows(finding: Finding, packs: Packs) -> list[dict[str, Any]]:
@@ -95,7 +108,7 @@ def _evidence_rows(finding: Finding, packs: Packs) -> list[dict[str, Any]]:
     ]
 
 
-def _finding(finding: Finding, packs: Packs) -> dict[str, Any]:
+def _finding(finding: Finding, packs: Packs, treated: bool) -> dict[str, Any]:
     return {
         "title": packs.titles.get(finding.code, finding.code),
         "code": finding.code,
@@ -104,7 +117,7 @@ def _finding(finding: Finding, packs: Packs) -> dict[str, Any]:
         "grade": finding.ctcae_grade,
         "onset": finding.onset,
         "latest": finding.date,
-        "since": _since(finding.days_from_course),
+        "since": _since(finding.days_from_course, treated),
         "worst": shown_value(worst_evidence(finding, packs), packs),
         "message": finding.message,
         "action": finding.action,
@@ -156,6 +169,7 @@ def context(
         key=lambda p: (-int(by_patient[p][0].severity), by_patient[p][0].episode_start, p),
     )
     plan = _schedule(report, day, table)
+    treated = _treated(report)
     patients = []
     for number, patient_id in enumerate(order, start=1):
         findings = by_patient[patient_id]
@@ -169,8 +183,8 @@ def context(
             {
                 "anchor": f"patient-{number}",
                 "patient_id": patient_id,
-                "worst": _finding(findings[0], packs),
-                "findings": [_finding(f, packs) for f in findings],
+                "worst": _finding(findings[0], packs, patient_id in treated),
+                "findings": [_finding(f, packs, patient_id in treated) for f in findings],
                 "plot": plot,
                 "schedule": _schedule_rows(plan[plan["patient_id"] == patient_id], packs),
             }

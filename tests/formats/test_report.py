@@ -100,6 +100,33 @@ def test_input_text_is_escaped(tmp_path: Path) -> None:
     assert "&lt;img src=x onerror=alert(1)&gt;" in text  # the data issue, escaped
 
 
+@pytest.mark.parametrize(
+    ("courses", "since"),
+    [
+        ("2021-03-01", "before the first course"),  # the count of 30 came before it
+        ("", "no course on record"),
+        (None, "no course on record"),  # the patient is not in the patients table
+    ],
+)
+def test_time_since_course_says_when_no_course_is_known(courses: str | None, since: str) -> None:
+    from lemlabs.formats.report import context
+
+    labs = pd.DataFrame(
+        {
+            "patient_id": ["P1"],
+            "collected_at": ["2021-01-04"],
+            "test": ["PLT"],
+            "value": ["30"],
+            "unit": ["10^9/L"],
+        }
+    )
+    people = pd.DataFrame({"patient_id": ["P1" if courses is not None else "P2"]})
+    people["course_dates"] = courses or ""
+    page = context(lemlabs.score_frame(labs, people))
+    (patient,) = page["patients"]
+    assert patient["worst"]["since"] == since
+
+
 def test_report_refuses_another_suffix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = cli.main(["report", str(examples.path("labs")), "-o", str(tmp_path / "r.pdf")])
     assert code == 2 and "HTML" in capsys.readouterr().err
