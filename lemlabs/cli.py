@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import re
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -97,8 +98,9 @@ class _Progress:
 EXIT_CODES = """exit status:
   0  the command ran (score and demo: whatever was found)
   2  unusable input: missing or empty file, missing column, bad threshold table, unknown
-     output format, --workers or --scheduler without --dask, a missing extra; one line on
-     stderr names the problem and, for an extra, the install command
+     output format, --workers or --scheduler without --dask, a missing extra, no row that
+     could be used (the outputs and --issues are written first); one line on stderr names
+     the problem and, for an extra, the install command
   3  with --fail-on SEVERITY: a finding reached that severity"""
 
 EXAMPLES = {
@@ -572,6 +574,7 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
     if not args.quiet:
         size = args.output.stat().st_size / 1024
         out.write(f"wrote {args.output} ({size:.0f} KB, {seconds:.1f} s)\n")
+    _check_some_row_used(report)
     return EXIT_OK
 
 
@@ -615,9 +618,34 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         write_issues(report.issues, args.issues)
     if args.command == "demo" or args.output is None:
         _print_report(report, out)
+    _check_some_row_used(report)
     if args.fail_on is not None and any(f.severity >= args.fail_on for f in report.finding_list):
         return EXIT_FAIL_ON
     return EXIT_OK
+
+
+def _check_some_row_used(report: Report) -> None:
+    """A run where every row was rejected is an input error, not "nothing found": one line
+    with the commonest reason (the outputs, issues included, are written first)."""
+    rows = int(report.summary["rows_in"])
+    if rows == 0 or int(report.summary["rows_rejected"]) < rows:
+        return
+    issues = report.issues
+    reasons = issues["reason"].astype(str).str.split(":", n=1).str[0]
+    pairs = list(zip(issues["field"].astype(str), reasons, strict=True))
+    (field, why), count = Counter(pairs).most_common(1)[0]  # the first seen on a tie
+    example = str(issues["raw_value"].iloc[pairs.index((field, why))])
+    raise LabInputError(
+        f"no row could be used: all {rows} {'row was' if rows == 1 else 'rows were'} rejected, "
+        f"most often {why!r} in {field} ({count} {'row' if count == 1 else 'rows'}, e.g. "
+        f"{printable(example)[:40]!r}){HINTS.get(field, '')}"
+    )
+
+
+HINTS = {
+    "collected_at": "; dates must be ISO 8601 (2021-03-05 or 2021-03-05T08:30)",
+    "value": "; values are numbers (a decimal comma is read), censored (<0.01) or grades (1+)",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from rules_helpers import labs, patients
 
@@ -119,3 +120,48 @@ def test_demo_scores_the_bundled_cohort() -> None:
     done = run("demo")
     assert done.returncode == 0, done.stderr
     assert "most severe findings" in done.stdout and "anti_gbm.pattern" in done.stdout
+
+
+# A run in which no row could be used is an input error, not "nothing found": (rows, exit code,
+# the start of the one line on stderr). Outputs and --issues are written first.
+NO_ROW_USED = [
+    (
+        [("P1", "03/05/2021", "PLT", "40"), ("P2", "03/06/2021", "PLT", "40")],
+        2,
+        "lemlabs: error: no row could be used: all 2 rows were rejected, most often 'not an "
+        "ISO date' in collected_at (2 rows, e.g. '03/05/2021'); dates must be ISO 8601",
+    ),
+    (
+        [("P1", "2021-03-05", "PLT", "abc")],
+        2,
+        'lemlabs: error: no row could be used: all 1 row was rejected, most often "unreadable '
+        "value 'abc'\" in value (1 row, e.g. 'abc'); values are numbers",
+    ),
+    ([("P1", "2021-03-05", "PLT", "abc"), ("P1", "2021-03-06", "PLT", "200")], 0, ""),
+    ([("P1", "2021-03-05", "Sodium", "140")], 0, ""),  # not scored is not rejected
+]
+
+
+@pytest.mark.parametrize(("rows", "code", "line"), NO_ROW_USED)
+@pytest.mark.parametrize("command", ["score", "report"])
+def test_a_run_where_no_row_could_be_used_exits_2_naming_the_commonest_reason(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    rows: list[tuple[str, ...]],
+    code: int,
+    line: str,
+    command: str,
+) -> None:
+    from lemlabs import cli
+
+    path = tmp_path / "labs.csv"
+    frame = pd.DataFrame(rows, columns=["patient_id", "collected_at", "test", "value"])
+    frame.assign(unit="10^9/L").to_csv(path, index=False)
+    out = tmp_path / ("out.html" if command == "report" else "out.csv")
+    extra = ["--issues", str(tmp_path / "issues.csv")] if command == "score" else []
+    assert cli.main([command, str(path), "-q", "-o", str(out), *extra]) == code
+    err = capsys.readouterr().err
+    assert err.startswith(line) and err.count("\n") == (1 if line else 0), err
+    assert out.exists()
+    if code == 2 and command == "score":  # every row is in the issues file
+        assert len(pd.read_csv(tmp_path / "issues.csv")) == len(rows)
