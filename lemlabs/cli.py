@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import re
 import sys
 from collections import Counter
@@ -652,7 +653,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lemlabs`` console script."""
     args = _parser().parse_args(argv)
     try:
-        return _run(args, _Printable(sys.stdout))  # type: ignore[arg-type]
+        code = _run(args, _Printable(sys.stdout))  # type: ignore[arg-type]
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # the reader stopped reading (| head): end quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush goes nowhere
+        return EXIT_OK
     except (LemlabsError, OSError) as error:
         lines = str(error).splitlines()
         message = lines[0] if lines and lines[0].strip() else type(error).__name__

@@ -3,12 +3,14 @@ Issues, Summary and Rules, each with a frozen header and filters, no JSON in any
 
 Text that begins with ``=``, ``+``, ``-``, ``@`` (or a tab or carriage return) is written as
 text with Excel's quote prefix, never as a formula (OWASP: CSV/formula injection): a patient id
-``=1+1`` stays the text ``=1+1``.
+``=1+1`` stays the text ``=1+1``. A control character that XML cannot hold (in an id or a
+rejected raw value) is written as its escape, ``\\x01``: the workbook opens, and shows it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -164,9 +166,15 @@ def _sheet(
                 cell.alignment = Alignment(wrap_text=True, vertical="top")
 
 
+_NOT_IN_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
 def write_cell(sheet: Worksheet, row: int, column: int, value: Any) -> None:
-    """One cell; text that Excel would read as a formula is kept as text (quote prefix)."""
+    """One cell; text that Excel would read as a formula is kept as text (quote prefix), a
+    character XML cannot hold is written as its escape."""
     cell = sheet.cell(row=row, column=column)
+    if isinstance(value, str):
+        value = _NOT_IN_XML.sub(lambda match: f"\\x{ord(match.group()):02x}", value)
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         cell.value = value
         cell.data_type = "s"

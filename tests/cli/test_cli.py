@@ -165,3 +165,14 @@ def test_a_run_where_no_row_could_be_used_exits_2_naming_the_commonest_reason(
     assert out.exists()
     if code == 2 and command == "score":  # every row is in the issues file
         assert len(pd.read_csv(tmp_path / "issues.csv")) == len(rows)
+
+
+def test_a_reader_that_stops_reading_ends_the_run_quietly() -> None:
+    """``lemlabs rules | head``: a closed pipe is not an error to print."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lemlabs", "rules"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before lemlabs writes its first line
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 0 and err == ""

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 openpyxl = pytest.importorskip("openpyxl", reason="the excel extra (openpyxl) is not installed")
 
@@ -104,6 +106,33 @@ def test_formula_like_text_stays_text(tmp_path: Path) -> None:
         assert text in texts, text
         assert texts[text].data_type == "s" and texts[text].quotePrefix
     assert _rows(book["Findings"])[0]["patient_id"] == "=1+1"
+
+
+ANY_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(patient=ANY_TEXT, value=ANY_TEXT, unit=ANY_TEXT)
+def test_any_text_in_any_field_gives_a_workbook_that_opens(
+    tmp_path: Path, patient: str, value: str, unit: str
+) -> None:
+    """Control characters, lone BOMs, formulas: an id or a rejected raw value never stops the
+    workbook; what XML cannot hold is written as its escape."""
+    labs = pd.DataFrame(
+        {
+            "patient_id": [patient or "P", patient or "P"],
+            "collected_at": ["2021-01-01", "2021-02-01"],
+            "test": ["PLT", "PLT"],
+            "value": ["30", value],
+            "unit": ["10^9/L", unit],
+        }
+    )
+    path = tmp_path / "any.xlsx"
+    lemlabs.score_frame(labs).to_excel(path)
+    book = openpyxl.load_workbook(path)
+    assert [sheet.title for sheet in book.worksheets][:3] == ["Findings", "Evidence", "Issues"]
 
 
 def test_cli_writes_xlsx(tmp_path: Path) -> None:
