@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from lemlabs.models import Evidence, Finding
+from lemlabs.formats.worklist import shown_value, sort_findings, worst_evidence
+from lemlabs.models import Finding
 from lemlabs.packs import Packs, builtin_packs
 from lemlabs.packs.listing import rules_table
 from lemlabs.packs.thresholds import Thresholds
@@ -36,30 +37,6 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 SHEETS = ("Findings", "Evidence", "Issues", "Summary", "Rules")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _WIDE = {"message": 80, "action": 60, "source": 50, "sources": 50, "when": 60, "reason": 50}
-
-
-def worst_evidence(finding: Finding, packs: Packs) -> Evidence | None:
-    """The result behind the finding's extreme: the lowest or highest value, as its rule says
-    (for a rule that names no direction: the highest); None for a finding without evidence."""
-    if not finding.evidence:
-        return None
-    rule = packs.book.by_id.get(finding.rule_id)
-    direction = rule.worst if rule is not None and rule.worst else "highest"
-    pick = min if direction == "lowest" else max
-    return pick(finding.evidence, key=lambda e: (e.value, e.collected_at))
-
-
-def shown_value(evidence: Evidence | None, packs: Packs) -> str:
-    """A result as people read it ("34 ×10⁹/L (platelet count)"); empty without one."""
-    if evidence is None:
-        return ""
-    value = format_value(evidence.value, evidence.unit, evidence.censor, evidence.value_high)
-    return f"{value} ({packs.label(evidence.analyte)})"
-
-
-def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
-    """Most severe first, then by onset, then by patient."""
-    return sorted(findings, key=lambda f: (-int(f.severity), f.onset, f.patient_id, f.code))
 
 
 def _findings_rows(findings: Sequence[Finding], packs: Packs) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from lemlabs.formats.excel import shown_value, sort_findings, worst_evidence
+from lemlabs.formats.worklist import shown_value, sort_findings, worst_evidence
 from lemlabs.models import Finding
 from lemlabs.packs import Packs
 from lemlabs.packs.thresholds import Thresholds, rules_version

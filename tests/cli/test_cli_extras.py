@@ -229,3 +229,45 @@ def test_command_line_with_an_import_blocked_exits_2(
     )
     assert done.returncode == 2, done.stderr
     assert f"'{extra}' extra" in one_line(done.stderr)
+
+
+# each extra alone: the feature it installs works with every other extra's modules hidden
+EXTRA_MODULES = {
+    "plot": {"matplotlib"},
+    "report": {"jinja2", "matplotlib"},
+    "fhir": {"fhir"},
+    "parquet": {"pyarrow", "fastparquet"},
+    "excel": {"openpyxl"},
+    "xpt": {"pyreadstat"},
+    "dask": {"dask", "distributed", "pyarrow"},
+}
+RUNNER = BLOCKER.split("def refuse", 1)[0] + "from lemlabs.cli import main\n\nsys.exit(main())\n"
+
+
+@pytest.mark.parametrize(
+    ("extra", "args", "output"),
+    [
+        ("", ["score", "{labs}", "-o", "{tmp}/f.csv"], "f.csv"),
+        ("report", ["report", "{labs}", "-o", "{tmp}/r.html", "-q"], "r.html"),
+        ("excel", ["score", "{labs}", "-o", "{tmp}/f.xlsx"], "f.xlsx"),
+        ("fhir", ["score", "{labs}", "-o", "{tmp}/f.fhir.json"], "f.fhir.json"),
+        ("parquet", ["score", "{labs}", "-o", "{tmp}/f.parquet"], "f.parquet"),
+        ("xpt", ["score", "{labs}", "--adlb", "-o", "{tmp}/adlb.xpt"], "adlb.xpt"),
+    ],
+)
+def test_each_extra_alone_runs_its_feature(
+    inputs: tuple[Path, Path], tmp_path: Path, extra: str, args: list[str], output: str
+) -> None:
+    """``pip install '.[report]'`` then ``lemlabs report``: no module of another extra is
+    needed (the report once imported the Excel writer and failed naming the wrong extra)."""
+    own = EXTRA_MODULES.get(extra, set())
+    blocked = set().union(*EXTRA_MODULES.values()) - own
+    options = [arg.format(tmp=tmp_path, labs=inputs[0]) for arg in args]
+    done = subprocess.run(
+        [sys.executable, "-c", RUNNER, ",".join(sorted(blocked)), *options],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / output).stat().st_size > 0

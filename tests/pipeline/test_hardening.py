@@ -258,10 +258,11 @@ VALUES = [
 def test_a_non_finite_or_zero_value_is_a_data_issue(
     tmp_path: Path, value: str, unit: str, field: str, says: str
 ) -> None:
-    code, _, issues_path = score_file(
+    code, err, issues_path = score_file(
         tmp_path, "labs.csv", HEADER + f"P1,2020-01-01,PLT,{value},{unit}\n"
     )
-    assert code == 0
+    assert code == 2  # the one row could not be used; the outputs are still written
+    assert "no row could be used" in one_line_error(err)
     issues = pd.read_csv(issues_path, dtype=str)
     assert len(issues) == 1
     assert issues.loc[0, "field"] == field
@@ -393,8 +394,9 @@ def test_unusable_fhir_is_one_line_and_exit_2(
 
 def test_fhir_items_that_are_not_resources_become_issues(tmp_path: Path) -> None:
     pytest.importorskip("fhir.resources")
-    code, _, issues_path = score_file(tmp_path, "obs.json", b"[1, 2, 3, null]")
-    assert code == 0
+    code, err, issues_path = score_file(tmp_path, "obs.json", b"[1, 2, 3, null]")
+    assert code == 2  # no item could be used; each is still named in the issues
+    assert "no row could be used" in one_line_error(err)
     assert len(pd.read_csv(issues_path)) == 4
 
 
