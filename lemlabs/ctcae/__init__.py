@@ -4,8 +4,10 @@ machine form, and this module is the one evaluator.
 
 A criterion's ``when`` is a condition of the rule language (:mod:`lemlabs.engine.language`) over
 ``value`` (the result as certain in the term's direction), ``lln``, ``uln`` (the result's own
-interval, converted with it) and ``baseline`` (missing for a result taken before its baseline):
-``value > 3.0 * uln or value / baseline > 3.0``. Findings take their grade from it (a rule's
+interval, converted with it), ``baseline`` (missing for a result taken before its baseline) and
+``baseline_flag`` (the baseline record's own flag, L, H or N, for a result taken after it; '-'
+otherwise — CTCAE's "if baseline was abnormal" arms): ``value > 3.0 * uln or value / baseline >
+3.0``. Findings take their grade from it (a rule's
 ``ctcae`` names its term), and so does every scored result (``report.results``' columns
 ``ctcae_grade_low``/``ctcae_grade_high``, ADLB's ``ATOXGRL``/``ATOXGRH``).
 """
@@ -28,10 +30,10 @@ from lemlabs.errors import LemlabsError, RuleDefinitionError
 VERSIONS = {"4.03": "v4", "5.0": "v5", "6.0": "v6"}
 """Canonical CTCAE versions and the short names ``score_frame(ctcae=...)`` accepts."""
 DEFAULT_VERSION = "5.0"
-NAMES = ("value", "lln", "uln", "baseline")
+NAMES = ("value", "lln", "uln", "baseline", "baseline_flag")
 _TERM_KEYS = {"key", "term", "analyte", "direction", "needs", "cites", "grades"}
 
-INPUT_COLUMNS = ("upper", "lower", "ref_low", "ref_high", "comparable_baseline")
+INPUT_COLUMNS = ("upper", "lower", "ref_low", "ref_high", "comparable_baseline", "baseline_flag")
 """The context columns a grade reads."""
 GRADE_COLUMNS = {
     "ctcae_version": "object",
@@ -90,10 +92,18 @@ class Criteria:
     terms: tuple[Term, ...]
 
     def term(self, key: str) -> Term:
+        found = self.find(key)
+        if found is None:
+            raise CtcaeError(f"CTCAE {self.version} has no term {key!r}")
+        return found
+
+    def find(self, key: str) -> Term | None:
+        """The term of this key, name or analyte; ``None`` where the version has none (CTCAE
+        v6.0 has no "Lymphocyte count decreased": such a result is not graded under v6)."""
         for term in self.terms:
             if key in (term.key, term.term, term.analyte):
                 return term
-        raise CtcaeError(f"CTCAE {self.version} has no term {key!r}")
+        return None
 
     def term_keys(self) -> tuple[str, ...]:
         return tuple(term.key for term in self.terms)
@@ -129,7 +139,7 @@ class Criteria:
 
 def read_terms(raw: Sequence[Mapping[str, Any]], where: str, pack: str = "") -> tuple[Term, ...]:
     """A table's ``[[term]]`` records, checked: each criterion a condition of the language over
-    ``value``, ``lln``, ``uln`` and ``baseline``."""
+    :data:`NAMES`."""
     terms = []
     for item in raw:
         at = f"{where}, term {item.get('key', '?')!r}"
@@ -184,8 +194,8 @@ def criteria(version: str | None = None) -> Criteria:
 
 def evaluate_term(term: Term, names: pd.DataFrame) -> np.ndarray:
     """The grade of every row (a float array: NaN where it cannot be graded, 0 where it is
-    normal), the highest grade whose criterion holds. ``names`` holds ``value``, ``lln``,
-    ``uln`` and ``baseline`` (NaN where missing)."""
+    normal), the highest grade whose criterion holds. ``names`` holds :data:`NAMES` (NaN, or
+    '-' for the flag, where missing)."""
     grades = np.full(len(names), np.nan)
     present = names["value"].notna().to_numpy().copy()
     for name in term.needs:
@@ -224,6 +234,11 @@ def _names(term: Term, part: pd.DataFrame) -> pd.DataFrame:
             "lln": column("ref_low"),
             "uln": column("ref_high"),
             "baseline": column("comparable_baseline"),
+            "baseline_flag": (
+                part["baseline_flag"].to_numpy(dtype=object)
+                if "baseline_flag" in part.columns
+                else np.full(len(part), "-", dtype=object)
+            ),
         }
     )
 

@@ -48,6 +48,11 @@ RESULT_FIELDS = (
         "comparable_baseline",
         True,
     ),
+    FactField(
+        "baseline_flag",
+        "text",
+        "the baseline record's own flag (L, H or N) for a result taken after it; '-' otherwise",
+    ),
     FactField("baseline_days", "integer", "days from the baseline to the result"),
     FactField("day", "integer", "the result's day, in days since 1970-01-01"),
     FactField(

@@ -5,11 +5,11 @@ A pack's rules file holds:
 * ``[[rule]]``: one rule — ``id``, ``code``, ``severity``, the condition (``when``, a list of
   expressions that must all hold, see :mod:`lemlabs.engine.language`), the ``message`` and
   ``action`` with ``{threshold.key}`` placeholders for every number, ``sources``, and optionally
-  ``ctcae`` (the CTCAE term that grades its findings), ``notes`` (named notes), ``worst`` (the
-  extreme its message reports), ``cites`` (thresholds it cites without reading them),
-  ``superseded_by``. ``phase`` says what it matches: ``result`` (one result, the default),
-  ``finding`` (a join of two findings, ``first`` and ``second``) or ``schedule`` (one schedule
-  row).
+  ``ctcae`` (the CTCAE term, or a list of terms one per analyte, that grades its findings),
+  ``notes`` (named notes), ``worst`` (the extreme its message reports), ``cites`` (thresholds
+  it cites without reading them), ``superseded_by``. ``phase`` says what it matches:
+  ``result`` (one result, the default), ``finding`` (a join of two findings, ``first`` and
+  ``second``) or ``schedule`` (one schedule row).
 * ``[[ladder]]``: a code whose severities are listed top-down in ``[[ladder.step]]``\\ s; the first
   step that holds wins. Each step becomes a rule (id ``code.severity`` unless it names one) that
   asks what the ladder asks, what the step asks, and not what any step above asks: the
@@ -103,19 +103,31 @@ _FEATURE_KINDS: dict[str, dict[str, str]] = {
     "months_later": {"analytes": "analytes", "months": "threshold"},
     "nearest": {"pairs": "pairs", "days": "threshold", "take": "fields"},
     "same_day": {"analytes": "analytes", "of": "analyte", "take": "field", "how": "how"},
+    "window": {
+        "analytes": "analytes",
+        "of": "analytes",
+        "before": "threshold",
+        "after": "threshold",
+        "pick": "pick",
+        "by": "expression",
+        "take": "expressions",
+    },
 }
 _FEATURE_FIELDS = {"flag", "value", "lower", "upper"}  # what a feature may take of another result
 _HOW = {"max", "min"}
+_PICK = {"max", "min", "nearest"}
 
 
 def formatted(value: Any, style: str | None = None) -> str:
     """A threshold as a message shows it: ``{key}`` plain, ``{key:grade}`` as a dipstick grade
-    (1 → 1+), ``{key:fraction}`` as a share (0.5 → half, else a percentage), ``{key:monthly}``
-    an interval in days as the label says it (91 → 3-monthly)."""
+    (1 → 1+), ``{key:fraction}`` as a share (0.5 → half, else a percentage), ``{key:ratio}`` to
+    one decimal, ``{key:monthly}`` an interval in days as the label says it (91 → 3-monthly)."""
     if style == "grade":
         return format_value(value, "grade")
     if style == "fraction":
         return "half" if value == 0.5 else f"{value * 100:g} %"
+    if style == "ratio":  # a computed ratio, to one decimal: 7.4
+        return f"{value:.1f}"
     if style == "monthly":  # an interval in days as the label says it: 91 → 3-monthly
         months = round(value / 30.44)
         return "monthly" if months <= 1 else f"{months}-monthly"
@@ -182,6 +194,8 @@ class Feature:
             return tuple(dict.fromkeys([*self.params["pairs"], *self.params["pairs"].values()]))
         if self.kind == "same_day":
             return (*self.analytes, self.params["of"])
+        if self.kind == "window":
+            return tuple(dict.fromkeys([*self.analytes, *self.params["of"]]))
         return self.analytes
 
     @property
@@ -200,7 +214,23 @@ class Feature:
             )
             row = FactField(f"{self.name}_row", "number", "the paired result's row", missing=True)
             return (*taken, row)
+        if self.kind == "window":
+            picked = (
+                f"the {self.params['pick']} result of {', '.join(self.params['of'])} in the window"
+            )
+            taken = tuple(
+                FactField(f"{self.name}_{name}", "number", f"{name} of {picked}", missing=True)
+                for name in self.params["take"]
+            )
+            row = FactField(f"{self.name}_row", "number", f"the row of {picked}", missing=True)
+            return (*taken, row)
         return (FactField(self.name, "number", f"{self.kind} ({self.name})", missing=True),)
+
+    @property
+    def row_field(self) -> str | None:
+        """The field holding the row of the other result it reads (evidence of a finding whose
+        rule reads the feature), for the kinds that pick one result."""
+        return f"{self.name}_row" if self.kind in ("nearest", "window") else None
 
     @property
     def thresholds(self) -> tuple[str, ...]:
@@ -261,8 +291,8 @@ class Rule:
     action: str
     sources: tuple[str, ...]
     cites: tuple[str, ...] = ()
-    ctcae: str | None = None
-    """The CTCAE term key that grades its findings."""
+    ctcae: tuple[str, ...] = ()
+    """The CTCAE term keys that grade its findings (a result by the term of its analyte)."""
     notes: tuple[Note, ...] = ()
     worst: Literal["lowest", "highest"] | None = None
     """Which extreme of an episode the message reports (the lowest platelet count, ...)."""
@@ -381,16 +411,30 @@ class RuleBook:
         return frozenset(name for name, f in self.fields.items() if f.missing)
 
     @cached_property
-    def paired(self) -> dict[str, str]:
-        """Per rule id, the row field of each ``nearest`` feature its conditions read: the paired
-        result is its evidence too."""
+    def paired(self) -> dict[str, tuple[str, ...]]:
+        """Per rule id, the row fields of the ``nearest`` and ``window`` features its
+        conditions read (through derived fields too): the results they picked are its evidence
+        too."""
+        depends = {derived.name: set(derived.reads()) for derived in self.derived}
         out = {}
         for rule in self.rules:
             reads = set(fields_of_all(rule.when))
-            for feature in self.features:
-                if feature.kind == "nearest" and reads & {f.name for f in feature.fields}:
-                    out[rule.id] = f"{feature.name}_row"
+            for derived in reversed(self.derived):  # a derived field reads those above it
+                if derived.name in reads:
+                    reads |= depends[derived.name]
+            rows = tuple(
+                feature.row_field
+                for feature in self.features
+                if feature.row_field and reads & {f.name for f in feature.fields}
+            )
+            if rows:
+                out[rule.id] = tuple(dict.fromkeys(rows))
         return out
+
+    @cached_property
+    def row_fields(self) -> tuple[str, ...]:
+        """Every row field some rule's evidence reads (:attr:`paired`)."""
+        return tuple(dict.fromkeys(field for rows in self.paired.values() for field in rows))
 
     @cached_property
     def compared_with_baseline(self) -> frozenset[str]:
@@ -521,7 +565,7 @@ class _Checker:
                     )
                 if name not in self.keys:
                     raise RuleDefinitionError(f"{where}: unknown threshold {name!r} in a text")
-                if style not in (None, "grade", "fraction", "monthly"):
+                if style not in (None, "grade", "fraction", "ratio", "monthly"):
                     raise RuleDefinitionError(f"{where}: unknown style {style!r} of {{{name}}}")
 
 
@@ -548,20 +592,27 @@ def _features(source: Source, checker: _Checker) -> list[Feature]:
             )
         expected = _FEATURE_KINDS[kind]
         unknown = sorted(set(raw) - {"name", "kind", *expected})
-        missing = sorted(set(expected) - set(raw) - ({"how"} if kind == "same_day" else set()))
+        optional = {"same_day": {"how"}, "window": {"by"}}.get(kind, set())
+        missing = sorted(set(expected) - set(raw) - optional)
         if unknown or missing or not isinstance(raw.get("name"), str):
             what = f"unknown keys {', '.join(unknown)}" if unknown else ""
             what = what or (f"missing {', '.join(missing)}" if missing else "a name is needed")
             raise RuleDefinitionError(f"{where}: {what}")
         params = {key: raw[key] for key in expected if key in raw}
         params.setdefault("how", "max") if kind == "same_day" else None
+        if kind == "window" and (params["pick"] == "nearest") == ("by" in params):
+            raise RuleDefinitionError(
+                f"{where}: 'by' says what pick = max or min compares (nearest compares days)"
+            )
         for key, value in params.items():
-            _check_param(where, key, expected[key], value, checker)
+            params[key] = _check_param(where, key, expected[key], value, checker)
         found.append(Feature(raw["name"], kind, params))
     return found
 
 
-def _check_param(where: str, key: str, kind: str, value: Any, checker: _Checker) -> None:
+def _check_param(where: str, key: str, kind: str, value: Any, checker: _Checker) -> Any:
+    """The parameter, checked (an expression parsed: it reads the other result's own fields)."""
+
     def analyte(name: Any) -> None:
         if name not in checker.analytes:
             raise RuleDefinitionError(f"{where}: {key}: analyte {name!r} is in no loaded pack")
@@ -589,8 +640,35 @@ def _check_param(where: str, key: str, kind: str, value: Any, checker: _Checker)
             raise RuleDefinitionError(
                 f"{where}: {key} takes {', '.join(sorted(_FEATURE_FIELDS))} of another result"
             )
+    elif kind in ("expression", "expressions"):
+        texts = {"": value} if kind == "expression" else value
+        if not isinstance(texts, Mapping) or not texts:
+            raise RuleDefinitionError(f"{where}: {key} maps a field name to an expression")
+        parsed = {}
+        for name, text in texts.items():
+            if not isinstance(text, str) or (
+                kind == "expressions" and not re.fullmatch(r"[a-z][a-z0-9_]*", str(name))
+            ):
+                raise RuleDefinitionError(f"{where}: {key}: {name!r} = an expression as text")
+            expression = _expression(text, checker, f"{where}, {key}")
+            if isinstance(expression, All | Any_ | Comparison | Computed):
+                raise RuleDefinitionError(f"{where}: {key}: {text!r} is not arithmetic")
+            names = [r.name for r in names_of(expression) if isinstance(r, Ref)]
+            own_fields = {f.name for f in RESULT_FIELDS if f.kind == "number"}
+            bad = sorted(set(names) - own_fields)
+            if bad:
+                raise RuleDefinitionError(
+                    f"{where}: {key}: {text!r} reads {', '.join(bad)}; it may read the other "
+                    f"result's own numbers: {', '.join(sorted(own_fields))}"
+                )
+            parsed[name] = expression
+        return parsed[""] if kind == "expression" else parsed
+    elif kind == "pick":
+        if value not in _PICK:
+            raise RuleDefinitionError(f"{where}: {key} is one of {', '.join(sorted(_PICK))}")
     elif value not in _HOW:
         raise RuleDefinitionError(f"{where}: {key} is one of {', '.join(sorted(_HOW))}")
+    return value
 
 
 def _derived(source: Source, checker: _Checker) -> list[Derived]:
@@ -704,11 +782,14 @@ def _rule(
         # durable-rules 2.0.28 ignores a join's other conditions when one is an "or" (seen with
         # the first): a join says each alternative as a rule of its own
         raise RuleDefinitionError(f"{where}: the facts of a join cannot use 'or'")
-    term = raw.get("ctcae")
-    if term is not None and term not in checker.terms:
-        raise RuleDefinitionError(
-            f"{where}: ctcae: no CTCAE term {term!r} (known: {', '.join(sorted(checker.terms))})"
-        )
+    terms = raw.get("ctcae", ())
+    terms = (terms,) if isinstance(terms, str) else tuple(terms)
+    for term in terms:
+        if term not in checker.terms:
+            raise RuleDefinitionError(
+                f"{where}: ctcae: no CTCAE term {term!r} (known: "
+                f"{', '.join(sorted(checker.terms))})"
+            )
     notes = raw.get("notes", [])
     if isinstance(notes, str) or not all(isinstance(n, str) for n in notes):
         raise RuleDefinitionError(f"{where}: notes: expected a list of note names")
@@ -731,7 +812,7 @@ def _rule(
             cites=tuple(
                 dict.fromkeys([*raw.get("cites", ()), *checker.keys_behind(fields_of_all(trees))])
             ),
-            ctcae=term,
+            ctcae=terms,
             notes=tuple(checker.notes[name] for name in notes),
             worst=raw.get("worst"),
             superseded_by=raw.get("superseded_by"),

@@ -222,9 +222,9 @@ class Packs:
 
     def ctcae_cites(self, rule: Rule, thresholds: Mapping[str, Any]) -> tuple[str, ...]:
         """What a rule's CTCAE term cites under the table's version."""
-        if not rule.ctcae:
-            return ()
-        return self.criteria(str(thresholds["ctcae.version"])).term(rule.ctcae).cites
+        table = self.criteria(str(thresholds["ctcae.version"]))
+        terms = [term for key in rule.ctcae if (term := table.find(key)) is not None]
+        return tuple(cite for term in terms for cite in term.cites)
 
     def source(self, rule: Rule, thresholds: Any) -> str:
         """The rule's citations, its CTCAE term's of the table's version among them."""

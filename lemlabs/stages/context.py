@@ -4,8 +4,8 @@ For every result: its baseline (and its age; ``comparable_baseline`` only from t
 date on), its day, days since the latest course and the label's monitoring window. Then what the
 packs declare (:mod:`lemlabs.engine.rules`): features of the patient's other results — the
 general kinds here, each written once, whatever analyte a pack names (``rise_within``,
-``months_later``, ``nearest``, ``same_day``) — and derived fields (arithmetic or conditions of the
-result's own fields).
+``months_later``, ``nearest``, ``same_day``, ``window``) — and derived fields (arithmetic or
+conditions of the result's own fields).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ CONTEXT_COLUMNS = {
     "baseline": "float64",
     "baseline_date": "datetime64[ns]",
     "baseline_kind": "object",
+    "baseline_flag": "object",
     "baseline_days": "int64",
     "comparable_baseline": "float64",
     "day": "int64",
@@ -121,6 +122,14 @@ def _baselines(out: pd.DataFrame, rows: _Sorted, first_course: pd.Series) -> Non
     out["baseline_date"] = pre_date.fillna(first_date)
     names = np.array(["first on record", "pre-treatment"], dtype=object)
     out["baseline_kind"] = _text(names[pre.notna().to_numpy().astype(np.intp)], out.index)
+    flags = out["flag"].astype(object)
+    pre_flag = flags.where(before).groupby(rows.group).transform("last")
+    first_flag = flags.groupby(rows.group).transform("first")
+    # the baseline record's own flag, for the results after it ('-' for the record itself, a
+    # result taken with it or before it): CTCAE's "if baseline was abnormal" arms read it
+    after = (out["collected_at"] > out["baseline_date"]).to_numpy()
+    flag = np.where(pre.notna().to_numpy(), pre_flag.to_numpy(), first_flag.to_numpy())
+    out["baseline_flag"] = _text(np.where(after, flag, "-").astype(object), out.index)
 
 
 def _range_min(values: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -242,6 +251,75 @@ def _same_day(out: pd.DataFrame, rows: _Sorted, feature: Feature) -> np.ndarray:
     return found
 
 
+def _window(
+    out: pd.DataFrame,
+    rows: _Sorted,
+    feature: Feature,
+    days: tuple[float, float],
+    columns: Columns,
+    thresholds: Mapping[str, Any],
+) -> dict[str, np.ndarray]:
+    """``window``: for each result of the feature's analytes, one result of the patient's
+    analytes ``of`` whose day lies from ``before`` days before to ``after`` days after its day
+    (inclusive): the one with the highest (``pick = "max"``) or lowest ``by``, or the nearest in
+    days (ties: the earlier); equal ones, the first in the context's order. Its ``take``
+    expressions and its ``row``; NaN without one."""
+    params = feature.params
+    found = {f"{feature.name}_{name}": np.full(len(out), np.nan) for name in params["take"]}
+    found[f"{feature.name}_row"] = np.full(len(out), np.nan)
+    mine = np.flatnonzero(np.isin(rows.analyte, feature.analytes))
+    of = np.flatnonzero(np.isin(rows.analyte, list(params["of"])))
+    if not len(mine) or not len(of):
+        return found
+    of = of[np.argsort(_patient_day(rows.patient[of], rows.day[of]), kind="stable")]
+    keys = _patient_day(rows.patient[of], rows.day[of])
+    at = _patient_day(rows.patient[mine], rows.day[mine])
+    left = np.searchsorted(keys, at - np.int64(days[0]), "left")
+    right = np.searchsorted(keys, at + np.int64(days[1]), "right")
+    if params["pick"] == "nearest":
+        last = np.searchsorted(keys, at, "right") - 1  # the last on or before the day
+        before = np.searchsorted(keys, keys[np.maximum(last, 0)], "left")  # that day's first
+        after = np.searchsorted(keys, at, "left")  # the first on or after the day
+        far = np.iinfo(np.int64).max
+        gap_before = np.where(last >= left, at - keys[np.maximum(last, 0)], far)
+        gap_after = np.where(after < right, keys[np.minimum(after, len(keys) - 1)] - at, far)
+        pick = np.where(gap_before <= gap_after, before, after)
+        pick = np.where(np.minimum(gap_before, gap_after) < far, pick, -1)
+    else:
+        by = number(params["by"], columns, thresholds)[of]
+        pick = _range_pick(by if params["pick"] == "max" else -by, left, right)
+    chosen = pick >= 0
+    picked = of[pick[chosen]]
+    for name, expression in params["take"].items():
+        found[f"{feature.name}_{name}"][mine[chosen]] = number(expression, columns, thresholds)[
+            picked
+        ]
+    found[f"{feature.name}_row"][mine[chosen]] = out["row"].to_numpy(dtype=float)[picked]
+    return found
+
+
+def _range_pick(values: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """The position of the highest of ``values[left:right]`` for each pair (the first of equal
+    ones; NaN never wins), -1 for a range that is empty or all NaN: a sparse table of
+    positions, as :func:`_range_min` keeps values."""
+    filled = np.where(np.isnan(values), -np.inf, values)
+    table = [np.arange(len(values))]
+    while 2 ** len(table) <= len(values):
+        width = 2 ** (len(table) - 1)
+        a, b = table[-1][:-width], table[-1][width:]
+        table.append(np.where(filled[b] > filled[a], b, a))
+    length = right - left
+    out = np.full(len(left), -1)
+    some = np.flatnonzero(length > 0)
+    level = np.floor(np.log2(length[some])).astype(np.intp)
+    for k in np.unique(level):
+        mine = some[level == k]
+        a, b = table[k][left[mine]], table[k][right[mine] - 2**k]
+        out[mine] = np.where(filled[b] > filled[a], b, a)
+    out[out >= 0] = np.where(np.isnan(values[out[out >= 0]]), -1, out[out >= 0])
+    return out
+
+
 def _parameter(feature: Feature, name: str, thresholds: Mapping[str, Any]) -> float:
     value = feature.params[name]
     return float(thresholds[value] if isinstance(value, str) else value)
@@ -260,6 +338,14 @@ def _features(out: pd.DataFrame, rows: _Sorted, book: RuleBook, thresholds: Thre
             days = _parameter(feature, "days", thresholds)
             for name, column in _nearest(out, rows, feature, days).items():
                 out[name] = column
+        elif feature.kind == "window":
+            span = (
+                _parameter(feature, "before", thresholds),
+                _parameter(feature, "after", thresholds),
+            )
+            columns = field_columns(out, book)
+            for name, found in _window(out, rows, feature, span, columns, thresholds).items():
+                out[name] = found
         else:
             out[feature.name] = _same_day(out, rows, feature)
 

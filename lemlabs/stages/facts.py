@@ -17,9 +17,12 @@ import pandas as pd
 from lemlabs.engine.durable import Hits, RuleEngine, engine_for, json_safe
 from lemlabs.engine.fields import MISSING
 from lemlabs.engine.language import (
+    All,
+    Any_,
     Columns,
     Comparison,
     Field,
+    Node,
     evaluate,
     joins_equals,
     shifted,
@@ -276,15 +279,40 @@ def _result_hits(engine: RuleEngine, facts: pd.DataFrame, alone: bool, progress:
     return Found(facts["patient_id"].to_numpy(dtype=object)[members], each)
 
 
+def _analytes_of(node: Node) -> frozenset[str] | None:
+    """The analytes whose facts can satisfy ``node`` (``None``: any analyte's)."""
+    if isinstance(node, Comparison):
+        if node.field == "analyte" and node.op == "==" and not node.negated:
+            return frozenset([str(node.operand)])
+        return None
+    if isinstance(node, All):
+        known = [found for part in node.parts if (found := _analytes_of(part)) is not None]
+        return frozenset.intersection(*known) if known else None
+    if isinstance(node, Any_):
+        each = [_analytes_of(part) for part in node.parts]
+        sets = [f for f in each if f is not None]
+        return frozenset().union(*sets) if len(sets) == len(each) else None
+    return None
+
+
 def _classes(facts: pd.DataFrame, rules: Iterable[Rule], thresholds: Thresholds) -> pd.DataFrame:
     """Per field the rules read, a column that tells apart exactly the values some comparison
     tells apart: for a field compared only with numbers, the place of its value among them
     (below, at or above each: ``2k`` between the k-th and the next, ``2k + 1`` at the k-th;
-    -1 where it is missing); any other field as it is."""
+    -1 where it is missing); any other field as it is. A field only rules of some analytes
+    read (``analyte == 'alt'`` among their conditions) tells nothing apart for the others:
+    their facts get one class of it (-2)."""
     numbers: dict[str, set[float]] = {}
     exact: set[str] = set()
+    read_for: dict[str, set[str] | None] = {}  # per field, the analytes whose facts it matters for
     for rule in rules:
         for _, node in rule.compiled:
+            analytes = _analytes_of(node)
+            for comparison in walk(node):
+                assert isinstance(comparison, Comparison)  # compiled: no Computed left
+                field = comparison.field
+                known = read_for.get(field, set())
+                read_for[field] = None if known is None or analytes is None else known | analytes
             for comparison in walk(node):
                 assert isinstance(comparison, Comparison)  # compiled: no Computed left
                 operand = comparison.operand
@@ -295,14 +323,19 @@ def _classes(facts: pd.DataFrame, rules: Iterable[Rule], thresholds: Thresholds)
                 else:
                     exact.add(comparison.field)
     classes = {}
+    analyte = facts["analyte"].to_numpy(dtype=object)
     for field in sorted(exact | set(numbers)):
         if field in exact:
-            classes[field] = facts[field].to_numpy()
-            continue
-        cuts = np.array(sorted(numbers[field]))
-        values = facts[field].to_numpy(dtype=float)
-        below, at_most = (np.searchsorted(cuts, values, side) for side in ("left", "right"))
-        classes[field] = np.where(np.isnan(values), -1, below + at_most)  # missing: its own
+            found = facts[field].to_numpy(dtype=object)
+        else:
+            cuts = np.array(sorted(numbers[field]))
+            values = facts[field].to_numpy(dtype=float)
+            below, at_most = (np.searchsorted(cuts, values, side) for side in ("left", "right"))
+            found = np.where(np.isnan(values), -1, below + at_most)  # missing: its own
+        mine = read_for.get(field)
+        if mine is not None and field != "analyte":
+            found = np.where(np.isin(analyte, list(mine)), found, -2)
+        classes[field] = found
     return pd.DataFrame(classes, index=facts.index)
 
 

@@ -13,7 +13,17 @@ import pytest
 
 import lemlabs
 from lemlabs.ctcae import VERSIONS, Term
-from lemlabs.engine.language import Arithmetic, Comparison, Computed, Ref, walk
+from lemlabs.engine.language import (
+    All,
+    Any_,
+    Arithmetic,
+    Comparison,
+    Computed,
+    Node,
+    Ref,
+    fields_of,
+    walk,
+)
 from lemlabs.packs import builtin_packs
 from lemlabs.packs.units import conversion
 from lemlabs.strategies import name_spellings, unit_spellings
@@ -54,6 +64,16 @@ def _number(comparison: Comparison | Computed, term: Term) -> float | None:
     return None
 
 
+def _alone(node: Node) -> list[Comparison | Computed]:
+    """The comparisons that decide a grade for a single result (no baseline): not those joined
+    by ``and`` to a comparison with the baseline (v6.0's "> baseline and ULN")."""
+    if isinstance(node, Any_):
+        return [found for part in node.parts for found in _alone(part)]
+    if isinstance(node, All) and "baseline" in fields_of(node):
+        return []
+    return list(walk(node))
+
+
 def _cuts() -> list[Cut]:
     found = []
     for version in VERSIONS:
@@ -61,7 +81,7 @@ def _cuts() -> list[Cut]:
             if PACKS.catalogue[term.analyte].kind != "quantitative":
                 continue
             for grade in term.grades:
-                for comparison in walk(grade.tree):
+                for comparison in _alone(grade.tree):
                     number = _number(comparison, term)
                     if number is not None:
                         found.append(Cut(version, term, grade.grade, number, comparison.op))

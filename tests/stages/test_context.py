@@ -47,6 +47,7 @@ def _frame(rows: list[tuple[str, str, dt.datetime, float]]) -> pd.DataFrame:
     frame["raw_value"] = frame["value"].astype(str)
     frame["raw_unit"] = ""
     frame["flag"] = "N"
+    frame["ref_low"] = frame["ref_high"] = np.nan  # scored results carry their interval
     frame["row"] = np.arange(len(frame))
     return frame.astype({"patient_id": object, "analyte": object, "raw_value": object})
 

@@ -83,7 +83,7 @@ def assemble(
     hit_rows = set(singles.hits.keys[:, 0].tolist())
     rows_needed = sorted(hit_rows | {row for rows in finding_rows.values() for row in rows})
     at = pd.Index(context["row"])  # a row's position in the context
-    pair_of = _pairs(context, at, rows_needed, set(book.paired.values()))
+    pair_of = _pairs(context, at, rows_needed, set(book.row_fields))
     columns = record_columns(book, context)
     chosen = sorted({*rows_needed, *(row for rows in pair_of.values() for row in rows.values())})
     needed = context[columns].take(at.get_indexer(chosen)).set_axis(chosen)
@@ -119,9 +119,8 @@ def assemble(
     occurrences = []
     for (patient, anchor, rule), grade, notes in zip(kept, grades, notes_of, strict=True):
         rows: tuple[int, ...] = (anchor,)
-        paired = book.paired.get(rule.id)
-        if paired is not None and paired in pair_of.get(anchor, {}):
-            rows += (pair_of[anchor][paired],)
+        mine = pair_of.get(anchor, {})
+        rows += tuple(mine[field] for field in book.paired.get(rule.id, ()) if field in mine)
         last = _latest(rows, records)
         date, stamp = last["collected_at"], last["stamp"]
         occurrences.append(Occurrence(rule, patient, rows, anchor, date, stamp, grade, notes))
@@ -265,8 +264,8 @@ def _deciding_pairs(one: _Span, two: _Span) -> set[tuple[int, int]]:
 def _pairs(
     context: pd.DataFrame, at: pd.Index, rows: Sequence[int], columns: set[str]
 ) -> dict[int, dict[str, int]]:
-    """Per result row, the rows of its paired results (a ``nearest`` feature's ``_row``
-    columns, by column)."""
+    """Per result row, the rows of the results its features picked (a ``nearest`` or
+    ``window`` feature's ``_row`` columns, by column)."""
     found: dict[int, dict[str, int]] = defaultdict(dict)
     for column in sorted(columns):
         where = at.get_indexer(pd.Index(rows))
@@ -284,8 +283,11 @@ def _grades(
     grades: list[int | None] = [None] * len(kept)
     for rule, numbers in _by_rule(kept, lambda rule: bool(rule.ctcae)):
         anchors = needed.loc[[kept[number][1] for number in numbers]]
-        assert rule.ctcae is not None
-        found = grade_rows(criteria.term(rule.ctcae), anchors).tolist()
+        terms = [term for key in rule.ctcae if (term := criteria.find(key)) is not None]
+        found = np.max(  # each result by the term of its analyte (0 for the other terms')
+            [np.zeros(len(anchors), dtype="int64")] + [grade_rows(t, anchors) for t in terms],
+            axis=0,
+        ).tolist()
         for number, grade in zip(numbers, found, strict=True):
             grades[number] = grade if grade > 0 else None
     return grades

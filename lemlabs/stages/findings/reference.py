@@ -63,14 +63,15 @@ def assemble_plainly(
         rule = rules[hit.rule_id]
         (row,) = hit.keys
         rows: tuple[int, ...] = (row,)
-        paired = book.paired.get(rule.id)
-        if paired is not None and records[row][paired] == records[row][paired]:  # not NaN
-            rows += (int(records[row][paired]),)
+        for field in book.paired.get(rule.id, ()):
+            if records[row][field] == records[row][field]:  # not NaN
+                rows += (int(records[row][field]),)
         latest = max(rows, key=lambda r: records[r]["collected_at"])
         grade = None
         if rule.ctcae:
-            term = packs.criteria(version).term(rule.ctcae)
-            found = int(grade_rows(term, needed.loc[[row]])[0])
+            table = packs.criteria(version)
+            terms = [term for key in rule.ctcae if (term := table.find(key)) is not None]
+            found = max([0] + [int(grade_rows(t, needed.loc[[row]])[0]) for t in terms])
             grade = found if found > 0 else None
         columns = field_columns(needed.loc[[row]], book)
         notes = tuple(

@@ -54,7 +54,7 @@ def record_columns(book: RuleBook, context: pd.DataFrame) -> list[str]:
     """The context columns findings read: :data:`EVIDENCE_COLUMNS`, what grades and notes read,
     the paired results' rows, and ``source_id`` when the input had one."""
     notes = [book.fields[name].source for note in book.notes.values() for name in note.fields()]
-    wanted = [*EVIDENCE_COLUMNS, *INPUT_COLUMNS, *notes, *book.paired.values(), "source_id"]
+    wanted = [*EVIDENCE_COLUMNS, *INPUT_COLUMNS, *notes, *book.row_fields, "source_id"]
     return [name for name in dict.fromkeys(wanted) if name in context.columns]
 
 
