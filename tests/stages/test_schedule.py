@@ -25,6 +25,7 @@ def monthly(
             (d, "PLT", "250", "10^9/L"),
             (d, "Creat", "70", "umol/L"),
             (d, "U-Blood", "neg", ""),
+            (d, "ALT", "25", "U/L"),
         ]
         if month % 3 == 0:
             rows.append((d, "TSH", "1.5", "mIU/L"))
