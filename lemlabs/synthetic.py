@@ -5,7 +5,9 @@ two courses 12 months apart, monthly platelets, creatinine and urinalysis and 3-
 whenever TSH is abnormal) until 48 months after the last infusion, from one of three labs that
 spell names, units and numbers differently. Some visits are missed and a few rows are corrupted.
 Planted conditions (``conditions`` table): Graves' hyperthyroidism, hypothyroidism, ITP with a
-slow decline or an abrupt fall, infusion-associated thrombocytopenia and anti-GBM disease.
+slow decline or an abrupt fall, infusion-associated thrombocytopenia and anti-GBM disease; and,
+in a monthly liver panel appended after the other rows (ALT, AST, alkaline phosphatase, total
+bilirubin), autoimmune hepatitis and Gilbert's syndrome.
 Every value is synthetic; no real patient is described.
 """
 
@@ -20,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 CONDITIONS = (
+    "autoimmune_hepatitis",
+    "gilbert",
     "graves",
     "hypothyroidism",
     "itp_slow",
@@ -166,6 +170,17 @@ def generate(
     labs = _spell(rows, rng)
     labs = _corrupt(labs, rng, bad_rows)
     labs = labs.sort_values(["patient_id", "collected_at", "test"], kind="mergesort")
+    # the liver panel, from streams of its own and after the rest (the rows above stay as they
+    # were before it was added): a second export, as a lab's liver tests often arrive
+    liver_rng = np.random.default_rng([seed, 2])
+    hepatitis = _plant(condition, liver_rng, _LIVER_SHARES)
+    condition = np.where(hepatitis != "", hepatitis, condition)
+    liver = _liver_rows(base, attended, month, onset, hepatitis, sex, liver_rng)
+    if variation or abnormal:
+        liver = _noisy(liver, np.random.default_rng([seed, 3]), variation, abnormal)
+    liver_labs = _spell(liver, liver_rng)
+    liver_labs = liver_labs.sort_values(["patient_id", "collected_at", "test"], kind="mergesort")
+    labs = pd.concat([labs, liver_labs], ignore_index=True)
     patient_table = pd.DataFrame(
         {
             "patient_id": ids,
@@ -191,6 +206,65 @@ def generate(
     return Cohort(labs.reset_index(drop=True), patient_table, conditions)
 
 
+_LIVER_SHARES = {"autoimmune_hepatitis": 0.01, "gilbert": 0.005}
+# Planted liver conditions, among the healthy (their share of the cohort, at least one patient
+# each): autoimmune hepatitis (aminotransferases up to 12 × ULN, in one of two patients with
+# jaundice: a Hy's law pattern) and Gilbert's syndrome (an isolated, fluctuating bilirubin).
+
+
+def _plant(condition: np.ndarray, rng: np.random.Generator, shares: dict[str, float]) -> np.ndarray:
+    """Liver conditions planted among the healthy patients ('' for the others)."""
+    planted = np.full(len(condition), "", dtype=object)
+    free = list(np.flatnonzero(condition == "healthy"))
+    for name, share in shares.items():
+        count = min(len(free), max(1, round(share * len(condition))))
+        chosen = rng.choice(np.array(free, dtype=np.intp), count, replace=False)
+        planted[chosen] = name
+        free = [i for i in free if i not in set(chosen.tolist())]
+    return planted
+
+
+def _liver_rows(
+    base: dict[str, np.ndarray],
+    attended: np.ndarray,
+    month: np.ndarray,
+    onset: np.ndarray,
+    planted: np.ndarray,
+    sex: np.ndarray,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """Monthly ALT, AST, alkaline phosphatase and total bilirubin (canonical units: U/L, µmol/L)."""
+    n, m = attended.shape
+    male = (sex == "M")[:, None]
+    alt = np.clip(np.exp(rng.normal(np.log(np.where(male, 26.0, 19.0)), 0.25, (n, m))), 7, 38)
+    ast = np.clip(np.exp(rng.normal(np.log(22.0), 0.2, (n, m))), 10, 36)
+    alp = np.clip(rng.normal(72, 14, (n, m)), 40, 125)
+    bili = np.clip(np.exp(rng.normal(np.log(9.0), 0.35, (n, m))), 3, 19)
+    since = month - onset[:, None]
+    aih = (planted == "autoimmune_hepatitis")[:, None]
+    jaundiced = aih & (np.cumsum(aih[:, 0]) % 2 == 1)[:, None]  # the first, third, ... of them
+    rise = np.select([since == 0, since == 1, since == 2, since == 3], [6.0, 12.0, 7.0, 3.0], 1.0)
+    alt = np.where(aih & (since >= 0), alt * rise * 1.6, alt)
+    ast = np.where(aih & (since >= 0), ast * rise * 1.1, ast)
+    bili = np.where(jaundiced & ((since == 1) | (since == 2)), rng.normal(65, 8, (n, m)), bili)
+    gilbert = (planted == "gilbert")[:, None] & (rng.random((n, m)) < 0.3)
+    bili = np.where(gilbert, rng.normal(50, 5, (n, m)), bili)
+    frames = []
+    for analyte, values in (("alt", alt), ("ast", ast), ("alp", alp), ("bilirubin", bili)):
+        frames.append(
+            pd.DataFrame(
+                {
+                    "patient_id": base["patient_id"][attended],
+                    "date": base["date"][attended],
+                    "lab": base["lab"][attended],
+                    "analyte": analyte,
+                    "number": values[attended],
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
 VARIATION = {
     # analyte: (within-person biological CV, its source)
     "platelets": (0.077, "Arch Pathol Lab Med 1992;116:825 (6.7 % men, 8.6 % women)"),
@@ -208,6 +282,10 @@ _OUTSIDE = {
     "creatinine": (45.0, 110.0),
     "tsh": (0.4, 4.0),
     "free_t4": (12.0, 22.0),
+    "alt": (7.0, 40.0),
+    "ast": (10.0, 40.0),
+    "alp": (30.0, 130.0),
+    "bilirubin": (3.0, 21.0),
 }
 
 
@@ -326,8 +404,29 @@ _SPELLINGS: dict[tuple[int, str], tuple[str, str, str, float, int, str] | None] 
     (0, "proteinuria"): ("Urine protein", "", "", 1.0, 0, "urine"),
     (1, "proteinuria"): ("U-Protein", "mg/dL", "", 1.0, 0, "urine"),
     (2, "proteinuria"): ("UPCR", "mg/mmol", "2890-2", 1.0, 1, "urine"),
+    (0, "alt"): ("ALT", "U/L", "", 1.0, 0, "serum"),
+    (1, "alt"): ("SGPT", "IU/L", "", 1.0, 0, "serum"),
+    (2, "alt"): ("P-ALAT", "µkat/L", "1742-6", 1 / 60, 2, "plasma"),
+    (0, "ast"): ("AST", "U/L", "", 1.0, 0, "serum"),
+    (1, "ast"): ("SGOT", "IU/L", "", 1.0, 0, "serum"),
+    (2, "ast"): ("P-ASAT", "µkat/L", "1920-8", 1 / 60, 2, "plasma"),
+    (0, "alp"): ("Alkaline phosphatase", "U/L", "", 1.0, 0, "serum"),
+    (1, "alp"): ("Alk Phos", "IU/L", "", 1.0, 0, "serum"),
+    (2, "alp"): ("P-ALP", "µkat/L", "6768-6", 1 / 60, 2, "plasma"),
+    (0, "bilirubin"): ("Bilirubin total", "µmol/L", "", 1.0, 0, "serum"),
+    (1, "bilirubin"): ("T-Bili", "mg/dL", "", 1 / 17.1, 1, "serum"),
+    (2, "bilirubin"): ("P-Bilirubin", "umol/L", "1975-2", 1.0, 0, "plasma"),
 }
-_LAB_RANGES = {(0, "platelets"): ("150", "400"), (1, "tsh"): ("0.45", "4.5")}
+_LAB_RANGES = {
+    (0, "platelets"): ("150", "400"),
+    (1, "tsh"): ("0.45", "4.5"),
+    (0, "alt"): ("", "45"),
+    (1, "alt"): ("7", "56"),
+    (2, "alt"): ("", "0,75"),
+    (1, "ast"): ("10", "40"),
+    (2, "ast"): ("", "0,60"),
+    (1, "bilirubin"): ("0.1", "1.2"),
+}
 
 
 def _corrupt(labs: pd.DataFrame, rng: np.random.Generator, share: float) -> pd.DataFrame:

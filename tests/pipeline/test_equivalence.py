@@ -1,7 +1,8 @@
 """Refactoring oracle: the findings of fixed cohorts, frozen as JSON, must not change.
 
 The cohorts: the bundled example (0.6 % abnormal) and a noisy copy of it, where a seeded share of
-the numeric results is scaled up or down and a share of the dipsticks regraded, so that every rule
+the numeric results is scaled up or down, a share of the dipsticks regraded and a few visits'
+liver panels raised together, so that every rule
 fires many times, episodes mix severities and composites join (about a fifth of the results
 abnormal, as in real exports). The oracle is rewritten only by a change that means to change
 findings (a clinical correction): ``python tests/pipeline/test_equivalence.py --write``; never
@@ -28,6 +29,8 @@ from lemlabs.packs import builtin_packs
 
 ORACLE = Path(__file__).parents[1] / "data" / "findings_oracle.json.gz"
 GRADES = ["neg", "trace", "1+", "2+", "3+"]
+LIVER_TESTS = ["ALT", "SGPT", "P-ALAT", "AST", "SGOT", "P-ASAT", "Alkaline phosphatase", "Alk Phos",
+               "P-ALP", "Bilirubin total", "T-Bili", "P-Bilirubin"]  # fmt: skip
 
 
 def noisy(labs: pd.DataFrame, seed: int = 11, share: float = 0.25) -> pd.DataFrame:
@@ -45,6 +48,16 @@ def noisy(labs: pd.DataFrame, seed: int = 11, share: float = 0.25) -> pd.DataFra
     out.loc[dipsticks, "value"] = rng.choice(GRADES, int(dipsticks.sum()))
     uacr = out[rng.random(len(out)) < 0.04].assign(test="UACR", unit="mg/mmol", loinc="")
     uacr["value"] = [f"{v:.3g}" for v in np.exp(rng.normal(1.0, 1.3, len(uacr)))]
+    # liver injury moves the panel together: on a few visits every liver test of the visit is
+    # scaled by one factor (so that Hy's law and injury with jaundice meet their partners)
+    liver = out["test"].isin(LIVER_TESTS).to_numpy()
+    visit = out["patient_id"] + "|" + out["collected_at"].str[:10]
+    hit = set(visit[liver].drop_duplicates().sample(frac=0.03, random_state=seed))
+    together = liver & visit.isin(hit).to_numpy() & numbers.notna().to_numpy()
+    factor = visit[together].map({v: np.exp(rng.normal(1.5, 0.6)) for v in sorted(hit)})
+    out.loc[together, "value"] = [
+        f"{v:.4g}" for v in numbers[together] * factor.to_numpy(dtype=float)
+    ]
     return pd.concat([out, uacr], ignore_index=True)
 
 
