@@ -18,6 +18,7 @@ from lemlabs.errors import (
     RuleError,
     ThresholdError,
 )
+from lemlabs.formats.edish import liver_peaks
 from lemlabs.formats.labs import read_labs, read_patients
 from lemlabs.formats.sdtm import read_sdtm
 from lemlabs.models import Condition, DataIssue, Evidence, Finding, Severity
@@ -47,6 +48,7 @@ __all__ = [
     "Thresholds",
     "__version__",
     "default_thresholds",
+    "liver_peaks",
     "load_packs",
     "load_thresholds",
     "normalise",

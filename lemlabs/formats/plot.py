@@ -1,4 +1,5 @@
-"""Plots with matplotlib (the ``plot`` extra): one patient's trajectories and a cohort overview.
+"""Plots with matplotlib (the ``plot`` extra): one patient's trajectories, a cohort overview,
+monitoring adherence and the eDISH view of liver safety.
 
 Each function returns the matplotlib Figure; nothing is shown or saved unless you ask.
 """
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from lemlabs.formats.edish import BILIRUBIN_CUT, ENZYME_CUT, QUADRANTS, liver_peaks
 from lemlabs.models import Finding, Severity
 from lemlabs.stages.schedule import adherence
 from lemlabs.vocabulary import format_value
@@ -341,5 +343,73 @@ def plot_adherence(report: Report, patient_id: str, as_of: dt.date | str | None 
     ax.set_ylim(-0.6, len(groups) - 0.4)
     ax.set_title(f"{_plain(patient_id)}: tests done and due dates missed (as of {day})")
     ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.0, 1.35), ncol=2)
+    figure.tight_layout()
+    return figure
+
+
+_NO_FINDING = "#9e9e9e"
+
+
+def plot_edish(report: Report, enzyme: str = "ALT", table_rows: int = 12) -> Figure:
+    """The eDISH view (FDA; safetyGraphics' hepatic explorer): per patient, the peak ``enzyme``
+    (ALT or AST) × ULN against the peak total bilirubin × ULN, on log axes, with lines at 3 × and
+    2 × ULN and the quadrants named (potential Hy's law upper right); each point coloured by the
+    patient's most severe liver finding. Beside it, a table of the highest peaks
+    (:func:`lemlabs.formats.edish.liver_peaks` gives all of them)."""
+    peaks = liver_peaks(report, enzyme)
+    drawn = peaks.dropna(subset=["enzyme_x_uln", "bilirubin_x_uln"])
+    drawn = drawn[(drawn["enzyme_x_uln"] > 0) & (drawn["bilirubin_x_uln"] > 0)]
+    figure, (ax, side) = plt.subplots(
+        1, 2, figsize=(11, 5.2), gridspec_kw={"width_ratios": [1.15, 1]}
+    )
+    colours = [SEVERITY_COLOURS.get(s, _NO_FINDING) for s in drawn["liver_severity"]]
+    ax.scatter(drawn["enzyme_x_uln"], drawn["bilirubin_x_uln"], c=colours, s=22, zorder=3)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    low = min([0.1, *drawn["enzyme_x_uln"], *drawn["bilirubin_x_uln"]]) / 1.5
+    high = max([30.0, *drawn["enzyme_x_uln"] * 1.5, *drawn["bilirubin_x_uln"] * 1.5])
+    ax.set_xlim(low, high)
+    ax.set_ylim(low, high)
+    ax.axvline(ENZYME_CUT, color="#555555", linestyle="--", linewidth=0.8)
+    ax.axhline(BILIRUBIN_CUT, color="#555555", linestyle="--", linewidth=0.8)
+    for x, y, name, ha, va in (
+        (0.98, 0.98, QUADRANTS[(True, True)], "right", "top"),
+        (0.98, 0.02, QUADRANTS[(True, False)], "right", "bottom"),
+        (0.02, 0.98, QUADRANTS[(False, True)], "left", "top"),
+        (0.02, 0.02, QUADRANTS[(False, False)], "left", "bottom"),
+    ):
+        ax.text(x, y, name, transform=ax.transAxes, ha=ha, va=va, fontsize=8, color="#444444")
+    ax.set_xlabel(f"peak {enzyme.upper()} (× ULN)")
+    ax.set_ylabel("peak total bilirubin (× ULN)")
+    ax.set_title(f"eDISH: {len(drawn)} patients", fontsize=10, loc="left")
+    handles = [
+        Patch(color=colour, label=name)
+        for name, colour in [*SEVERITY_COLOURS.items(), ("no liver finding", _NO_FINDING)]
+        if name != "info"
+    ]
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.12), ncol=4,
+              frameon=False)  # fmt: skip
+    side.axis("off")
+    top = drawn.head(table_rows)
+    cells = [
+        [
+            _plain(str(row.patient_id)),
+            f"{row.enzyme_x_uln:.1f}",
+            f"{row.bilirubin_x_uln:.1f}",
+            row.quadrant,
+        ]
+        for row in top.itertuples()
+    ]
+    if cells:
+        table = side.table(
+            cellText=cells,
+            colLabels=["patient", f"{enzyme.upper()} × ULN", "bilirubin × ULN", "quadrant"],
+            loc="upper center",
+            cellLoc="left",
+        )
+        table.auto_set_font_size(False)
+        table.set_fontsize(7)
+        table.scale(1, 1.25)
+    side.set_title(f"highest {enzyme.upper()} peaks", fontsize=9, loc="left")
     figure.tight_layout()
     return figure

@@ -39,7 +39,7 @@ try:
     from markupsafe import Markup
     from matplotlib.figure import Figure
 
-    from lemlabs.formats.plot import SEVERITY_COLOURS, plot_cohort, plot_patient
+    from lemlabs.formats.plot import SEVERITY_COLOURS, plot_cohort, plot_edish, plot_patient
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(
         "lemlabs.formats.report needs Jinja2 and matplotlib: pip install 'lemlabs[report]'"
@@ -205,6 +205,9 @@ def context(
     cohort = Markup("")
     if report.patients is not None:
         cohort = svg(plot_cohort(report), "cohort")
+    liver = Markup("")
+    if scored["analyte"].isin(["alt", "bilirubin"]).any():
+        liver = svg(plot_edish(report, "ALT"), "edish")
     return {
         "title": "lemlabs report",
         "generated": dt.datetime.now().replace(microsecond=0),
@@ -218,6 +221,7 @@ def context(
         "by_severity": summary.get("findings_by_severity", {}),
         "patients": patients,
         "cohort_plot": cohort,
+        "edish_plot": liver,
         "adherence": {
             "statuses": [s.replace("_", " ") for s in statuses],
             "rows": [

@@ -68,6 +68,7 @@ def test_cohort_plot_has_a_panel_per_condition(report: lemlabs.Report) -> None:
     assert {ax.get_title(loc="left") for ax in figure.axes} == {
         "Anti-GBM disease and other nephropathies",
         "Immune thrombocytopenia (ITP)",
+        "Liver injury (autoimmune hepatitis)",
         "Thyroid disease",
     }
 
@@ -82,5 +83,5 @@ def test_adherence_plot_draws_done_and_missed(report: lemlabs.Report) -> None:
     figure = plot_adherence(report, "LEM-0123", "2023-04-01")
     (ax,) = figure.axes
     labels = [t.get_text() for t in ax.get_yticklabels()]  # the packs' groups, in their order
-    assert labels == ["thyroid", "blood_count", "creatinine", "urinalysis"]
+    assert labels == ["thyroid", "blood_count", "creatinine", "urinalysis", "liver"]
     assert len(ax.collections) == 2
