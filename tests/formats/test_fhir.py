@@ -66,6 +66,14 @@ def observation(index: int, row: dict[str, str]) -> dict[str, Any]:
         resource["valueQuantity"] = quantity
     elif row["value"]:
         resource["valueString"] = row["value"]
+    limits = {
+        key: {"value": float(text.replace(",", ".")), "unit": row["unit"], "code": row["unit"],
+              "system": "http://unitsofmeasure.org"}
+        for key in ("low", "high")
+        if (text := str(row.get(f"ref_{key}") or ""))
+    }  # fmt: skip
+    if limits and row["unit"]:
+        resource["referenceRange"] = [limits]  # the lab's own interval, as the CSV row has it
     return resource
 
 
@@ -115,9 +123,18 @@ def test_the_example_cohort_through_fhir_gives_the_csv_findings() -> None:
     frame = lemlabs.read_labs(examples.path("labs"))
     people = pd.read_csv(examples.path("patients"), dtype=str, keep_default_na=False)
     resources = bundle(
-        frame[["patient_id", "collected_at_raw", "test", "value", "unit", "loinc"]].rename(
-            columns={"collected_at_raw": "collected_at"}
-        )
+        frame[
+            [
+                "patient_id",
+                "collected_at_raw",
+                "test",
+                "value",
+                "unit",
+                "loinc",
+                "ref_low",
+                "ref_high",
+            ]
+        ].rename(columns={"collected_at_raw": "collected_at"})
     )
     from_csv = lemlabs.score_frame(examples.path("labs"), examples.path("patients"))
     from_fhir = lemlabs.score_frame(

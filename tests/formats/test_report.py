@@ -201,7 +201,7 @@ def test_the_first_worklist_row_is_the_urgent_patient(page: Any, urgent_first: s
     from selenium.webdriver.common.by import By
 
     row = page.find_element(By.CSS_SELECTOR, "table.worklist tbody tr")
-    assert row.get_attribute("data-patient") == urgent_first == "LEM-0033"
+    assert row.get_attribute("data-patient") == urgent_first == "LEM-0154"  # Hy's law, 2018
     assert "URGENT" in row.text.upper()
 
 
@@ -210,7 +210,7 @@ def test_every_patient_anchor_navigates(page: Any) -> None:
     from selenium.webdriver.common.by import By
 
     links = page.find_elements(By.CSS_SELECTOR, "table.worklist tbody a")
-    assert len(links) == 34
+    assert len(links) == 37
     for link in links:
         target = link.get_attribute("href").split("#", 1)[1]
         page.execute_script("arguments[0].click()", link)
@@ -237,7 +237,7 @@ def test_every_plot_renders(page: Any) -> None:
         " return [r.width, r.height, s.querySelectorAll('path').length,"
         "         s.querySelectorAll('text').length]; })"
     )
-    assert len(sizes) == 34 + 1  # a plot per patient and the cohort plot
+    assert len(sizes) == 37 + 2  # a plot per patient, the cohort plot and the eDISH panel
     for width, height, paths, texts in sizes:
         assert width > 300 and height > 100 and paths > 10 and texts > 3
 
