@@ -137,18 +137,7 @@ def generate(
     }
 
     def add(analyte: str, values: np.ndarray, mask: np.ndarray) -> None:
-        keep = attended & mask
-        frames.append(
-            pd.DataFrame(
-                {
-                    "patient_id": base["patient_id"][keep],
-                    "date": base["date"][keep],
-                    "lab": base["lab"][keep],
-                    "analyte": analyte,
-                    "number": np.asarray(values, dtype=float)[keep],
-                }
-            )
-        )
+        frames.append(_visit_rows(base, attended & mask, analyte, values))
 
     everywhere = np.ones((n, m), dtype=bool)
     add("platelets", plt, everywhere)
@@ -249,20 +238,24 @@ def _liver_rows(
     bili = np.where(jaundiced & ((since == 1) | (since == 2)), rng.normal(65, 8, (n, m)), bili)
     gilbert = (planted == "gilbert")[:, None] & (rng.random((n, m)) < 0.3)
     bili = np.where(gilbert, rng.normal(50, 5, (n, m)), bili)
-    frames = []
-    for analyte, values in (("alt", alt), ("ast", ast), ("alp", alp), ("bilirubin", bili)):
-        frames.append(
-            pd.DataFrame(
-                {
-                    "patient_id": base["patient_id"][attended],
-                    "date": base["date"][attended],
-                    "lab": base["lab"][attended],
-                    "analyte": analyte,
-                    "number": values[attended],
-                }
-            )
-        )
+    panel = (("alt", alt), ("ast", ast), ("alp", alp), ("bilirubin", bili))
+    frames = [_visit_rows(base, attended, analyte, values) for analyte, values in panel]
     return pd.concat(frames, ignore_index=True)
+
+
+def _visit_rows(
+    base: dict[str, np.ndarray], keep: np.ndarray, analyte: str, values: np.ndarray
+) -> pd.DataFrame:
+    """One analyte's results at the visits ``keep`` selects (patients × months)."""
+    return pd.DataFrame(
+        {
+            "patient_id": base["patient_id"][keep],
+            "date": base["date"][keep],
+            "lab": base["lab"][keep],
+            "analyte": analyte,
+            "number": np.asarray(values, dtype=float)[keep],
+        }
+    )
 
 
 VARIATION = {

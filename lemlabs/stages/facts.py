@@ -310,11 +310,9 @@ def _classes(facts: pd.DataFrame, rules: Iterable[Rule], thresholds: Thresholds)
             analytes = _analytes_of(node)
             for comparison in walk(node):
                 assert isinstance(comparison, Comparison)  # compiled: no Computed left
-                field = comparison.field
-                known = read_for.get(field, set())
-                read_for[field] = None if known is None or analytes is None else known | analytes
-            for comparison in walk(node):
-                assert isinstance(comparison, Comparison)  # compiled: no Computed left
+                known = read_for.get(comparison.field, set())
+                mine = None if known is None or analytes is None else known | analytes
+                read_for[comparison.field] = mine
                 operand = comparison.operand
                 value = None if isinstance(operand, Field) else value_of(operand, thresholds)
                 if isinstance(value, int | float) and not isinstance(value, bool):
