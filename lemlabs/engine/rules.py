@@ -582,7 +582,7 @@ def _has_or(node: Node) -> bool:
 
 
 def _features(source: Source, checker: _Checker) -> list[Feature]:
-    found = []
+    found: list[Feature] = []
     for number, raw in enumerate(source.content.get("feature", []), start=1):
         where = f"{source.where}, feature {raw.get('name', number)!r}"
         kind = raw.get("kind")
@@ -604,14 +604,18 @@ def _features(source: Source, checker: _Checker) -> list[Feature]:
             raise RuleDefinitionError(
                 f"{where}: 'by' says what pick = max or min compares (nearest compares days)"
             )
+        above = {f.name for feature in found for f in feature.fields if f.kind == "number"}
         for key, value in params.items():
-            params[key] = _check_param(where, key, expected[key], value, checker)
+            params[key] = _check_param(where, key, expected[key], value, checker, above)
         found.append(Feature(raw["name"], kind, params))
     return found
 
 
-def _check_param(where: str, key: str, kind: str, value: Any, checker: _Checker) -> Any:
-    """The parameter, checked (an expression parsed: it reads the other result's own fields)."""
+def _check_param(
+    where: str, key: str, kind: str, value: Any, checker: _Checker, above: set[str]
+) -> Any:
+    """The parameter, checked (an expression parsed: it reads the other result's own numbers
+    and those of the features ``above`` it in its pack)."""
 
     def analyte(name: Any) -> None:
         if name not in checker.analytes:
@@ -654,12 +658,13 @@ def _check_param(where: str, key: str, kind: str, value: Any, checker: _Checker)
             if isinstance(expression, All | Any_ | Comparison | Computed):
                 raise RuleDefinitionError(f"{where}: {key}: {text!r} is not arithmetic")
             names = [r.name for r in names_of(expression) if isinstance(r, Ref)]
-            own_fields = {f.name for f in RESULT_FIELDS if f.kind == "number"}
+            own_fields = {f.name for f in RESULT_FIELDS if f.kind == "number"} | above
             bad = sorted(set(names) - own_fields)
             if bad:
                 raise RuleDefinitionError(
                     f"{where}: {key}: {text!r} reads {', '.join(bad)}; it may read the other "
-                    f"result's own numbers: {', '.join(sorted(own_fields))}"
+                    f"result's own numbers and those of the features above it: "
+                    f"{', '.join(sorted(own_fields))}"
                 )
             parsed[name] = expression
         return parsed[""] if kind == "expression" else parsed

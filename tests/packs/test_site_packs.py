@@ -205,6 +205,18 @@ ref_source = "x"
             },
             r"site/thresholds.toml: threshold 'site.x': unit 'mg/dL' is not analyte 'creatinine''s",
         ),
+        (
+            {
+                "rules": '[[feature]]\nname = "a"\nkind = "window"\nanalytes = ["platelets"]\n'
+                'of = ["platelets"]\nbefore = 1\nafter = 0\npick = "nearest"\n'
+                'take = { r = "b_v" }\n'
+                '[[feature]]\nname = "b"\nkind = "window"\nanalytes = ["platelets"]\n'
+                'of = ["platelets"]\n'
+                'before = 1\nafter = 0\npick = "nearest"\ntake = { v = "value" }\n'
+            },
+            r"site/rules.toml, feature 'a': take: 'b_v' reads b_v; it may read the other "
+            r"result's own numbers and those of the features above it",
+        ),
         ({"rule.toml": ""}, r"site/rule.toml: not a pack file"),
         ({"rules": "[titles\n"}, r"site/rules.toml: not valid TOML"),
         ({"pack.toml": 'condition = "site"\n'}, r"site/pack.toml: 'source' .* is missing"),

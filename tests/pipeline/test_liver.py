@@ -243,6 +243,38 @@ def test_the_r_ratio_names_the_pattern() -> None:
     assert "R ratio 8.7" in found.message and "hepatocellular" in found.message
 
 
+# The R ratio at the peak ALT of the Hy's law window ((ALT/ULN) ÷ (ALP/ULN), the same day's ALP;
+# R ≥ 5 hepatocellular, ≤ 2 cholestatic): ALT 400 at ULN 40 is 10 × ULN; ALP at ULN 100.
+@pytest.mark.parametrize(
+    ("alp", "alp_day", "code", "said"),
+    [
+        ("150", "2020-03-01", HYS, "R ratio 6.7 at the peak ALT"),  # 10 ÷ 1.5: hepatocellular
+        ("200", "2020-03-01", JAUNDICE, "R ratio 5.0 at the peak ALT"),  # exactly 5: hepatocell.
+        ("200.01", "2020-03-01", JAUNDICE, "R ratio 5.0 at the peak ALT"),  # just below 5: mixed
+        ("499.99", "2020-03-01", JAUNDICE, "R ratio 2.0 at the peak ALT"),  # just above 2: mixed
+        ("500", "2020-03-01", JAUNDICE, "R ratio 2.0 at the peak ALT"),  # exactly 2: cholestatic
+        ("150", "2020-03-02", HYS, "R ratio not known"),  # not the peak ALT's day
+    ],
+)
+def test_hys_law_findings_carry_the_r_ratio_at_the_peak_alt(
+    alp: str, alp_day: str, code: str, said: str
+) -> None:
+    report = score(
+        [
+            ("2020-02-20", "ALT", "200", "U/L", "40"),
+            ("2020-03-01", "ALT", "400", "U/L", "40"),  # the peak in the 30 days before
+            (alp_day, "ALP", alp, "U/L", "100"),
+            ("2020-03-05", "Total bilirubin", "60", "µmol/L", "21"),
+        ]
+    )
+    (found,) = [f for f in report.finding_list if f.code in (HYS, JAUNDICE)]
+    assert found.code == code
+    assert said in found.message
+    patterns = {"150": "hepatocellular", "200": "hepatocellular", "200.01": "mixed"}
+    pattern = {**patterns, "499.99": "mixed", "500": "cholestatic"}[alp]
+    assert f"a {pattern} pattern" in found.message or alp_day != "2020-03-01"
+
+
 def test_alt_and_ast_of_one_episode_are_one_finding_naming_both() -> None:
     report = score(
         [("2020-03-01", "ALT", "400", "U/L", "40"), ("2020-03-03", "AST", "150", "U/L", "40")]
