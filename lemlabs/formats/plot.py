@@ -43,6 +43,9 @@ SEVERITY_COLOURS = {"info": "#7f7f7f", "watch": "#e3a21a", "action": "#d95f02", 
 LOG_TICKS = (0.01, 0.03, 0.1, 0.4, 1.0, 4.0, 10.0, 30.0, 100.0)
 """Ticks of a log axis (an analyte with ``scale = "log"``: a suppressed TSH, 0.01, and a raised
 one, 20, both read)."""
+X_ULN_TICKS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0)
+"""Ticks of a × ULN axis (an analyte with ``scale = "x_uln"``: the liver tests, whose cut-offs
+are multiples of the upper limit)."""
 DIPSTICK_GRADES = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)
 DIPSTICK_LABELS = ("neg", "trace", "1+", "2+", "3+", "4+")
 _LINE = "#1f4e79"
@@ -79,14 +82,20 @@ def _draw_dipstick(ax: Axes, series: pd.DataFrame) -> None:
     ax.set_ylim(-0.5, top + 0.5)
 
 
-def _draw_values(ax: Axes, series: pd.DataFrame, log: bool) -> None:
-    """Values with the reference interval shaded; censored values as triangles (< down, > up)."""
+def _draw_values(ax: Axes, series: pd.DataFrame, scale: str) -> None:
+    """Values with the reference interval shaded; censored values as triangles (< down, > up).
+    ``scale``: linear, log, or ``x_uln`` (each value and its interval ÷ its own ULN, on a log
+    axis: the ULN is 1)."""
     values = series["value"].to_numpy(dtype=float)
     low = series["ref_low"].to_numpy(dtype=float)
     high = series["ref_high"].to_numpy(dtype=float)
-    if log:
+    if scale == "x_uln":
+        uln = np.where(high > 0, high, np.nan)
+        values, low, high = values / uln, low / uln, high / uln
+    if scale != "linear":
+        ticks = X_ULN_TICKS if scale == "x_uln" else LOG_TICKS
         ax.set_yscale("log")
-        ax.yaxis.set_major_locator(FixedLocator(LOG_TICKS))
+        ax.yaxis.set_major_locator(FixedLocator(ticks))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.yaxis.set_minor_formatter(NullFormatter())
         floor = np.nanmin(np.concatenate([values[values > 0], low[low > 0]]), initial=1.0) / 2
@@ -151,7 +160,8 @@ def plot_patient(report: Report, patient_id: str, analytes: Sequence[str] | None
     """A lane per finding (onset to latest evidence, its clinical title, coloured by severity),
     then a panel per analyte over time (``analytes``, else the packs' ``charts``): values in
     canonical units with the reference interval shaded, on a log axis for an analyte whose scale
-    is ``log`` (TSH), dipsticks on a categorical axis (neg, trace, 1+, 2+, 3+), censored values as
+    is ``log`` (TSH), as × its own ULN on a log axis for one whose scale is ``x_uln`` (the liver
+    tests), dipsticks on a categorical axis (neg, trace, 1+, 2+, 3+), censored values as
     triangles, course starts as dashed lines and each finding's episode as a band in its
     severity's colour. All panels share the time axis."""
     results = report.results[
@@ -188,12 +198,10 @@ def plot_patient(report: Report, patient_id: str, analytes: Sequence[str] | None
             label = packs.label(analyte)
             ax.set_ylabel(label if "dipstick" in label else f"{label}\n(dipstick)", fontsize=8)
         else:
-            log = analyte in packs.catalogue and packs.catalogue[analyte].scale == "log"
-            _draw_values(ax, series, log)
-            scale = ", log" if log else ""
-            ax.set_ylabel(
-                f"{packs.label(analyte)}\n({format_value(1, unit)[2:]}{scale})", fontsize=8
-            )
+            scale = packs.catalogue[analyte].scale if analyte in packs.catalogue else "linear"
+            _draw_values(ax, series, scale)
+            axis = {"linear": format_value(1, unit)[2:], "log": f"{format_value(1, unit)[2:]}, log"}
+            ax.set_ylabel(f"{packs.label(analyte)}\n({axis.get(scale, '× ULN, log')})", fontsize=8)
         for finding in findings:
             if any(e.analyte == analyte for e in finding.evidence):
                 start = pd.Timestamp(finding.onset)

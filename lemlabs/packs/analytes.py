@@ -93,8 +93,9 @@ class Analyte:
     unit_aliases: tuple[tuple[str, str], ...] = ()
     """Spellings read as another unit (``IU/L`` as ``U/L``)."""
     sdtm: tuple[SdtmCode, ...] = ()
-    scale: Literal["linear", "log"] = "linear"
-    """How charts draw it (``log``: a suppressed TSH and a raised one both read)."""
+    scale: Literal["linear", "log", "x_uln"] = "linear"
+    """How charts draw it (``log``: a suppressed TSH and a raised one both read; ``x_uln``: as
+    × the result's own ULN on a log axis, as liver safety is read)."""
     typical: tuple[float, float] | None = None
     """Where a living patient's values usually lie (generated test data draws from it)."""
     pack: str = ""
@@ -148,8 +149,8 @@ def read_analyte(key: str, raw: Mapping[str, Any], where: str, pack: str) -> Ana
         if item.get("specimen", "") not in ("", *SPECIMENS):
             raise RuleDefinitionError(f"{at}, sdtm: specimen is blood or urine")
         codes.append(SdtmCode(str(item["code"]), str(item["name"]), str(item.get("specimen", ""))))
-    if raw.get("scale", "linear") not in ("linear", "log"):
-        raise RuleDefinitionError(f"{at}, scale: linear or log")
+    if raw.get("scale", "linear") not in ("linear", "log", "x_uln"):
+        raise RuleDefinitionError(f"{at}, scale: linear, log or x_uln")
     critical = raw.get("critical", {})
     aliases = raw.get("unit_aliases", {})
     if not isinstance(aliases, Mapping):

@@ -43,6 +43,21 @@ def test_tsh_is_on_a_log_axis_with_the_interval_shaded(report: lemlabs.Report) -
     assert any(c.get_label() == "reference interval" for c in tsh.collections)
 
 
+def test_liver_tests_are_drawn_as_times_their_own_uln(report: lemlabs.Report) -> None:
+    figure = plot_patient(report, "LEM-0154", ["alt", "bilirubin", "platelets"])
+    alt = _panel(figure, "ALT")
+    assert "× ULN" in alt.get_ylabel() and alt.get_yscale() == "log"
+    assert "× ULN" not in _panel(figure, "platelet").get_ylabel()
+    results = report.results
+    mine = results[(results["patient_id"] == "LEM-0154") & (results["analyte"] == "alt")]
+    mine = mine[mine["status"] == "scored"].sort_values("collected_at")
+    (line,) = [line for line in alt.get_lines() if len(line.get_xdata()) == len(mine)][:1]
+    drawn = pd.Series(line.get_ydata(), dtype=float).to_numpy()
+    expected = (mine["value"] / mine["ref_high"]).to_numpy(dtype=float)
+    assert drawn == pytest.approx(expected)
+    assert drawn.max() > 5  # the autoimmune hepatitis peak reads as more than 5 × ULN
+
+
 def test_dipsticks_are_on_a_categorical_axis(report: lemlabs.Report) -> None:
     figure = plot_patient(report, "LEM-0033", ["urine_blood", "creatinine"])
     dipstick = _panel(figure, "blood")
