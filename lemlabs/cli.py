@@ -218,7 +218,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="VERSION",
         help="CTCAE version of the grades: v4 (4.03), v5 (default) or v6",
     )
-    score.add_argument("--sep", metavar="CHAR", help="CSV delimiter (default: sniffed ; tab ,)")
+    score.add_argument("--sep", metavar="CHAR", help="CSV delimiter (default: sniffed ; tab , |)")
     score.add_argument(
         "--columns",
         type=_column_map,

@@ -214,7 +214,7 @@ def score_dask(
     if missing:
         from lemlabs.errors import MissingColumnError
 
-        raise MissingColumnError(missing[0], "dask input")
+        raise MissingColumnError(missing, "dask input", [str(c) for c in frame.columns])
     folders = [os.fspath(Path(path).resolve()) for path in packs]
     table = load_packs(folders).thresholds(thresholds)  # checked here, before any worker runs
     people = read_patients(patients) if patients is not None else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 
 class LemlabsError(Exception):
     """Base class of every error lemlabs raises on purpose."""
@@ -12,11 +14,34 @@ class LabInputError(LemlabsError, ValueError):
 
 
 class MissingColumnError(LabInputError):
-    """A required column is absent; ``column`` names it."""
+    """Required columns are absent: ``columns`` names every one (``column``, the first). The
+    message shows the header that was found and, where a header column looks like a missing
+    one, the mapping to pass (``--columns MRN=patient_id``, ``columns={"MRN": "patient_id"}``)."""
 
-    def __init__(self, column: str, source: str = "input") -> None:
-        self.column = column
-        super().__init__(f"{source}: required column {column!r} is missing")
+    def __init__(
+        self,
+        column: str | Sequence[str],
+        source: str = "input",
+        header: Sequence[str] | None = None,
+        mapping: Mapping[str, str] | None = None,
+    ) -> None:
+        self.columns = (column,) if isinstance(column, str) else tuple(column)
+        self.column = self.columns[0]
+        names = ", ".join(repr(c) for c in self.columns)
+        plural = "s" if len(self.columns) > 1 else ""
+        text = f"{source}: required column{plural} {names} {'are' if plural else 'is'} missing"
+        if header is not None:
+            shown = ", ".join(repr(str(c)) for c in list(header)[:20])
+            more = f" and {len(header) - 20} more" if len(header) > 20 else ""
+            text += f"; the header found: {shown}{more}"
+            if len(header) == 1 and any(mark in str(header[0]) for mark in ";|\t,"):
+                text += " (one column: is the delimiter another? pass --sep / sep=)"
+        if mapping:
+            pairs = ",".join(f"{found}={wanted}" for found, wanted in mapping.items())
+            text += f"; map them: --columns {pairs} (Python: columns={dict(mapping)!r})"
+        else:
+            text += "; map a column of another name: --columns NAME=patient_id (Python: columns=)"
+        super().__init__(text)
 
 
 class OutputError(LemlabsError, ValueError):

@@ -33,7 +33,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     return frame.astype(object).where(frame.notna(), "").astype(str)
 
 
-_DELIMITERS = {";": "semicolon", "\t": "tab", ",": "comma"}
+_DELIMITERS = {";": "semicolon", "\t": "tab", ",": "comma", "|": "pipe"}
 
 
 def _peek(source: Any) -> str:
@@ -64,9 +64,9 @@ def _fields(line: str, sep: str) -> int:
 
 
 def sniff_delimiter(text: str, name: str = "input") -> str:
-    """``;``, tab or ``,``: the delimiter of a CSV text, decided by its header and confirmed by
-    the rows (every sampled row splits into as many fields as the header). A text where no
-    delimiter, or more than one, fits is a :class:`LabInputError` asking for ``sep``."""
+    """``;``, tab, ``,`` or ``|``: the delimiter of a CSV text, decided by its header and
+    confirmed by the rows (every sampled row splits into as many fields as the header). A text
+    where no delimiter, or more than one, fits is a :class:`LabInputError` asking for ``sep``."""
     lines = [line for line in text.splitlines()[:50] if line.strip()]
     if not lines:
         return ","
@@ -162,7 +162,8 @@ def read_frame(source: Source, sep: str | None = None) -> tuple[pd.DataFrame, st
 
 
 def read_text_table(source: Source, sep: str | None = None) -> pd.DataFrame:
-    """A CSV (delimiter sniffed unless ``sep`` is given: ``;``, tab or ``,``) as text columns."""
+    """A CSV (delimiter sniffed unless ``sep`` is given: ``;``, tab, ``,`` or ``|``) as text
+    columns."""
     return _read_csv(source, sep)
 
 

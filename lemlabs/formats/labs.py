@@ -49,8 +49,9 @@ def read_labs(
     """Read a long-format lab CSV or Parquet file (one result a row); see the README.
 
     ``columns`` maps other column names onto lemlabs' (``{"MRN": "patient_id"}``). The CSV
-    delimiter (``;``, tab or ``,``) is sniffed unless ``sep`` gives it. An SDTM LB table (CSV,
-    Parquet or SAS transport ``.xpt``) is recognised by its columns (:func:`lemlabs.read_sdtm`).
+    delimiter (``;``, tab, ``,`` or ``|``) is sniffed unless ``sep`` gives it. An SDTM LB table
+    (CSV, Parquet or SAS transport ``.xpt``) is recognised by its columns
+    (:func:`lemlabs.read_sdtm`).
     Raises :class:`~lemlabs.errors.LabInputError` for a file that cannot be used at all.
     """
     if columns is None and is_prepared(path_or_buffer):

@@ -223,7 +223,7 @@ def layered(
     if isinstance(site, str | os.PathLike):
         path = Path(site)
         try:
-            text = path.read_text("utf-8")
+            text = path.read_text("utf-8-sig")  # a byte-order mark is not TOML's first statement
             table = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
         except (OSError, ValueError, RecursionError) as error:
             raise ThresholdError(f"{path}: cannot read the threshold table ({error})") from error

@@ -81,8 +81,16 @@ def _map_columns(
     name: str,
 ) -> pd.DataFrame:
     _check_duplicates(frame, name)
-    renames = {original: target for original, target in (columns or {}).items()}
     folded = {str(column).strip().casefold(): column for column in frame.columns}
+    renames = {}
+    for original, target in (columns or {}).items():
+        found = original if original in frame.columns else folded.get(original.strip().casefold())
+        if found is None:
+            raise LabInputError(
+                f"{name}: the column mapping names {original!r} (→ {target}), which is not a "
+                f"column of it; the header found: {', '.join(repr(str(c)) for c in frame.columns)}"
+            )
+        renames[found] = target
     for wanted in known:
         if wanted not in renames.values() and wanted in folded and folded[wanted] != wanted:
             renames[folded[wanted]] = wanted
@@ -90,10 +98,35 @@ def _map_columns(
     if frame.columns.duplicated().any():
         twice = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
         raise LabInputError(f"{name}: column {twice[0]!r} appears more than once")
-    for column in required:
-        if column not in frame.columns:
-            raise MissingColumnError(column, name)
+    missing = [column for column in required if column not in frame.columns]
+    if missing:
+        header = [str(c) for c in frame.columns]
+        raise MissingColumnError(missing, name, header, _likely_mapping(header, missing))
     return frame
+
+
+_LIKELY = {
+    "patient_id": ("mrn", "patient", "patientid", "patient id", "subject", "subjid", "usubjid",
+                   "pid", "id", "patient number", "hospital number", "personnummer"),
+    "collected_at": ("date", "collection date", "collected", "sample date", "specimen date",
+                     "collection time", "datetime", "lbdtc", "taken", "drawn", "effective"),
+    "test": ("analyte", "test name", "testname", "lbtest", "lbtestcd", "parameter", "analyse",
+             "analysis", "component", "observation", "item"),
+    "value": ("result", "lborres", "result value", "resultat", "value text", "valuequantity"),
+    "unit": ("units", "lborresu", "uom", "unit of measure", "enhet", "einheit"),
+}  # fmt: skip
+"""Header names that exports use for lemlabs' required columns (suggested, never applied)."""
+
+
+def _likely_mapping(header: list[str], missing: list[str]) -> dict[str, str]:
+    """For each missing column, the one header column whose name an export commonly uses for
+    it (nothing when none or more than one is)."""
+    out = {}
+    for wanted in missing:
+        found = [c for c in header if c.strip().casefold() in _LIKELY.get(wanted, ())]
+        if len(found) == 1 and found[0] not in out:
+            out[found[0]] = wanted
+    return out
 
 
 def _as_text(series: pd.Series) -> pd.Series:

@@ -132,6 +132,12 @@ def test_a_threshold_table_of_the_wrong_shape_is_refused(table: object) -> None:
         load_thresholds(table)  # type: ignore[arg-type]
 
 
+def test_a_threshold_file_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    path = tmp_path / "site.toml"
+    path.write_bytes('\ufeff[itp.urgent_below]\nvalue = 25\nsource = "site"\n'.encode())
+    assert lemlabs.load_thresholds(path)["itp.urgent_below"] == 25
+
+
 def test_a_deeply_nested_json_table_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "deep.json"
     path.write_text("[" * 100_000 + "]" * 100_000)

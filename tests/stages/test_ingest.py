@@ -44,6 +44,47 @@ def test_missing_required_column_is_named(column: str) -> None:
     assert column in str(caught.value)
 
 
+def test_every_missing_column_is_named_at_once_with_the_header_and_a_mapping() -> None:
+    text = "MRN,Date,Analyse,Result,Units\nP1,2021-01-01,TSH,1,mIU/L\n"
+    with pytest.raises(MissingColumnError) as caught:
+        lemlabs.read_labs(io.StringIO(text))
+    assert caught.value.columns == ("patient_id", "collected_at", "test", "value", "unit")
+    message = str(caught.value)
+    assert "the header found: 'MRN', 'Date', 'Analyse', 'Result', 'Units'" in message
+    assert "--columns MRN=patient_id,Date=collected_at,Analyse=test,Result=value,Units=unit" in (
+        message
+    )
+    mapping = {"MRN": "patient_id", "Date": "collected_at", "Analyse": "test"}
+    mapping |= {"Result": "value", "Units": "unit"}
+    assert len(lemlabs.read_labs(io.StringIO(text), columns=mapping)) == 1  # the hint works
+
+
+def test_a_column_without_a_likely_name_gets_the_general_hint() -> None:
+    text = "patient_id,collected_at,test,value,x\nP1,2021-01-01,TSH,1,mIU/L\n"
+    with pytest.raises(MissingColumnError, match=r"'unit' is missing; the header found: .*'x'; "
+                       r"map a column of another name: --columns NAME="):  # fmt: skip
+        lemlabs.read_labs(io.StringIO(text))
+
+
+def test_a_mapping_of_a_column_the_file_lacks_is_refused_by_name() -> None:
+    with pytest.raises(LabInputError, match=r"names 'MRN' \(→ patient_id\), which is not a col"):
+        lemlabs.read_labs(
+            io.StringIO(HEADER + "P1,2021-01-01,TSH,1,mIU/L\n"), columns={"MRN": "patient_id"}
+        )
+
+
+def test_a_pipe_delimited_export_is_read() -> None:
+    text = HEADER.replace(",", "|") + "P1|2021-01-01|TSH|1,5|mIU/L\n"
+    labs = lemlabs.read_labs(io.StringIO(text))
+    assert labs.loc[0, "value"] == "1,5" and labs.loc[0, "unit"] == "mIU/L"
+
+
+def test_one_column_read_with_the_wrong_delimiter_says_so() -> None:
+    text = HEADER.replace(",", "|") + "P1|2021-01-01|TSH|1|mIU/L\n"
+    with pytest.raises(MissingColumnError, match="is the delimiter another"):
+        lemlabs.read_labs(io.StringIO(text), sep=",")
+
+
 def test_non_utf8_bytes_are_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "latin1.csv"
     path.write_bytes((HEADER + "P1,2021-01-01,Créatinine,80,µmol/L\n").encode("latin-1"))
