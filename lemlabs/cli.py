@@ -255,7 +255,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DATE",
         help="judge the schedule on this date (default: the latest result's date)",
     )
-    html.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    html.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no 'wrote' line")
     demo = commands.add_parser(
         "demo",
         help="score the bundled synthetic example cohort",
@@ -325,7 +325,8 @@ def _parser() -> argparse.ArgumentParser:
             metavar="SEVERITY",
             help="exit 3 when a finding reaches this severity (info/watch/action/urgent)",
         )
-        sub.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        quiet = "no progress bar, no 'wrote' line" if sub is score else "no progress bar"
+        sub.add_argument("-q", "--quiet", action="store_true", help=quiet)
     return parser
 
 
@@ -395,6 +396,7 @@ def _schedule(args: argparse.Namespace, out: TextIO) -> int:
     table = lemlabs.schedule(args.labs, args.patients, args.as_of, args.thresholds, _packs(args))
     if args.output is not None:
         write_csv(table, args.output)
+        _wrote(args, out, args.output, len(table), "schedule row")
     else:
         counts = table["status"].value_counts().to_dict()
         out.write(
@@ -519,8 +521,10 @@ def _score_dask(args: argparse.Namespace, out: TextIO) -> int:
     )
     if args.output is not None:
         write_findings_table(findings, args.output)
+        _wrote(args, out, args.output, len(findings), "finding")
     if args.issues is not None:
         write_issues(issues, args.issues)
+        _wrote(args, out, args.issues, len(issues), "data issue")
     out.write(json.dumps(summary, indent=1) + "\n")
     worst = (
         findings["severity"].map({str(s): int(s) for s in Severity}).max() if len(findings) else -1
@@ -609,20 +613,33 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     if args.command == "score" and args.output is not None and args.adlb:
         from lemlabs.formats.adlb import write_adlb
 
-        write_adlb(report.to_adlb(), args.output)
+        adlb = report.to_adlb()
+        write_adlb(adlb, args.output)
+        _wrote(args, out, args.output, len(adlb), "ADLB record")
     elif args.command == "score" and args.output is not None:
         if _output_format(args.output) == ".xlsx":
             report.to_excel(args.output, thresholds)
         else:
             write_findings(report.finding_list, args.output, packs)
+        _wrote(args, out, args.output, len(report.finding_list), "finding")
     if args.command == "score" and args.issues is not None:
         write_issues(report.issues, args.issues)
+        _wrote(args, out, args.issues, len(report.issues), "data issue")
     if args.command == "demo" or args.output is None:
         _print_report(report, out)
     _check_some_row_used(report)
     if args.fail_on is not None and any(f.severity >= args.fail_on for f in report.finding_list):
         return EXIT_FAIL_ON
     return EXIT_OK
+
+
+def _wrote(args: argparse.Namespace, out: TextIO, path: Path, count: int, what: str) -> None:
+    """One line saying what a command wrote (unless ``--quiet``), as ``lemlabs report`` does."""
+    if not getattr(args, "quiet", False):
+        size = path.stat().st_size / 1024 if path.is_file() else 0.0
+        out.write(
+            f"wrote {printable(path)} ({count} {what}{'' if count == 1 else 's'}, {size:.0f} KB)\n"
+        )
 
 
 def _check_some_row_used(report: Report) -> None:

@@ -3,6 +3,9 @@ transport (``.xpt``); a DataFrame is taken as it is."""
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
 import os
 from pathlib import Path
 from typing import IO, Any
@@ -36,10 +39,18 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 _DELIMITERS = {";": "semicolon", "\t": "tab", ",": "comma", "|": "pipe"}
 
 
+_COMPRESSED: dict[str, Any] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+"""Compressed files pandas reads by their suffix, opened here to peek at their text."""
+
+
 def _peek(source: Any) -> str:
     """The first 64 KiB of a file or seekable buffer as text ('' when it cannot be peeked)."""
     if isinstance(source, str | os.PathLike):
-        with open(source, "rb") as handle:
+        suffix = Path(source).suffix.lower()
+        opener = _COMPRESSED.get(suffix, open) if suffix != ".zip" else None
+        if opener is None:
+            return ""  # a zip archive: pandas reads its member; the delimiter defaults to ","
+        with opener(source, "rb") as handle:
             head: str | bytes = handle.read(65536)
     elif hasattr(source, "seek") and hasattr(source, "read") and source.seekable():
         start = source.tell()

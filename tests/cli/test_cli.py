@@ -55,6 +55,22 @@ def test_each_output_format_round_trips(
     assert "oops" in issues.read_text()
 
 
+def test_score_says_what_it_wrote_unless_quiet(
+    inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lemlabs.cli import main
+
+    out, issues = tmp_path / "findings.csv", tmp_path / "issues.csv"
+    args = ["score", str(inputs[0]), "--patients", str(inputs[1]), "-o", str(out)]
+    assert main([*args, "--issues", str(issues)]) == 0
+    found = len(lemlabs.score_frame(inputs[0], inputs[1]).finding_list)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"wrote {out} ({found} findings, ") and lines[0].endswith(" KB)")
+    assert lines[1].startswith(f"wrote {issues} (1 data issue, ")
+    assert main([*args, "-q"]) == 0
+    assert capsys.readouterr().out == ""
+
+
 def test_without_output_a_summary_is_printed(inputs: tuple[Path, Path]) -> None:
     done = run("score", inputs[0], "--patients", inputs[1])
     assert done.returncode == 0

@@ -79,6 +79,21 @@ def test_a_pipe_delimited_export_is_read() -> None:
     assert labs.loc[0, "value"] == "1,5" and labs.loc[0, "unit"] == "mIU/L"
 
 
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz"])
+def test_a_compressed_semicolon_export_is_sniffed_on_its_text(tmp_path: Path, suffix: str) -> None:
+    import bz2
+    import gzip
+    import lzma
+
+    compress = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress}[suffix]
+    path = tmp_path / f"labs.csv{suffix}"
+    path.write_bytes(
+        compress((HEADER.replace(",", ";") + "P1;2021-01-01;TSH;1,5;mIU/L\n").encode())
+    )
+    labs = lemlabs.read_labs(path)
+    assert labs.loc[0, "value"] == "1,5" and labs.loc[0, "unit"] == "mIU/L"
+
+
 def test_one_column_read_with_the_wrong_delimiter_says_so() -> None:
     text = HEADER.replace(",", "|") + "P1|2021-01-01|TSH|1|mIU/L\n"
     with pytest.raises(MissingColumnError, match="is the delimiter another"):
