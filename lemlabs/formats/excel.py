@@ -172,9 +172,9 @@ def write_workbook(
     thresholds: Thresholds | Mapping[str, Any] | str | None = None,
     packs: Packs | None = None,
 ) -> None:
-    """Write the workbook: Findings (most severe first, then by onset), Evidence (one row per
-    result per finding), Issues (with the file ``line``), Summary and Rules (of ``packs``, the
-    built-in ones unless given)."""
+    """Write the workbook: Findings (most severe first, then the most recent evidence),
+    Evidence (one row per result per finding), Issues (with the file ``line``), Summary and
+    Rules (of ``packs``, the built-in ones unless given)."""
     packs = packs or builtin_packs()
     table = packs.thresholds(thresholds)
     ordered = sort_findings(findings)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from lemlabs.formats.worklist import shown_value, sort_findings, worst_evidence
+from lemlabs.formats.worklist import shown_value, worst_evidence
 from lemlabs.models import Finding
 from lemlabs.packs import Packs
 from lemlabs.packs.thresholds import Thresholds, rules_version
@@ -75,6 +75,39 @@ def _since(days: int | None, treated: bool) -> str:
     if days is not None:
         return f"day {days} ({days / 30.44:.1f} months)"
     return "before the first course" if treated else "no course on record"
+
+
+def _in_patient(finding: Finding) -> tuple[Any, ...]:
+    """A patient's findings: those since a course first, then the most severe, the earliest
+    onset (the first leads the patient's worklist row: the episode that began it)."""
+    return (finding.patient_id, finding.days_from_course is None, -int(finding.severity),
+            finding.onset, finding.code)  # fmt: skip
+
+
+def _latest(findings: list[Finding], treated: bool) -> dt.date:
+    """The latest evidence among the patient's findings as severe as its leading one (and, for
+    a patient treated since, since a course)."""
+    lead = findings[0]
+    return max(
+        f.date
+        for f in findings
+        if f.severity == lead.severity
+        and _before_course(f, treated) == _before_course(lead, treated)
+    )
+
+
+def _worklist_key(findings: list[Finding], treated: bool) -> tuple[Any, ...]:
+    """Patients since a course first, then pre-course ones; each part most severe first, then
+    the most recent evidence first (urgent evidence of 2021 above urgent evidence of 2019)."""
+    lead = findings[0]
+    latest = _latest(findings, treated)
+    return (_before_course(lead, treated), -int(lead.severity), -latest.toordinal(), lead.onset,
+            lead.patient_id)  # fmt: skip
+
+
+def _before_course(finding: Finding, treated: bool) -> bool:
+    """A finding whose onset lies before the patient's first course (present before treatment)."""
+    return treated and finding.days_from_course is None
 
 
 def _treated(report: Report) -> set[str]:
@@ -161,15 +194,12 @@ def context(
     scored = report.results[report.results["status"] == "scored"]
     latest = scored["collected_at"].max() if len(scored) else pd.Timestamp.today()
     day = pd.Timestamp(as_of).date() if as_of is not None else pd.Timestamp(latest).date()
-    by_patient: dict[str, list[Finding]] = {}
-    for finding in sort_findings(report.finding_list):
-        by_patient.setdefault(finding.patient_id, []).append(finding)
-    order = sorted(
-        by_patient,
-        key=lambda p: (-int(by_patient[p][0].severity), by_patient[p][0].episode_start, p),
-    )
-    plan = _schedule(report, day, table)
     treated = _treated(report)
+    by_patient: dict[str, list[Finding]] = {}
+    for finding in sorted(report.finding_list, key=_in_patient):
+        by_patient.setdefault(finding.patient_id, []).append(finding)
+    order = sorted(by_patient, key=lambda p: _worklist_key(by_patient[p], p in treated))
+    plan = _schedule(report, day, table)
     patients = []
     for number, patient_id in enumerate(order, start=1):
         findings = by_patient[patient_id]
@@ -182,8 +212,11 @@ def context(
         patients.append(
             {
                 "anchor": f"patient-{number}",
+                "number": number,
                 "patient_id": patient_id,
                 "worst": _finding(findings[0], packs, patient_id in treated),
+                "latest": _latest(findings, patient_id in treated),
+                "before_course": _before_course(findings[0], patient_id in treated),
                 "findings": [_finding(f, packs, patient_id in treated) for f in findings],
                 "plot": plot,
                 "schedule": _schedule_rows(plan[plan["patient_id"] == patient_id], packs),

@@ -30,5 +30,9 @@ def shown_value(evidence: Evidence | None, packs: Packs) -> str:
 
 
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
-    """Most severe first, then by onset, then by patient."""
-    return sorted(findings, key=lambda f: (-int(f.severity), f.onset, f.patient_id, f.code))
+    """Most severe first; within a severity, the most recent evidence first (an urgent finding
+    of 2021 above one of 2019), then the earliest onset, then by patient."""
+    return sorted(
+        findings,
+        key=lambda f: (-int(f.severity), -f.date.toordinal(), f.onset, f.patient_id, f.code),
+    )

@@ -42,10 +42,12 @@ def test_sheets_in_order_with_frozen_headers_and_filters(book: object) -> None:
         assert sheet.auto_filter.ref and sheet.auto_filter.ref.startswith("A1:")
 
 
-def test_findings_sorted_by_severity_then_onset(book: object, report: lemlabs.Report) -> None:
+def test_findings_sorted_by_severity_then_the_most_recent_evidence(
+    book: object, report: lemlabs.Report
+) -> None:
     rows = _rows(book["Findings"])  # type: ignore[index]
     assert len(rows) == len(report.finding_list)
-    keys = [(-int(Severity.parse(str(r["severity"]))), r["onset"]) for r in rows]
+    keys = [(-int(Severity.parse(str(r["severity"]))), -r["latest"].toordinal()) for r in rows]
     assert keys == sorted(keys)
     first = rows[0]
     assert (

@@ -54,10 +54,10 @@ def html(report_file: Path) -> str:
 
 @pytest.fixture(scope="module")
 def urgent_first() -> str:
-    """The example cohort's patient with the earliest onset among the urgent findings."""
+    """The example cohort's patient with the most recent evidence among the urgent findings."""
     report = lemlabs.score_frame(examples.path("labs"), examples.path("patients"))
     urgent = [f for f in report.finding_list if str(f.severity) == "urgent"]
-    return min(urgent, key=lambda f: (f.episode_start or f.date, f.patient_id)).patient_id
+    return min(urgent, key=lambda f: (-f.date.toordinal(), f.onset, f.patient_id)).patient_id
 
 
 def test_the_report_is_self_contained(html: str) -> None:
@@ -72,6 +72,33 @@ def test_the_report_says_what_produced_it(html: str) -> None:
     assert "CTCAE version</dt><dd>5.0" in html
     assert "labs.csv.gz (102491 rows)" in html and "patients.csv (200 rows)" in html
     assert "Rules version</dt><dd>0.1.0+" in html
+
+
+def test_the_worklist_puts_recent_evidence_first_and_pre_course_findings_apart() -> None:
+    from lemlabs.formats.report import context, render_html
+
+    rows = [  # P-OLD: urgent ITP in 2019; P-NEW: urgent ITP in 2021; P-PRE: before its course
+        ("P-OLD", "2019-03-01", "PLT", "15"),
+        ("P-NEW", "2021-03-01", "PLT", "15"),
+        ("P-PRE", "2019-03-01", "PLT", "15"),
+        ("P-PRE", "2021-06-01", "PLT", "250"),
+    ]
+    labs = pd.DataFrame(rows, columns=["patient_id", "collected_at", "test", "value"])
+    labs["unit"] = "10^9/L"
+    patients = pd.DataFrame(
+        [("P-OLD", "F", "2018-06-01"), ("P-NEW", "F", "2018-06-01"), ("P-PRE", "F", "2020-06-01")],
+        columns=["patient_id", "sex", "course_dates"],
+    )
+    report = lemlabs.score_frame(labs, patients)
+    shown = context(report)["patients"]
+    assert [p["patient_id"] for p in shown] == ["P-NEW", "P-OLD", "P-PRE"]
+    assert [p["before_course"] for p in shown] == [False, False, True]
+    assert [p["number"] for p in shown] == [1, 2, 3]
+    assert str(shown[0]["latest"]) == "2021-03-01"
+    page = render_html(report)
+    apart = page[page.index('id="worklist-before-course"') : page.index('id="cohort"')]
+    assert 'data-patient="P-PRE"' in apart and 'data-patient="P-OLD"' not in apart
+    assert "<th>Latest evidence</th>" in page
 
 
 def test_clinical_titles_not_codes_in_the_worklist(html: str) -> None:
