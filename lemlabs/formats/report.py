@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -64,7 +65,7 @@ def svg(figure: Figure, salt: str) -> Markup:
     """A figure as inline SVG text (text kept as text: small, searchable, selectable)."""
     buffer = io.StringIO()
     with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
-        figure.savefig(buffer, format="svg", bbox_inches="tight")
+        figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(figure)
     text = buffer.getvalue()
     return Markup(text[text.index("<svg") :])  # matplotlib escapes the texts it draws
@@ -280,9 +281,16 @@ def context(
     }
 
 
+_DRAWING = threading.Lock()
+"""matplotlib is not thread-safe (its text layout shares one parser): one report draws at a time."""
+
+
 def render_html(report: Report, **options: Any) -> str:
-    """The report as HTML text (see :func:`context` for the options)."""
-    return _environment().get_template("report.html.j2").render(**context(report, **options))
+    """The report as HTML text (see :func:`context` for the options); the same bytes for the
+    same report and options, apart from the line that says when it was made, from any thread."""
+    with _DRAWING:
+        shown = context(report, **options)
+    return _environment().get_template("report.html.j2").render(**shown)
 
 
 def write_html(

@@ -101,6 +101,23 @@ def test_the_worklist_puts_recent_evidence_first_and_pre_course_findings_apart()
     assert "<th>Latest evidence</th>" in page
 
 
+def test_the_same_report_is_the_same_bytes_from_any_thread_but_its_generated_line() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lemlabs.formats.report import render_html
+
+    labs = pd.read_csv(examples.path("labs"), dtype=str, keep_default_na=False)
+    labs = labs[labs["patient_id"].isin(["LEM-0154", "LEM-0033", "LEM-0021"])]
+    report = lemlabs.score_frame(labs, examples.path("patients"))
+    with ThreadPoolExecutor(4) as pool:
+        pages = list(pool.map(lambda _: render_html(report, as_of="2022-01-01"), range(4)))
+    pages.append(render_html(report, as_of="2022-01-01"))
+    made = re.compile(r"<dt>Generated</dt><dd>[^<]*</dd>")
+    assert all(len(made.findall(page)) == 1 for page in pages)
+    assert len({made.sub("", page) for page in pages}) == 1
+    assert "<svg" in pages[0] and "dc:date" not in pages[0]
+
+
 def test_clinical_titles_not_codes_in_the_worklist(html: str) -> None:
     worklist = html[html.index('id="worklist"') : html.index('id="cohort"')]
     assert "Anti-GBM / glomerulonephritis pattern" in worklist
