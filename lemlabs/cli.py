@@ -10,8 +10,8 @@ import argparse
 import datetime as dt
 import json
 import os
-import re
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,23 +35,10 @@ from lemlabs.packs.listing import rules_text
 from lemlabs.packs.thresholds import site_template
 from lemlabs.pipeline import Report
 from lemlabs.stages.ingest import check_as_of
+from lemlabs.vocabulary import printable
 
 EXIT_OK, EXIT_INPUT, EXIT_FAIL_ON = 0, 2, 3
 DASK_WORKERS = 2
-# C0 and C1 controls, DEL, and the invisible or bidirectional formatting characters that can
-# disguise text on a terminal (zero-width, line/paragraph separators, embeddings, isolates)
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
-
-
-def printable(text: object) -> str:
-    """``text`` safe to print: every control character (ANSI escapes, newlines, carriage
-    returns, bidirectional overrides) shown as an escape (``\\x1b``) rather than obeyed."""
-
-    def escape(match: re.Match[str]) -> str:
-        code = ord(match.group())
-        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-    return _CONTROL.sub(escape, str(text))
 
 
 class _Printable:
@@ -666,11 +653,27 @@ HINTS = {
 }
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A warning (matplotlib's "Glyph missing" quotes a patient id) on one line of stderr, its
+    control characters escaped."""
+    text = f"lemlabs: warning: {category.__name__}: {printable(message)}"
+    (file or sys.stderr).write(text + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lemlabs`` console script."""
     args = _parser().parse_args(argv)
     try:
-        code = _run(args, _Printable(sys.stdout))  # type: ignore[arg-type]
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning  # a library's warning may quote input text
+            code = _run(args, _Printable(sys.stdout))  # type: ignore[arg-type]
         sys.stdout.flush()
         return code
     except BrokenPipeError:  # the reader stopped reading (| head): end quietly

@@ -80,3 +80,20 @@ def format_value(value: float, unit: str, censor: str = "", high: float | None =
     if high is not None and not np.isnan(high) and high != value:
         number += f"–{high:.4g}"
     return f"{censor}{number} {unit_text(unit)}"
+
+
+# C0 and C1 controls, DEL, and the invisible or bidirectional formatting characters that can
+# disguise text on a terminal (zero-width, line/paragraph separators, embeddings, isolates)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+
+
+def printable(text: object) -> str:
+    """``text`` safe to print or draw: every control character (ANSI escapes, newlines,
+    carriage returns, bidirectional overrides) shown as an escape (``\\x1b``) rather than
+    obeyed."""
+
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    return _CONTROL.sub(escape, str(text))

@@ -16,7 +16,7 @@ import pandas as pd
 from lemlabs.formats.edish import BILIRUBIN_CUT, ENZYME_CUT, QUADRANTS, liver_peaks
 from lemlabs.models import Finding, Severity
 from lemlabs.stages.schedule import adherence
-from lemlabs.vocabulary import format_value
+from lemlabs.vocabulary import format_value, printable
 
 if TYPE_CHECKING:
     from lemlabs.pipeline import Report
@@ -53,8 +53,9 @@ _SHADE = "#a6cee3"
 
 
 def _plain(text: str) -> str:
-    """Text from the input as matplotlib draws it literally (a ``$`` would start mathtext)."""
-    return text.replace("$", r"\$")
+    """Text from the input as matplotlib draws it literally: a ``$`` would start mathtext, a
+    control character is drawn as its escape (``\\x1b``)."""
+    return printable(text).replace("$", r"\$")
 
 
 def _courses(report: Report, patient_id: str) -> list[pd.Timestamp]:

@@ -109,6 +109,22 @@ def test_printed_report_escapes_control_characters(tmp_path: Path, patient_id: s
     assert "\\x1b" in out or "\\x0a" in out or "\\u202e" in out or "\\x07" in out
 
 
+def test_the_html_report_command_writes_no_control_character_to_stderr(tmp_path: Path) -> None:
+    pytest.importorskip("jinja2")
+    labs = pd.concat([urgent_rows(p) for p in HOSTILE], ignore_index=True)
+    path = tmp_path / "labs.csv"
+    labs.to_csv(path, index=False)
+    code, _, err = run_cli("report", str(path), "-o", str(tmp_path / "r.html"), "-q")
+    assert code == 0
+    assert not any(CONTROL.search(line) for line in err.split("\n"))
+
+
+def test_a_library_warning_reaches_stderr_on_one_escaped_line() -> None:
+    err = io.StringIO()
+    cli._show_warning(UserWarning("Glyph 27 (\x1b[2J) missing"), UserWarning, "x.py", 1, err)
+    assert err.getvalue() == "lemlabs: warning: UserWarning: Glyph 27 (\\x1b[2J) missing\n"
+
+
 def test_error_messages_escape_control_characters(tmp_path: Path) -> None:
     code, _, err = run_cli("score", str(tmp_path / "\x1b[2Jmissing.csv"), "-q")
     assert code == 2
