@@ -10,6 +10,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import sys
 import warnings
 from collections import Counter
@@ -29,6 +30,7 @@ from lemlabs.formats.export import (
     write_findings_table,
     write_issues,
 )
+from lemlabs.formats.worklist import sort_findings
 from lemlabs.models import Severity
 from lemlabs.packs import Packs, Threshold, load_packs
 from lemlabs.packs.listing import rules_text
@@ -356,22 +358,36 @@ def _print_report(report: Report, out: TextIO, top: int = 10) -> None:
         more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
         out.write(f"not scored: {names}{more}\n\n")
     out.write("findings by condition and severity\n" + _summary_table(report) + "\n")
-    worst = sorted(
-        report.finding_list,
-        key=lambda f: (-int(f.severity), f.onset, f.patient_id),
-    )
+    worst = sort_findings(report.finding_list)
     if worst:
-        out.write(f"\nmost severe findings (top {min(top, len(worst))}; onset, days from course)\n")
+        out.write(
+            f"\nmost severe findings (top {min(top, len(worst))}, the most recent evidence first;"
+            " onset, latest evidence, days from course)\n"
+        )
         for finding in worst[:top]:
             since = "" if finding.days_from_course is None else f"day {finding.days_from_course}"
             out.write(
-                f"  {finding.severity!s:<7} {finding.onset} {since:<9} "
+                f"  {finding.severity!s:<7} {finding.onset} {finding.date} {since:<9} "
                 f"{printable(finding.patient_id):<10} {finding.code}\n"
             )
     if not report.issues.empty:
-        out.write(f"\ndata issues: {len(report.issues)} (first 5)\n")
-        for issue in report.issues.head(5).itertuples():
-            out.write(f"  row {issue.row}: {issue.field}: {printable(issue.reason)}\n")
+        issues = report.issues
+        kinds = issues["field"].astype(str) + ": " + issues["reason"].astype(str).map(_kind)
+        counts = kinds.value_counts(sort=True)  # commonest first; ties in order of appearance
+        shown = min(5, len(counts))
+        out.write(
+            f"\ndata issues: {len(issues)} rows, {len(counts)} kinds (the {shown} commonest; "
+            "lemlabs score --issues FILE lists every row)\n"
+        )
+        for kind, count in counts.head(5).items():
+            first = issues.loc[kinds == kind].iloc[0]
+            raw = f", {printable(repr(first['raw_value']))}" if first["raw_value"] else ""
+            out.write(f"  {count:>6}  {printable(kind)} (e.g. row {first['row']}{raw})\n")
+
+
+def _kind(reason: str) -> str:
+    """A data issue's reason without the quoted text it names ('1,200' → '…'): its kind."""
+    return re.sub(r"'[^']*'", "'…'", reason)
 
 
 def _packs(args: argparse.Namespace) -> Packs:

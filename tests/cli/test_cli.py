@@ -71,6 +71,25 @@ def test_score_says_what_it_wrote_unless_quiet(
     assert capsys.readouterr().out == ""
 
 
+def test_the_printed_data_issues_show_the_commonest_kinds_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lemlabs.cli import main
+
+    rows = [(0, "PLT", "", "10^9/L")] + [(d, "PLT", f"bad{d}", "10^9/L") for d in range(3)]
+    rows += [(d, "PLT", "5", "furlongs") for d in range(5, 7)] + [(9, "PLT", "250", "10^9/L")]
+    path = tmp_path / "labs.csv"
+    labs(rows).to_csv(path, index=False)
+    assert main(["score", str(path), "-q"]) == 0
+    out = capsys.readouterr().out
+    lines = out[out.index("data issues:") :].splitlines()
+    assert lines[0].startswith("data issues: 6 rows, 3 kinds (the 3 commonest;")
+    assert lines[1].split() == ["3", "value:", "unreadable", "value", "'…'", "(e.g.", "row", "1,",
+                                "'bad0')"]  # fmt: skip
+    assert lines[2].lstrip().startswith("2  unit: unit '…' has the wrong dimension")
+    assert lines[3].lstrip().startswith("1  ")
+
+
 def test_without_output_a_summary_is_printed(inputs: tuple[Path, Path]) -> None:
     done = run("score", inputs[0], "--patients", inputs[1])
     assert done.returncode == 0
