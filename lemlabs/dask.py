@@ -27,7 +27,7 @@ try:
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError("lemlabs.dask needs Dask: pip install 'lemlabs[dask]'") from error
 
-from lemlabs.errors import LabInputError
+from lemlabs.errors import LabInputError, MissingColumnError
 from lemlabs.formats.export import findings_table
 from lemlabs.formats.files import Source, unshift
 from lemlabs.formats.labs import read_patients
@@ -35,7 +35,7 @@ from lemlabs.models import Finding
 from lemlabs.packs import PackPath, load_packs
 from lemlabs.packs.thresholds import Thresholds
 from lemlabs.pipeline import ThresholdInput, score_frame
-from lemlabs.stages.ingest import LAB_COLUMNS
+from lemlabs.stages.ingest import LAB_COLUMNS, check_duplicates
 from lemlabs.stages.normalise import HEADER_LINES, ISSUE_COLUMNS, REFERENCE_SOURCE
 from lemlabs.tables import typed_findings
 
@@ -84,6 +84,26 @@ def read_labs_dask(path: str | os.PathLike[str], blocksize: str | None = "64MB")
         meta = unshift(frame._meta, text)
         frame = frame.map_partitions(unshift, text, meta=meta)
     return frame
+
+
+def _check_columns(header: list[str], name: str) -> None:
+    """The columns a worker needs, checked before any worker runs: every problem one line
+    naming the file (a worker's error would come with its traceback)."""
+    folded = {c.strip().casefold() for c in header}
+    if {"usubjid", "lbtestcd"} <= folded:
+        raise LabInputError(
+            f"{name}: an SDTM LB table; --dask reads lemlabs' lab columns only: score it "
+            "without --dask (SDTM LB is recognised by its columns)"
+        )
+    if len(header) == 1 and any(mark in header[0] for mark in ";\t|"):
+        raise LabInputError(
+            f"{name}: one column {header[0][:60]!r}: --dask reads comma-separated files only; "
+            "score it without --dask (the delimiter is sniffed) or re-export it with commas"
+        )
+    check_duplicates(header, name)
+    missing = [c for c in LAB_COLUMNS if c not in folded]
+    if missing:
+        raise MissingColumnError(missing, name, header)
 
 
 def _input_error(name: str, error: BaseException) -> LabInputError:
@@ -208,13 +228,8 @@ def score_dask(
     ``packs``: a site's pack folders (each worker reads them: a path every worker can reach).
     """
     frame = labs if isinstance(labs, dd.DataFrame) else read_labs_dask(labs)
-    missing = [
-        c for c in LAB_COLUMNS if c not in {str(x).strip().casefold() for x in frame.columns}
-    ]
-    if missing:
-        from lemlabs.errors import MissingColumnError
-
-        raise MissingColumnError(missing, "dask input", [str(c) for c in frame.columns])
+    name = "dask input" if isinstance(labs, dd.DataFrame) else os.fspath(labs)
+    _check_columns([str(c) for c in frame.columns], name)
     folders = [os.fspath(Path(path).resolve()) for path in packs]
     table = load_packs(folders).thresholds(thresholds)  # checked here, before any worker runs
     people = read_patients(patients) if patients is not None else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -45,11 +45,11 @@ _ISO_DATE = re.compile(
 _PARTIAL_DATE = re.compile(r"^\d{4}(?:-\d{2})?$")
 
 
-def _check_duplicates(frame: pd.DataFrame, name: str) -> None:
+def check_duplicates(columns: Iterable[Any], name: str) -> None:
     """Two columns whose names are equal up to case and surrounding spaces: lemlabs cannot
     tell which one is meant."""
     seen: dict[str, str] = {}
-    for column in map(str, frame.columns):
+    for column in map(str, columns):
         folded = column.strip().casefold()
         if folded in seen:
             raise LabInputError(
@@ -80,7 +80,7 @@ def _map_columns(
     columns: Mapping[str, str] | None,
     name: str,
 ) -> pd.DataFrame:
-    _check_duplicates(frame, name)
+    check_duplicates(frame.columns, name)
     folded = {str(column).strip().casefold(): column for column in frame.columns}
     renames = {}
     for original, target in (columns or {}).items():

@@ -159,3 +159,38 @@ def test_findings_have_the_dtypes_of_score_frame(client: Client) -> None:
     assert len(findings[findings["severity"] >= "urgent"]) == len(
         single[single["severity"] >= "urgent"]
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "patient_id,Patient_ID,collected_at,test,value,unit\nP1,P1,2021-01-01,PLT,15,10^9/L\n",
+            r"labs.csv: columns 'patient_id' and 'Patient_ID' have the same name",
+        ),
+        (
+            "patient_id;collected_at;test;value;unit\nP1;2021-01-01;PLT;15;10^9/L\n",
+            r"labs.csv: one column .*--dask reads comma-separated files only",
+        ),
+        (
+            "STUDYID,USUBJID,LBTESTCD,LBORRES,LBORRESU,LBDTC\nS,P1,PLAT,15,10^9/L,2021-01-01\n",
+            r"labs.csv: an SDTM LB table; --dask reads lemlabs' lab columns only",
+        ),
+        (
+            "patient,date,test,value,unit\nP1,2021-01-01,PLT,15,10^9/L\n",
+            r"labs.csv: required columns 'patient_id', 'collected_at' are missing",
+        ),
+    ],
+)
+def test_what_a_worker_cannot_read_is_one_line_before_any_worker_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    from lemlabs.cli import main
+
+    path = tmp_path / "labs.csv"
+    path.write_text(text)
+    with pytest.raises(lemlabs.LabInputError, match=message):
+        score_dask(path)
+    assert main(["score", str(path), "--dask", "-o", str(tmp_path / "f.csv"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
