@@ -75,8 +75,13 @@ def read_labs_dask(path: str | os.PathLike[str], blocksize: str | None = "64MB")
         if text.endswith(".parquet") or os.path.isdir(text):
             frame = dd.read_parquet(text)
             return frame.astype({c: "object" for c in frame.columns}).fillna("").astype(str)
-        frame = dd.read_csv(
-            text, dtype=str, keep_default_na=False, na_filter=False, blocksize=blocksize
+        compressed = text.lower().endswith((".gz", ".bz2", ".xz", ".zip", ".zst"))
+        frame = dd.read_csv(  # a compressed file cannot be split: one block per file
+            text,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            blocksize=None if compressed else blocksize,
         )
     except Exception as error:  # dask wraps the reader's error in its own type
         raise _input_error(text, error) from error
