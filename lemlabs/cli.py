@@ -36,7 +36,7 @@ from lemlabs.packs import Packs, Threshold, load_packs
 from lemlabs.packs.listing import rules_text
 from lemlabs.packs.thresholds import site_template
 from lemlabs.pipeline import Report
-from lemlabs.stages.ingest import check_as_of
+from lemlabs.stages.ingest import DATE_FORMATS, check_as_of
 from lemlabs.vocabulary import printable
 
 EXIT_OK, EXIT_INPUT, EXIT_FAIL_ON = 0, 2, 3
@@ -213,6 +213,14 @@ def _parser() -> argparse.ArgumentParser:
         type=_column_map,
         metavar="MAP",
         help="column names to map, e.g. MRN=patient_id,Analyse=test",
+    )
+    score.add_argument(
+        "--date-format",
+        type=str.upper,
+        choices=DATE_FORMATS,
+        default=None,
+        metavar="ORDER",
+        help="dates besides ISO 8601: DMY (05/03/2021 is 5 March) or MDY (US: 03/05/2021)",
     )
     score.add_argument("--dm", type=Path, metavar="FILE", help="SDTM DM (sex, birth date)")
     score.add_argument("--ex", type=Path, metavar="FILE", help="SDTM EX (alemtuzumab courses)")
@@ -461,16 +469,24 @@ def _check_trial_args(args: argparse.Namespace) -> None:
             require_extra("xpt", "writing SAS transport (-o *.xpt --adlb)")
     if args.patients is not None and (args.dm is not None or args.ex is not None):
         raise LemlabsError("give --patients or --dm/--ex, not both")
-    if args.dask and (args.sep or args.columns or args.dm or args.ex or args.ctcae):
-        raise LemlabsError("--sep, --columns, --dm, --ex and --ctcae cannot be used with --dask")
+    trial = (args.sep, args.columns, args.dm, args.ex, args.ctcae, args.date_format)
+    if args.dask and any(trial):
+        raise LemlabsError(
+            "--sep, --columns, --date-format, --dm, --ex and --ctcae cannot be used with --dask"
+        )
 
 
 def _trial_inputs(args: argparse.Namespace) -> tuple[Any, Any]:
     """The lab table read with --sep/--columns (SDTM LB recognised by its columns), and the
     patients from --dm/--ex when given."""
-    labs = lemlabs.read_labs(args.labs, columns=args.columns, sep=args.sep, packs=_packs(args))
+    date_format = args.date_format
+    labs = lemlabs.read_labs(
+        args.labs, columns=args.columns, sep=args.sep, packs=_packs(args), date_format=date_format
+    )
     if args.dm is None and args.ex is None:
-        return labs, args.patients
+        if date_format is None or args.patients is None:
+            return labs, args.patients
+        return labs, lemlabs.read_patients(args.patients, date_format=date_format)
     from lemlabs.formats.files import read_dataset
     from lemlabs.formats.sdtm import patients_from
     from lemlabs.stages.ingest import prepare_patients
@@ -664,7 +680,8 @@ def _check_some_row_used(report: Report) -> None:
 
 
 HINTS = {
-    "collected_at": "; dates must be ISO 8601 (2021-03-05 or 2021-03-05T08:30)",
+    "collected_at": "; dates must be ISO 8601 (2021-03-05 or 2021-03-05T08:30), or name the "
+    "order with --date-format DMY (05/03/2021) or MDY (03/05/2021)",
     "value": "; values are numbers (a decimal comma is read), censored (<0.01) or grades (1+)",
 }
 

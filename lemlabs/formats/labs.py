@@ -45,24 +45,32 @@ def read_labs(
     columns: Mapping[str, str] | None = None,
     sep: str | None = None,
     packs: Packs | None = None,
+    date_format: str | None = None,
 ) -> pd.DataFrame:
     """Read a long-format lab CSV or Parquet file (one result a row); see the README.
 
     ``columns`` maps other column names onto lemlabs' (``{"MRN": "patient_id"}``). The CSV
     delimiter (``;``, tab, ``,`` or ``|``) is sniffed unless ``sep`` gives it. An SDTM LB table
     (CSV, Parquet or SAS transport ``.xpt``) is recognised by its columns
-    (:func:`lemlabs.read_sdtm`).
+    (:func:`lemlabs.read_sdtm`). ``date_format``: ``"ISO"`` (the default), ``"DMY"`` (day
+    first: ``05/03/2021`` is 5 March) or ``"MDY"`` (US: ``03/05/2021`` is 5 March); ISO dates
+    are read whatever it says.
     Raises :class:`~lemlabs.errors.LabInputError` for a file that cannot be used at all.
     """
-    if columns is None and is_prepared(path_or_buffer):
+    if columns is None and date_format is None and is_prepared(path_or_buffer):
         return path_or_buffer  # type: ignore[return-value]
     frame, name = read_frame(path_or_buffer, sep)
     if columns is None and is_lb(frame.columns) and "patient_id" not in frame.columns:
         frame = lb_to_labs(frame, name)  # SDTM LB, recognised by its columns
-    return prepare_labs(frame, columns, name, reserved_columns(packs))
+    return prepare_labs(frame, columns, name, reserved_columns(packs), date_format)
 
 
-def read_patients(path_or_buffer: Source, columns: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """Read the patients CSV: patient_id, sex, birth_date, course_dates (``;``-separated)."""
+def read_patients(
+    path_or_buffer: Source,
+    columns: Mapping[str, str] | None = None,
+    date_format: str | None = None,
+) -> pd.DataFrame:
+    """Read the patients CSV: patient_id, sex, birth_date, course_dates (``;``-separated);
+    ``date_format`` as in :func:`read_labs`."""
     frame, name = read_frame(path_or_buffer)
-    return prepare_patients(frame, columns, name)
+    return prepare_patients(frame, columns, name, date_format)

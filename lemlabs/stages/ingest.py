@@ -183,6 +183,46 @@ def check_as_of(day: dt.date | str) -> dt.date:
     return stamp.date()
 
 
+DATE_FORMATS = ("ISO", "DMY", "MDY")
+"""How an export writes its dates: ISO 8601 only (the default), or also day-first
+(``05/03/2021`` is 5 March) or month-first (US: ``03/05/2021`` is 5 March) with ``/``, ``.``
+or ``-`` and an optional time."""
+_NUMERIC_DATE = re.compile(
+    r"^\s*(\d{1,2})[./-](\d{1,2})[./-](\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?\s*$"
+)
+
+
+def check_date_format(date_format: str | None) -> str:
+    """``date_format`` as one of :data:`DATE_FORMATS` (any case); anything else is refused."""
+    chosen = (date_format or "ISO").upper()
+    if chosen not in DATE_FORMATS:
+        raise LabInputError(
+            f"date format {date_format!r}: one of {', '.join(DATE_FORMATS)} "
+            "(DMY: 05/03/2021 is 5 March; MDY: 03/05/2021 is 5 March)"
+        )
+    return chosen
+
+
+def as_iso(text: str, date_format: str) -> str:
+    """A day-first or month-first date (and time) as ISO text; any other text as it is (an ISO
+    date stays valid whatever the format)."""
+    match = _NUMERIC_DATE.match(text) if date_format != "ISO" else None
+    if match is None:
+        return text
+    a, b, year, hour, minute, second = match.groups()
+    day, month = (a, b) if date_format == "DMY" else (b, a)
+    iso = f"{year}-{int(month):02d}-{int(day):02d}"
+    if hour is not None:
+        iso += f"T{int(hour):02d}:{minute}" + (f":{second}" if second else "")
+    return iso
+
+
+def _iso_texts(raw: pd.Series, date_format: str) -> pd.Series:
+    if date_format == "ISO" or pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        return raw
+    return _as_text(raw).map(lambda text: as_iso(text, date_format))
+
+
 def parse_dates(raw: pd.Series) -> pd.Series:
     """ISO dates or date-times (an offset is dropped, keeping local wall time); others → NaT."""
     if pd.api.types.is_datetime64_any_dtype(raw.dtype):
@@ -217,6 +257,7 @@ def prepare_labs(
     columns: Mapping[str, str] | None = None,
     name: str = "DataFrame",
     reserved: Collection[str] = (),
+    date_format: str | None = None,
 ) -> pd.DataFrame:
     """The lab table in lemlabs' shape: required columns checked, text kept, dates parsed
     (``frame`` itself is not changed; ``name`` is how messages call it).
@@ -224,9 +265,11 @@ def prepare_labs(
     Adds ``collected_at`` as datetimes (NaT where unreadable) and keeps the text in
     ``collected_at_raw``. Unknown extra columns are carried through untouched; one named like a
     column lemlabs adds (``reserved``: :func:`lemlabs.formats.labs.reserved_columns`) is carried
-    as ``input_<name>``.
+    as ``input_<name>``. ``date_format`` (:data:`DATE_FORMATS`) reads day-first or month-first
+    dates too.
     """
-    if columns is None and is_prepared(frame):
+    date_format = check_date_format(date_format)
+    if columns is None and date_format == "ISO" and is_prepared(frame):
         return frame
     frame = _map_columns(frame, LAB_COLUMNS + LAB_OPTIONAL, LAB_COLUMNS, columns, name)
     frame = frame.reset_index(drop=True)
@@ -234,7 +277,7 @@ def prepare_labs(
         frame = _carry_reserved(frame, ("collected_at_raw", *reserved))
     if "collected_at_raw" not in frame.columns:
         frame["collected_at_raw"] = _as_text(frame["collected_at"])
-    frame["collected_at"] = parse_dates(frame["collected_at"])
+    frame["collected_at"] = parse_dates(_iso_texts(frame["collected_at"], date_format))
     for column in ("patient_id", "test", "value", "unit", *LAB_OPTIONAL):
         if column in frame.columns:
             frame[column] = _as_text(frame[column])
@@ -258,22 +301,29 @@ def _strip_ids(ids: pd.Series) -> pd.Series:
     return pd.Series(np.array(stripped, dtype=object)[codes], index=ids.index, name=ids.name)
 
 
-def _course_list(text: str) -> list[pd.Timestamp] | None:
+def _course_list(text: str, date_format: str = "ISO") -> list[pd.Timestamp] | None:
     days = [part for part in re.split(r"[;|]", text) if part.strip()]
-    parsed = [parse_date(day) for day in days]
+    parsed = [parse_date(as_iso(day, date_format)) for day in days]
     if any(day is None for day in parsed):
         return None
     return sorted(day.normalize() for day in parsed if day is not None)
 
 
 def prepare_patients(
-    frame: pd.DataFrame, columns: Mapping[str, str] | None = None, name: str = "DataFrame"
+    frame: pd.DataFrame,
+    columns: Mapping[str, str] | None = None,
+    name: str = "DataFrame",
+    date_format: str | None = None,
 ) -> pd.DataFrame:
     """The patient table: ``sex`` as F/M/'' , ``birth_date`` as datetimes, ``courses`` as lists
     (``frame`` itself is not changed).
 
     A course date that cannot be read is reported in ``problem`` for that patient, never guessed.
+    ``date_format`` (:data:`DATE_FORMATS`) reads day-first or month-first dates too.
     """
+    date_format = check_date_format(date_format)
+    if columns is None and date_format == "ISO" and _patients_prepared(frame):
+        return frame  # read before (with its own date format): used as it is
     frame = _map_columns(frame, PATIENT_COLUMNS + PATIENT_OPTIONAL, PATIENT_COLUMNS, columns, name)
     frame = frame.reset_index(drop=True)
     if "courses" in frame.columns and all(isinstance(c, list) for c in frame["courses"]):
@@ -282,9 +332,10 @@ def prepare_patients(
     frame["patient_id"] = _strip_ids(_as_text(frame["patient_id"]))
     sex = _as_text(frame.get("sex", pd.Series("", index=frame.index))).str.strip().str.upper()
     frame["sex"] = sex.where(sex.isin(["F", "M"]), "")
-    frame["birth_date"] = parse_dates(frame.get("birth_date", pd.Series("", index=frame.index)))
+    births = frame.get("birth_date", pd.Series("", index=frame.index))
+    frame["birth_date"] = parse_dates(_iso_texts(births, date_format))
     raw_courses = _as_text(frame.get("course_dates", pd.Series("", index=frame.index)))
-    courses = raw_courses.map(_course_list)
+    courses = raw_courses.map(lambda text: _course_list(text, date_format))
     frame["problem"] = [
         ""
         if parsed is not None
@@ -294,6 +345,15 @@ def prepare_patients(
     ]
     frame["courses"] = [parsed or [] for parsed in courses]
     return stable_dtypes(frame)
+
+
+def _patients_prepared(frame: pd.DataFrame) -> bool:
+    """A patient table that came out of :func:`prepare_patients`."""
+    return (
+        {"patient_id", "courses", "problem", "birth_date"} <= set(frame.columns)
+        and pd.api.types.is_datetime64_any_dtype(frame["birth_date"].dtype)
+        and all(isinstance(c, list) for c in frame["courses"])
+    )
 
 
 def rows_as_frame(records: Any) -> pd.DataFrame:

@@ -198,3 +198,50 @@ def test_unreadable_course_date_is_reported_not_guessed() -> None:
     report = lemlabs.score_frame(labs, patients)
     issue = report.issues[report.issues["source"] == "patients"].iloc[0]
     assert issue["field"] == "course_dates" and issue["raw_value"] == "2020-13-01"
+
+
+@pytest.mark.parametrize(
+    ("text", "date_format", "expected"),
+    [
+        ("05/03/2021", "DMY", "2021-03-05 00:00"),
+        ("05/03/2021", "MDY", "2021-05-03 00:00"),
+        ("05/03/2021", "ISO", None),  # the default reads ISO only: a data issue, never a guess
+        ("31.03.2021 08:30", "DMY", "2021-03-31 08:30"),
+        ("3-31-2021", "MDY", "2021-03-31 00:00"),
+        ("31/03/2021", "MDY", None),  # no month 31
+        ("29/02/2021", "DMY", None),  # no 29 February in 2021
+        ("2021-03-05", "DMY", "2021-03-05 00:00"),  # ISO stays valid whatever the format
+        ("2021-03-05T08", "mdy", "2021-03-05 08:00"),
+    ],
+)
+def test_a_date_format_reads_day_first_or_us_dates(
+    text: str, date_format: str, expected: str | None
+) -> None:
+    frame = pd.DataFrame([("P1", text, "PLT", "250", "10^9/L")], columns=HEADER.strip().split(","))
+    labs = lemlabs.read_labs(frame, date_format=date_format)
+    read = labs.loc[0, "collected_at"]
+    assert (None if pd.isna(read) else read.strftime("%Y-%m-%d %H:%M")) == expected
+    assert labs.loc[0, "collected_at_raw"] == text  # the text as sent is kept
+
+
+def test_an_unknown_date_format_is_refused_naming_the_choices() -> None:
+    with pytest.raises(LabInputError, match=r"date format 'YMD': one of ISO, DMY, MDY"):
+        lemlabs.read_labs(io.StringIO(HEADER + "P1,2021-01-01,PLT,1,10^9/L\n"), date_format="YMD")
+
+
+def test_course_dates_follow_the_date_format(tmp_path: Path) -> None:
+    from lemlabs.cli import main
+
+    labs_path, patients_path = tmp_path / "labs.csv", tmp_path / "patients.csv"
+    labs_path.write_text(HEADER + "P1,05/03/2021,PLT,15,10^9/L\n")
+    patients_path.write_text("patient_id,sex,course_dates\nP1,F,01/02/2021;03/02/2022\n")
+    people = lemlabs.read_patients(patients_path, date_format="DMY")
+    assert [d.date().isoformat() for d in people.loc[0, "courses"]] == ["2021-02-01", "2022-02-03"]
+    report = lemlabs.score_frame(lemlabs.read_labs(labs_path, date_format="DMY"), people)
+    (finding,) = report.finding_list
+    assert finding.days_from_course == 32 and report.issues.empty
+    out = tmp_path / "f.csv"
+    args = ["score", str(labs_path), "--patients", str(patients_path), "-o", str(out), "-q"]
+    assert main([*args, "--date-format", "DMY"]) == 0
+    assert "itp.suspected" in out.read_text()
+    assert main(args) == 2  # ISO only: every row rejected, one line naming --date-format
