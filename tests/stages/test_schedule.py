@@ -158,3 +158,32 @@ def test_adherence_marks_each_missed_due_date_once() -> None:
     blood = table[table["test_group"] == "blood_count"]
     assert blood["done"].sum() == 6
     assert [d.date().isoformat() for d in blood.loc[~blood["done"], "date"]] == [day(90), day(120)]
+
+
+def test_urinalysis_is_satisfied_by_microscopy_or_a_dipstick_not_a_ratio() -> None:
+    base = [row for row in monthly(range(0, 11)) if row[1] != "U-Blood"]
+    urine = {
+        "dipstick": [(300, "U-Blood", "neg", "")],
+        "protein dipstick": [(300, "Urine protein", "1+", "")],
+        "microscopy": [(300, "Urine RBC", "2", "/HPF")],
+        "UPCR alone": [(300, "UPCR", "10", "mg/mmol")],
+    }
+    statuses = {
+        what: plan(base + rows, 310)["status"]["urinalysis"] for what, rows in urine.items()
+    }
+    assert statuses == {
+        "dipstick": "ok",
+        "protein dipstick": "ok",
+        "microscopy": "ok",
+        "UPCR alone": "overdue",  # no urinalysis since the course day
+    }
+
+
+def test_a_positive_dipstick_without_same_day_microscopy_says_microscopy_needed() -> None:
+    alone = lemlabs.score_frame(labs([(100, "U-Blood", "2+", "")]), patients())
+    with_rbc = lemlabs.score_frame(
+        labs([(100, "U-Blood", "2+", ""), (100, "Urine RBC", "12", "/HPF")]), patients()
+    )
+    (finding,) = alone.finding_list
+    assert "microscopy needed" in finding.message
+    assert all("microscopy needed" not in f.message for f in with_rbc.finding_list)
