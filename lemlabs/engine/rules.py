@@ -34,6 +34,7 @@ the key.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -119,9 +120,11 @@ _PICK = {"max", "min", "nearest"}
 
 
 def formatted(value: Any, style: str | None = None) -> str:
-    """A threshold as a message shows it: ``{key}`` plain, ``{key:grade}`` as a dipstick grade
-    (1 → 1+), ``{key:fraction}`` as a share (0.5 → half, else a percentage), ``{key:ratio}`` to
-    one decimal, ``{key:monthly}`` an interval in days as the label says it (91 → 3-monthly)."""
+    """A threshold or field as a text shows it: ``{key}`` plain, ``{key:grade}`` as a dipstick
+    grade (1 → 1+), ``{key:fraction}`` as a share (0.5 → half, else a percentage),
+    ``{key:ratio}`` to one decimal, ``{key:monthly}`` an interval in days as the label says it
+    (91 → 3-monthly), ``{key:value}`` to 4 significant digits, ``{key:date}`` a day number as an
+    ISO date."""
     if style == "grade":
         return format_value(value, "grade")
     if style == "fraction":
@@ -131,6 +134,10 @@ def formatted(value: Any, style: str | None = None) -> str:
     if style == "monthly":  # an interval in days as the label says it: 91 → 3-monthly
         months = round(value / 30.44)
         return "monthly" if months <= 1 else f"{months}-monthly"
+    if style == "value":  # a result, to 4 significant digits: 79.56
+        return f"{value:.4g}"
+    if style == "date":  # a day (days since 1970-01-01) as an ISO date
+        return (dt.date(1970, 1, 1) + dt.timedelta(days=int(value))).isoformat()
     return f"{value:g}" if not isinstance(value, str) else value
 
 
@@ -141,11 +148,14 @@ def placeholders(text: str) -> list[tuple[str, str | None]]:
 
 @dataclass(frozen=True)
 class Note:
-    """A note a finding carries where ``when`` holds for its result."""
+    """A note a finding carries where ``when`` holds for its result: for each result of the
+    episode (``of = "each"``), or for the result that reached the finding's severity last only
+    (``of = "worst"``: a note naming that result's numbers, not one per result)."""
 
     name: str
     when: Node
     text: str
+    of: str = "each"
 
     @property
     def thresholds(self) -> tuple[str, ...]:
@@ -726,8 +736,14 @@ def _expression(text: str, checker: _Checker, where: str) -> Node | Expr:
 def _notes(source: Source, checker: _Checker) -> None:
     for name, raw in source.content.get("notes", {}).items():
         where = f"{source.where}, [notes.{name}]"
-        if not isinstance(raw, Mapping) or set(raw) != {"when", "text"}:
-            raise RuleDefinitionError(f"{where}: a note has 'when' and 'text'")
+        if not isinstance(raw, Mapping) or not {"when", "text"} <= set(raw) <= {
+            "when",
+            "text",
+            "of",
+        }:
+            raise RuleDefinitionError(f"{where}: a note has 'when' and 'text' (and 'of')")
+        if raw.get("of", "each") not in ("each", "worst"):
+            raise RuleDefinitionError(f"{where}: of: 'each' (result) or 'worst'")
         if name in checker.notes:
             raise RuleDefinitionError(f"{where}: note {name!r} is already declared")
         node = checker.tree(raw["when"], where)
@@ -738,7 +754,7 @@ def _notes(source: Source, checker: _Checker) -> None:
                 raise RuleDefinitionError(f"{where}: unknown threshold {key!r} in its text")
             if "." not in key and key not in checker.fields:
                 raise RuleDefinitionError(f"{where}: unknown fact field {key!r} in its text")
-        checker.notes[name] = Note(name, node, text)
+        checker.notes[name] = Note(name, node, text, str(raw.get("of", "each")))
 
 
 def _rule(

@@ -217,6 +217,10 @@ ref_source = "x"
             r"site/rules.toml, feature 'a': take: 'b_v' reads b_v; it may read the other "
             r"result's own numbers and those of the features above it",
         ),
+        (
+            {"rules": '[notes.n]\nwhen = "value > 1"\ntext = "t"\nof = "best"\n'},
+            r"site/rules.toml, \[notes.n\]: of: 'each' \(result\) or 'worst'",
+        ),
         ({"rule.toml": ""}, r"site/rule.toml: not a pack file"),
         ({"rules": "[titles\n"}, r"site/rules.toml: not valid TOML"),
         ({"pack.toml": 'condition = "site"\n'}, r"site/pack.toml: 'source' .* is missing"),

@@ -6,11 +6,14 @@ Each row: the result(s) → the expected ``(code, severity, CTCAE grade)`` findi
 from __future__ import annotations
 
 import datetime as dt
+import io
 import math
 
+import pandas as pd
 import pytest
 from rules_helpers import START, findings, summary
 
+import lemlabs
 from lemlabs.models import Finding
 
 NONE: set[tuple[str, str, int | None]] = set()
@@ -426,3 +429,44 @@ def test_episodes_join_repeated_hits_and_split_on_a_normal_result_or_a_long_gap(
     gap = [(200, "PLT", "120", "10^9/L"), (200 + 93, "PLT", "120", "10^9/L")]
     assert len(findings(gap)) == 2
     assert len(findings([(200, "PLT", "120", "10^9/L"), (292, "PLT", "120", "10^9/L")])) == 1
+
+
+# A rule with alternatives names the one its worst result met, and against what (domain.md,
+# "Messages match their evidence"): × the baseline (with its value and date), + µmol/L within
+# 48 h (from → to), or the absolute cut-off.
+@pytest.mark.parametrize(
+    ("rows", "said", "not_said"),
+    [
+        (
+            [("2020-05-28", "160"), ("2021-01-10", "360")],
+            ["2.2 × the baseline of 160 µmol/L (2020-05-28): 360 µmol/L on 2021-01-10",
+             "360 µmol/L on 2021-01-10, at least 353.6 µmol/L"],
+            ["within 48 h ("],
+        ),
+        (
+            [("2020-05-28", "80"), ("2021-01-10T08:00", "84"), ("2021-01-12T00:00", "111")],
+            ["+27 µmol/L within 48 h (84 → 111 µmol/L on 2021-01-12)"],
+            ["× the baseline of", "at least 353.6 µmol/L"],
+        ),
+        (
+            [("2020-05-28", "80"), ("2021-01-10", "120")],
+            ["1.5 × the baseline of 80 µmol/L (2020-05-28): 120 µmol/L on 2021-01-10"],
+            ["within 48 h (", "at least 353.6 µmol/L"],
+        ),
+    ],
+)  # fmt: skip
+def test_a_creatinine_rise_names_the_alternative_its_worst_result_met(
+    rows: list[tuple[str, str]], said: list[str], not_said: list[str]
+) -> None:
+    text = "patient_id,collected_at,test,value,unit\n" + "".join(
+        f"P1,{when},Creatinine,{value},umol/L\n" for when, value in rows
+    )
+    people = pd.DataFrame(
+        [("P1", "F", "2020-06-01")], columns=["patient_id", "sex", "course_dates"]
+    )
+    report = lemlabs.score_frame(io.StringIO(text), people)
+    (rise,) = [f for f in report.finding_list if f.code == "anti_gbm.creatinine_rise"]
+    for words in said:
+        assert words in rise.message
+    for words in not_said:
+        assert words not in rise.message

@@ -38,6 +38,8 @@ class Occurrence:
     more: Collection[tuple[int, ...]] = ()
     """Further rows the occurrence stands for (a composite's other findings of the same day):
     the two facts' own row tuples, shared by all their hits, not copied per hit."""
+    worst_notes: tuple[str, ...] = ()
+    """Notes (``of = "worst"``) the finding carries only when this is its worst occurrence."""
 
 
 _ORIGIN = np.datetime64("1900-01-01T00:00:00", "s")

@@ -115,15 +115,20 @@ def assemble(
         if not superseded(patient, row, rule)
     ]
     grades = _grades(kept, needed, packs.criteria(str(thresholds["ctcae.version"])))
-    notes_of = _notes(kept, needed, records, book, thresholds)
+    notes_of, worst_notes_of = _notes(kept, needed, records, book, thresholds)
     occurrences = []
-    for (patient, anchor, rule), grade, notes in zip(kept, grades, notes_of, strict=True):
+    noted = zip(kept, grades, notes_of, worst_notes_of, strict=True)
+    for (patient, anchor, rule), grade, notes, worst_notes in noted:
         rows: tuple[int, ...] = (anchor,)
         mine = pair_of.get(anchor, {})
         rows += tuple(mine[field] for field in book.paired.get(rule.id, ()) if field in mine)
         last = _latest(rows, records)
         date, stamp = last["collected_at"], last["stamp"]
-        occurrences.append(Occurrence(rule, patient, rows, anchor, date, stamp, grade, notes))
+        occurrences.append(
+            Occurrence(
+                rule, patient, rows, anchor, date, stamp, grade, notes, worst_notes=worst_notes
+            )
+        )
     plain = _absorbing(rules.values())
     twins: dict[tuple[str, str, dt.datetime], Occurrence] = {}
     facts = _FindingFacts(finding_rows, records)
@@ -299,12 +304,14 @@ def _notes(
     records: Mapping[int, Mapping[str, Any]],
     book: RuleBook,
     thresholds: Thresholds,
-) -> list[tuple[str, ...]]:
+) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
     """Each result hit's notes (``kept``: patient, row, rule): every note of its rule whose
     condition holds for its result, each condition evaluated per rule for all its results at
-    once. A note is filled once per distinct value of the fields its text names; equal notes
-    share one tuple."""
+    once; those of each result, and those (``of = "worst"``) its finding carries only when it
+    is the worst. A note is filled once per distinct value of the fields its text names; equal
+    notes share one tuple."""
     notes: list[tuple[str, ...]] = [()] * len(kept)
+    worst_notes: list[tuple[str, ...]] = [()] * len(kept)
     texts: dict[tuple[str, ...], tuple[str, ...]] = {}
     filled: dict[tuple[object, ...], str] = {}
 
@@ -320,13 +327,12 @@ def _notes(
         held = np.vstack([evaluate(note.when, columns, thresholds) for note in rule.notes])
         for position in np.flatnonzero(held.any(axis=0)):
             record = records[rows[position]]
-            found = tuple(
-                fill(rule, note, record)
-                for note, holds in zip(rule.notes, held[:, position], strict=True)
-                if holds
-            )
+            holding = [n for n, h in zip(rule.notes, held[:, position], strict=True) if h]
+            found = tuple(fill(rule, note, record) for note in holding if note.of == "each")
             notes[numbers[position]] = texts.setdefault(found, found)
-    return notes
+            worst = tuple(fill(rule, note, record) for note in holding if note.of == "worst")
+            worst_notes[numbers[position]] = texts.setdefault(worst, worst)
+    return notes, worst_notes
 
 
 def _by_rule(

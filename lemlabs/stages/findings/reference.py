@@ -74,11 +74,7 @@ def assemble_plainly(
             found = max([0] + [int(grade_rows(t, needed.loc[[row]])[0]) for t in terms])
             grade = found if found > 0 else None
         columns = field_columns(needed.loc[[row]], book)
-        notes = tuple(
-            note.fill(records[row], thresholds)
-            for note in rule.notes
-            if evaluate(note.when, columns, thresholds)[0]
-        )
+        holding = [n for n in rule.notes if evaluate(n.when, columns, thresholds)[0]]
         occurrences.append(
             Occurrence(
                 rule,
@@ -88,7 +84,10 @@ def assemble_plainly(
                 records[latest]["collected_at"],
                 records[latest]["stamp"],
                 grade,
-                notes,
+                tuple(n.fill(records[row], thresholds) for n in holding if n.of == "each"),
+                worst_notes=tuple(
+                    n.fill(records[row], thresholds) for n in holding if n.of == "worst"
+                ),
             )
         )
     matched = {

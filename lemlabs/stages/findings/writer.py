@@ -249,11 +249,12 @@ class Writer:
         rule = top.rule
         if len(episode) == 1 and len(top.rows) == 1 and not top.more:  # one result
             rows = list(top.rows)
-            notes = list(dict.fromkeys(top.notes))
+            notes = list(dict.fromkeys((*top.worst_notes, *top.notes)))
         else:
             rows = list({row for o in episode for part in (o.rows, *o.more) for row in part})
             rows.sort(key=lambda r: (records[r]["collected_at"], r))
-            notes = list(dict.fromkeys(note for o in episode for note in o.notes))
+            each = (note for o in episode for note in o.notes)
+            notes = list(dict.fromkeys((*top.worst_notes, *each)))
         evidence = [records[row] for row in rows]
         anchors = [records[o.anchor_row] for o in episode]
         ended = [r["window_end"] for r in evidence if r["window"] == "after_window"]
