@@ -123,8 +123,8 @@ def formatted(value: Any, style: str | None = None) -> str:
     """A threshold or field as a text shows it: ``{key}`` plain, ``{key:grade}`` as a dipstick
     grade (1 → 1+), ``{key:fraction}`` as a share (0.5 → half, else a percentage),
     ``{key:ratio}`` to one decimal, ``{key:monthly}`` an interval in days as the label says it
-    (91 → 3-monthly), ``{key:value}`` to 4 significant digits, ``{key:date}`` a day number as an
-    ISO date."""
+    (91 → 3-monthly), ``{key:percent}`` a share as a whole percentage, ``{key:value}`` to 4
+    significant digits, ``{key:date}`` a day number as an ISO date."""
     if style == "grade":
         return format_value(value, "grade")
     if style == "fraction":
@@ -134,6 +134,8 @@ def formatted(value: Any, style: str | None = None) -> str:
     if style == "monthly":  # an interval in days as the label says it: 91 → 3-monthly
         months = round(value / 30.44)
         return "monthly" if months <= 1 else f"{months}-monthly"
+    if style == "percent":  # a share as a whole percentage: 0.581 → 58 %
+        return f"{value * 100:.0f} %"
     if style == "value":  # a result, to 4 significant digits: 79.56
         return f"{value:.4g}"
     if style == "date":  # a day (days since 1970-01-01) as an ISO date

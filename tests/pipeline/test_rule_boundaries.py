@@ -470,3 +470,18 @@ def test_a_creatinine_rise_names_the_alternative_its_worst_result_met(
         assert words in rise.message
     for words in not_said:
         assert words not in rise.message
+
+
+def test_a_platelet_fall_names_its_share_and_the_baseline() -> None:
+    text = (
+        "patient_id,collected_at,test,value,unit,ref_low,ref_high\n"
+        "P1,2020-05-28,PLT,310,10^9/L,150,400\nP1,2021-01-10,PLT,130,10^9/L,120,400\n"
+    )
+    people = pd.DataFrame(
+        [("P1", "F", "2020-06-01")], columns=["patient_id", "sex", "course_dates"]
+    )
+    (fall,) = lemlabs.score_frame(io.StringIO(text), people).finding_list
+    assert fall.code == "itp.platelet_fall"
+    assert "a fall of 58 % from the baseline of 310 ×10⁹/L: 130 ×10⁹/L on 2021-01-10" in (
+        fall.message
+    )
