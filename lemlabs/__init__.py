@@ -15,6 +15,7 @@ from lemlabs.errors import (
     MissingColumnError,
     MissingExtraError,
     OutputError,
+    ResourceError,
     RuleError,
     ThresholdError,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "OutputError",
     "Packs",
     "Report",
+    "ResourceError",
     "RuleError",
     "Severity",
     "ThresholdError",

@@ -713,6 +713,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush goes nowhere
         return EXIT_OK
+    except MemoryError:  # outside scoring (reading, writing): no patient to name
+        sys.stderr.write("lemlabs: error: out of memory; use a machine with more memory\n")
+        return EXIT_INPUT
     except (LemlabsError, OSError) as error:
         lines = str(error).splitlines()
         message = lines[0] if lines and lines[0].strip() else type(error).__name__

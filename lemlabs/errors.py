@@ -44,6 +44,10 @@ class MissingColumnError(LabInputError):
         super().__init__(text)
 
 
+class ResourceError(LemlabsError, RuntimeError):
+    """Scoring ran out of memory; the message names the largest patient and its row count."""
+
+
 class OutputError(LemlabsError, ValueError):
     """An output cannot be written or read back: an unknown format, or findings in a form that
     format cannot hold."""

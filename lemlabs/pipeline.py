@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from lemlabs.ctcae import GRADE_COLUMNS, Criteria, grade_results, with_version
-from lemlabs.errors import LabInputError
+from lemlabs.errors import LabInputError, ResourceError
 from lemlabs.formats.files import Source
 from lemlabs.formats.labs import read_labs, read_patients
 from lemlabs.models import DataIssue, Finding
@@ -203,16 +203,21 @@ def _score(
     frame = read_labs(labs, packs=loaded)
     people = read_patients(patients) if patients is not None else None
     report("normalise", 0, 1)
-    results, issues = normalise_prepared(frame, people, table, loaded)
-    rows_in = len(frame)
-    del frame  # the results hold what is needed of it; its columns are memory the engine can use
-    report("context", 0, 1)
-    context = add_context(results[results["status"] == "scored"], people, table, loaded.book)
-    singles, composites, finding_rows = run_engine(context, table, loaded.book, post_all, report)
-    report("findings", 0, 1)
-    version = rules_version(table)
-    findings_of = assemble_plainly if plain else assemble
-    columns = findings_of(singles, composites, context, loaded, table, version, finding_rows)
+    rows_in, ids = len(frame), frame["patient_id"]  # ids: for a message if memory runs out
+    try:
+        results, issues = normalise_prepared(frame, people, table, loaded)
+        del frame  # the results hold what is needed of it; its columns are memory for the engine
+        report("context", 0, 1)
+        context = add_context(results[results["status"] == "scored"], people, table, loaded.book)
+        singles, composites, finding_rows = run_engine(
+            context, table, loaded.book, post_all, report
+        )
+        report("findings", 0, 1)
+        version = rules_version(table)
+        findings_of = assemble_plainly if plain else assemble
+        columns = findings_of(singles, composites, context, loaded, table, version, finding_rows)
+    except MemoryError:
+        raise _out_of_memory(ids, rows_in) from None
     if as_of is not None:
         day = check_as_of(as_of)
         for finding in monitoring(results, people, context, day, table, loaded):
@@ -228,6 +233,19 @@ def _score(
         summary=_summary(rows_in, results, issues, findings, loaded),
         patients=people,
         packs=loaded,
+    )
+
+
+def _out_of_memory(ids: pd.Series, rows: int) -> ResourceError:
+    """Memory ran out while scoring: one line naming the largest patient and its row count (a
+    patient's history is scored whole, so that is the least a run needs)."""
+    counts = ids.value_counts()
+    if counts.empty:
+        return ResourceError(f"out of memory scoring {rows} rows")
+    return ResourceError(
+        f"out of memory scoring {rows} rows; the largest patient, {counts.index[0]!r}, has "
+        f"{int(counts.iloc[0])} rows (a patient's history is scored whole): score on a "
+        "machine with more memory, or that patient's rows apart"
     )
 
 

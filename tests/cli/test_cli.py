@@ -211,3 +211,26 @@ def test_a_reader_that_stops_reading_ends_the_run_quietly() -> None:
     process.stdout.close()  # before lemlabs writes its first line
     err = process.stderr.read().decode()
     assert process.wait(timeout=120) == 0 and err == ""
+
+
+def test_running_out_of_memory_is_one_line_naming_the_largest_patient(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A patient of millions of rows can exhaust memory (a MemoryError traceback before):
+    simulated here by the context stage failing as an allocation would."""
+    import lemlabs.pipeline
+    from lemlabs.cli import main
+
+    def exhausted(*args: object, **kwargs: object) -> None:
+        raise MemoryError
+
+    rows = [(d, "PLT", "250", "10^9/L") for d in range(5)]
+    frame = pd.concat([labs(rows, patient="BIG"), labs(rows[:2], patient="small")])
+    path = tmp_path / "labs.csv"
+    frame.to_csv(path, index=False)
+    monkeypatch.setattr(lemlabs.pipeline, "add_context", exhausted)
+    with pytest.raises(lemlabs.ResourceError, match=r"the largest patient, 'BIG', has 5 rows"):
+        lemlabs.score_frame(path)
+    assert main(["score", str(path), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lemlabs: error: out of memory scoring 7 rows;") and err.count("\n") == 1
