@@ -223,7 +223,18 @@ def _parser() -> argparse.ArgumentParser:
         help="dates besides ISO 8601: DMY (05/03/2021 is 5 March) or MDY (US: 03/05/2021)",
     )
     score.add_argument("--dm", type=Path, metavar="FILE", help="SDTM DM (sex, birth date)")
-    score.add_argument("--ex", type=Path, metavar="FILE", help="SDTM EX (alemtuzumab courses)")
+    score.add_argument(
+        "--ex",
+        type=Path,
+        metavar="FILE",
+        help="SDTM EX: the courses of the treatment (alemtuzumab by name, unless --treatment)",
+    )
+    score.add_argument(
+        "--treatment",
+        action="append",
+        metavar="NAME",
+        help="an EXTRT value that is the treatment, any case (repeatable; e.g. IMP, STUDY DRUG)",
+    )
     score.add_argument(
         "--adlb",
         action="store_true",
@@ -474,6 +485,8 @@ def _check_trial_args(args: argparse.Namespace) -> None:
         raise LemlabsError(
             "--sep, --columns, --date-format, --dm, --ex and --ctcae cannot be used with --dask"
         )
+    if args.treatment and args.ex is None:
+        raise LemlabsError("--treatment names EXTRT values of --ex: give --ex FILE")
 
 
 def _trial_inputs(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -493,7 +506,7 @@ def _trial_inputs(args: argparse.Namespace) -> tuple[Any, Any]:
 
     dm = read_dataset(args.dm, "SDTM DM") if args.dm is not None else None
     ex = read_dataset(args.ex, "SDTM EX") if args.ex is not None else None
-    people = patients_from(dm, ex, sorted(set(labs["patient_id"])))
+    people = patients_from(dm, ex, sorted(set(labs["patient_id"])), treatment=args.treatment)
     return labs, prepare_patients(people)
 
 

@@ -1,4 +1,4 @@
-"""CDISC SDTM in: ``LB`` (labs), ``DM`` (sex, birth date) and ``EX`` (alemtuzumab courses).
+"""CDISC SDTM in: ``LB`` (labs), ``DM`` (sex, birth date) and ``EX`` (the treatment's courses).
 
 ``read_sdtm(lb, dm=None, ex=None)`` returns ``(labs, patients)`` in lemlabs' shape. The test code
 (``LBTESTCD``) stays the test's name, with the specimen (``LBSPEC``), ``LBTEST`` (as
@@ -10,6 +10,8 @@ not scored).
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -59,19 +61,59 @@ def lb_to_labs(lb: pd.DataFrame, name: str = "LB") -> pd.DataFrame:
     return frame
 
 
-def _courses(ex: pd.DataFrame, gap: float) -> dict[str, str]:
-    """Alemtuzumab infusion days (EXSTDTC) grouped into courses: days less than ``gap`` days
-    apart are one course, whose first day is the course date (as
-    :func:`lemlabs.formats.fhir.read_patients`)."""
+def _treated(ex: pd.DataFrame, treatment: Sequence[str] | None) -> pd.Series:
+    """The EX rows that name the treatment: ``EXTRT`` equal (ignoring case and surrounding
+    spaces) to one of ``treatment``, or by default containing an alemtuzumab name."""
+    given = ex["EXTRT"].astype(str).str.strip().str.casefold()
+    if treatment:
+        return given.isin([name.strip().casefold() for name in treatment])
     names = [name.casefold() for name in builtin_packs().treatment["names"]]
+    return given.map(lambda text: any(name in text for name in names))
+
+
+def _courses(
+    ex: pd.DataFrame, gap: float, treatment: Sequence[str] | None
+) -> tuple[dict[str, str], dict[str, str], list[dict[str, str]]]:
+    """The treatment's days (EXSTDTC) grouped into courses: days less than ``gap`` days apart
+    are one course, whose first day is the course date (as
+    :func:`lemlabs.formats.fhir.read_patients`). Also each patient's EX rows of the treatment
+    whose date is not a whole day (partial: ``2020-02``), and, per study whose EX names no row
+    of the treatment, the issue that says which ``EXTRT`` values it holds."""
     for column in ("USUBJID", "EXTRT", "EXSTDTC"):
         if column not in ex.columns:
             raise LabInputError(f"EX: SDTM EX needs column {column!r}")
-    treatment = ex["EXTRT"].astype(str).str.strip().str.casefold()
-    mine = ex[treatment.map(lambda text: any(name in text for name in names))]
-    days = parse_dates(mine["EXSTDTC"].astype(str).str.strip()).dt.normalize()
+    treated = _treated(ex, treatment)
+    study = (
+        ex["STUDYID"].astype(str).str.strip()
+        if "STUDYID" in ex.columns
+        else pd.Series("", index=ex.index)
+    )
+    studies: list[dict[str, str]] = []
+    wanted = ", ".join(treatment) if treatment else "alemtuzumab (by name)"
+    for name, rows in ex.groupby(study, sort=True):
+        if not treated[rows.index].any():
+            seen = sorted(set(rows["EXTRT"].astype(str).str.strip()) - {""})
+            studies.append(
+                {
+                    "study": str(name),
+                    "raw_value": "; ".join(seen)[:200],
+                    "reason": f"no EX row{' of study ' + str(name) if name else ''} names the "
+                    f"treatment ({wanted}): EXTRT holds {', '.join(seen[:8]) or 'nothing'}"
+                    f"{' ...' if len(seen) > 8 else ''}; name it with --treatment NAME "
+                    "(read_sdtm(..., treatment=[...])): its patients have no course",
+                }
+            )
+    mine = ex[treated]
+    text = mine["EXSTDTC"].astype(str).str.strip()
+    days = parse_dates(text).dt.normalize()
+    patients = mine["USUBJID"].astype(str).str.strip()
+    problems: dict[str, str] = {}
+    for patient, raw in zip(patients[days.isna()], text[days.isna()], strict=True):
+        what = "a partial date" if _PARTIAL.match(raw) else "not an ISO date"
+        entry = f"EX row with {what} in EXSTDTC {raw!r}: not counted as a course day"
+        problems[patient] = "; ".join(filter(None, [problems.get(patient, ""), entry]))
     out: dict[str, str] = {}
-    frame = pd.DataFrame({"patient_id": mine["USUBJID"].astype(str).str.strip(), "day": days})
+    frame = pd.DataFrame({"patient_id": patients, "day": days})
     for patient, group in frame.dropna().groupby("patient_id", sort=True):
         starts, previous = [], None
         for day in sorted(set(group["day"])):
@@ -79,7 +121,10 @@ def _courses(ex: pd.DataFrame, gap: float) -> dict[str, str]:
                 starts.append(day)
             previous = day
         out[str(patient)] = ";".join(day.date().isoformat() for day in starts)
-    return out
+    return out, problems, studies
+
+
+_PARTIAL = re.compile(r"^\d{4}(?:-\d{2})?$")
 
 
 def patients_from(
@@ -87,36 +132,44 @@ def patients_from(
     ex: pd.DataFrame | None,
     subjects: Any = (),
     thresholds: Thresholds | None = None,
+    treatment: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """The patients table from DM (``SEX``, ``BRTHDTC``) and EX (alemtuzumab courses), with a
-    row for every subject of ``subjects`` too."""
+    """The patients table from DM (``SEX``, ``BRTHDTC``) and EX (the courses of the treatment:
+    ``EXTRT`` one of ``treatment``, by default alemtuzumab by name), with a row for every
+    subject of ``subjects`` too. Without EX, DM's ``RFXSTDTC`` (the first exposure) is the
+    course date. EX rows of the treatment without a whole-day date are the patient's
+    ``ex_problem``; a study whose EX names no row of the treatment is in ``attrs["issues"]``."""
     gap = (thresholds or load_thresholds())["fhir.course_gap_days"]
     people: dict[str, dict[str, str]] = {}
+
+    def entry(patient: str) -> dict[str, str]:
+        blank = {"sex": "", "birth_date": "", "course_dates": "", "ex_problem": ""}
+        return people.setdefault(patient, {"patient_id": patient, **blank})
+
     if dm is not None:
         if "USUBJID" not in dm.columns:
             raise LabInputError("DM: SDTM DM needs column 'USUBJID'")
         for record in dm.to_dict("records"):
-            patient = str(record["USUBJID"]).strip()
-            people[patient] = {
-                "patient_id": patient,
-                "sex": str(record.get("SEX", "")).strip().upper(),
-                "birth_date": str(record.get("BRTHDTC", "")).strip(),
-                "course_dates": "",
-            }
+            person = entry(str(record["USUBJID"]).strip())
+            person["sex"] = str(record.get("SEX", "")).strip().upper()
+            person["birth_date"] = str(record.get("BRTHDTC", "")).strip()
+            if ex is None:  # no EX: the first exposure DM records, when it does
+                person["course_dates"] = str(record.get("RFXSTDTC", "") or "").strip()[:10]
     for patient in subjects:
-        people.setdefault(
-            str(patient),
-            {"patient_id": str(patient), "sex": "", "birth_date": "", "course_dates": ""},
-        )
+        entry(str(patient))
+    studies: list[dict[str, str]] = []
     if ex is not None:
-        for patient, dates in _courses(ex, gap).items():
-            entry = people.setdefault(
-                patient, {"patient_id": patient, "sex": "", "birth_date": "", "course_dates": ""}
-            )
-            entry["course_dates"] = dates
-    return pd.DataFrame(
-        list(people.values()), columns=["patient_id", "sex", "birth_date", "course_dates"]
+        courses, problems, studies = _courses(ex, gap, treatment)
+        for patient, dates in courses.items():
+            entry(patient)["course_dates"] = dates
+        for patient, problem in problems.items():
+            entry(patient)["ex_problem"] = problem
+    frame = pd.DataFrame(
+        list(people.values()),
+        columns=["patient_id", "sex", "birth_date", "course_dates", "ex_problem"],
     )
+    frame.attrs["issues"] = studies
+    return frame
 
 
 def read_sdtm(
@@ -124,15 +177,19 @@ def read_sdtm(
     dm: SdtmSource | None = None,
     ex: SdtmSource | None = None,
     thresholds: Any = None,
+    treatment: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """SDTM ``LB`` (and optionally ``DM``, ``EX``) as lemlabs' ``(labs, patients)``:
 
     ``USUBJID`` → ``patient_id``, ``LBDTC`` → ``collected_at``, ``LBTESTCD`` → ``test`` (with
     ``LBSPEC`` → ``specimen``, ``LBTEST`` → ``test_name``, ``LBLOINC`` → ``loinc``),
     ``LBORRES``/``LBORRESU`` → ``value``/``unit``, ``LBORNRLO``/``LBORNRHI`` →
-    ``ref_low``/``ref_high``; sex and birth date from DM; courses from EX rows whose ``EXTRT`` is
-    alemtuzumab (infusion days less than ``fhir.course_gap_days`` apart are one course). Each
-    argument is a DataFrame or a path to ``.xpt``, ``.csv`` or ``.parquet``.
+    ``ref_low``/``ref_high``; sex and birth date from DM; courses from EX rows whose ``EXTRT``
+    names the treatment (``treatment``: the exact ``EXTRT`` values, any case, e.g.
+    ``["IMP"]``; by default any value containing an alemtuzumab name): infusion days less than
+    ``fhir.course_gap_days`` apart are one course; without EX, DM's ``RFXSTDTC``. An EX row of
+    the treatment without a whole-day date, and a study whose EX names no row of it, are data
+    issues. Each argument is a DataFrame or a path to ``.xpt``, ``.csv`` or ``.parquet``.
     """
     labs = prepare_labs(lb_to_labs(read_dataset(lb, "SDTM LB"), _name(lb, "LB")))
     table = load_thresholds(thresholds)
@@ -141,6 +198,7 @@ def read_sdtm(
         None if ex is None else read_dataset(ex, "SDTM EX"),
         sorted(set(labs["patient_id"])),
         table,
+        treatment,
     )
     return labs, prepare_patients(people)
 

@@ -324,6 +324,7 @@ def prepare_patients(
     date_format = check_date_format(date_format)
     if columns is None and date_format == "ISO" and _patients_prepared(frame):
         return frame  # read before (with its own date format): used as it is
+    attrs = dict(frame.attrs)  # a reader's table-level issues (SDTM EX), kept through the copies
     frame = _map_columns(frame, PATIENT_COLUMNS + PATIENT_OPTIONAL, PATIENT_COLUMNS, columns, name)
     frame = frame.reset_index(drop=True)
     if "courses" in frame.columns and all(isinstance(c, list) for c in frame["courses"]):
@@ -344,7 +345,9 @@ def prepare_patients(
         for parsed, raw in zip(courses, raw_courses, strict=True)
     ]
     frame["courses"] = [parsed or [] for parsed in courses]
-    return stable_dtypes(frame)
+    out = stable_dtypes(frame)
+    out.attrs.update(attrs)
+    return out
 
 
 def _patients_prepared(frame: pd.DataFrame) -> bool:

@@ -633,18 +633,57 @@ def _raw_for(frame: pd.DataFrame, problems: _Problems, mask: np.ndarray) -> list
 
 
 def _patient_issues(people: pd.DataFrame) -> pd.DataFrame:
+    """The patients table's issues: unreadable course dates, a reader's per-patient problems
+    (``ex_problem``: SDTM EX rows not counted) and its table-level ones (``attrs["issues"]``:
+    a study whose EX names no row of the treatment; row -1, line 0: no row of the table)."""
     bad = people[people["problem"] != ""]
-    return pd.DataFrame(
-        {
-            "row": bad.index.to_numpy(),
-            "line": bad.index.to_numpy() + HEADER_LINES + 1,
-            "patient_id": bad["patient_id"].to_numpy(),
-            "field": "course_dates",
-            "raw_value": bad.get("course_dates", pd.Series("", index=bad.index))
-            .map(_clip)
-            .to_numpy(),
-            "reason": bad["problem"].to_numpy(),
-            "source": "patients",
-        },
-        columns=ISSUE_COLUMNS,
-    )
+    parts = [
+        pd.DataFrame(
+            {
+                "row": bad.index.to_numpy(),
+                "line": bad.index.to_numpy() + HEADER_LINES + 1,
+                "patient_id": bad["patient_id"].to_numpy(),
+                "field": "course_dates",
+                "raw_value": bad.get("course_dates", pd.Series("", index=bad.index))
+                .map(_clip)
+                .to_numpy(),
+                "reason": bad["problem"].to_numpy(),
+                "source": "patients",
+            },
+            columns=ISSUE_COLUMNS,
+        )
+    ]
+    if "ex_problem" in people.columns:
+        ex = people[people["ex_problem"].astype(str) != ""]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "row": ex.index.to_numpy(),
+                    "line": ex.index.to_numpy() + HEADER_LINES + 1,
+                    "patient_id": ex["patient_id"].to_numpy(),
+                    "field": "EXSTDTC",
+                    "raw_value": "",
+                    "reason": ex["ex_problem"].to_numpy(),
+                    "source": "EX",
+                },
+                columns=ISSUE_COLUMNS,
+            )
+        )
+    studies = people.attrs.get("issues", [])
+    if studies:
+        parts.append(
+            pd.DataFrame(
+                {
+                    "row": -1,
+                    "line": 0,
+                    "patient_id": "",
+                    "field": "EXTRT",
+                    "raw_value": [_clip(study["raw_value"]) for study in studies],
+                    "reason": [study["reason"] for study in studies],
+                    "source": "EX",
+                },
+                columns=ISSUE_COLUMNS,
+            )
+        )
+    found = [part for part in parts if len(part)]
+    return pd.concat(found, ignore_index=True) if found else parts[0]

@@ -378,3 +378,91 @@ def test_an_undecidable_delimiter_is_one_clear_message(tmp_path: Path) -> None:
     with pytest.raises(lemlabs.LabInputError, match=r"cannot tell the delimiter.*--sep"):
         lemlabs.read_labs(path)
     assert list(read_text_table(path, sep=";").columns) == ["a", "b,c"]
+
+
+# EX rows become courses of the treatment the user names (issue 26): the default is alemtuzumab
+# by name; a blinded or other-drug trial names its EXTRT values; nothing vanishes in silence.
+EX_HEADER = "STUDYID,USUBJID,EXSEQ,EXTRT,EXSTDTC\n"
+
+
+def _ex(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
+    text = EX_HEADER + "".join(
+        f"S1,{patient},{n},{treatment},{day}\n" for n, (patient, treatment, day) in enumerate(rows)
+    )
+    return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+
+
+LB_ONE = pd.DataFrame(
+    [("S1", "P1", "PLAT", "250", "10^9/L", "2020-03-01")],
+    columns=["STUDYID", "USUBJID", "LBTESTCD", "LBORRES", "LBORRESU", "LBDTC"],
+)
+
+
+@pytest.mark.parametrize(
+    ("rows", "treatment", "courses", "issue"),
+    [
+        ([("P1", "ALEMTUZUMAB", "2020-01-06")], None, ["2020-01-06"], None),
+        ([("P1", "Lemtrada 12 mg", "2020-01-06")], None, ["2020-01-06"], None),
+        (  # another drug: no course, one issue for the study naming what EX holds
+            [("P1", "XANOMELINE", "2020-01-06"), ("P1", "PLACEBO", "2020-01-07")],
+            None,
+            [],
+            "no EX row of study S1 names the treatment (alemtuzumab (by name)): EXTRT holds "
+            "PLACEBO, XANOMELINE; name it with --treatment NAME",
+        ),
+        ([("P1", "XANOMELINE", "2020-01-06")], ["xanomeline"], ["2020-01-06"], None),
+        ([("P1", "IMP", "2020-01-06")], ["IMP", "STUDY DRUG"], ["2020-01-06"], None),  # blinded
+        ([("P1", "IMP ", "2020-01-06")], ["imp"], ["2020-01-06"], None),  # any case, spaces
+        ([("P1", "IMPX", "2020-01-06")], ["IMP"], [], "names the treatment (IMP)"),  # exact
+        ([("P1", "ALEMTUZUMAB", "2020-01-06T09")], None, ["2020-01-06"], None),  # hours only
+        (  # a partial date is a data issue naming the patient, not a silent drop
+            [("P1", "ALEMTUZUMAB", "2020-01"), ("P1", "ALEMTUZUMAB", "2021-01-11")],
+            None,
+            ["2021-01-11"],
+            "EX row with a partial date in EXSTDTC '2020-01': not counted as a course day",
+        ),
+    ],
+)
+def test_ex_rows_become_courses_of_the_named_treatment(
+    rows: list[tuple[str, str, str]],
+    treatment: list[str] | None,
+    courses: list[str],
+    issue: str | None,
+) -> None:
+    labs, people = lemlabs.read_sdtm(LB_ONE, ex=_ex(rows), treatment=treatment)
+    assert [d.date().isoformat() for d in people.set_index("patient_id").loc["P1", "courses"]] == (
+        courses
+    )
+    issues = lemlabs.score_frame(labs, people).issues
+    ex_issues = issues[issues["source"] == "EX"]
+    if issue is None:
+        assert ex_issues.empty
+    else:
+        (reason,) = ex_issues["reason"]
+        assert issue in reason
+        assert ex_issues["patient_id"].iloc[0] in ("", "P1")
+
+
+def test_without_ex_the_first_exposure_of_dm_is_the_course() -> None:
+    dm = pd.DataFrame(
+        [("S1", "P1", "F", "1980-01-01", "2020-01-06T10:00")],
+        columns=["STUDYID", "USUBJID", "SEX", "BRTHDTC", "RFXSTDTC"],
+    )
+    _, people = lemlabs.read_sdtm(LB_ONE, dm=dm)
+    (course,) = people.set_index("patient_id").loc["P1", "courses"]
+    assert course.date().isoformat() == "2020-01-06"
+
+
+def test_the_command_line_names_the_treatment(tmp_path: Path) -> None:
+    from lemlabs.cli import main
+
+    lb, ex = tmp_path / "lb.csv", tmp_path / "ex.csv"
+    LB_ONE.to_csv(lb, index=False)
+    _ex([("P1", "IMP", "2020-01-06")]).to_csv(ex, index=False)
+    out = tmp_path / "issues.csv"
+    args = ["score", str(lb), "--ex", str(ex), "-o", str(tmp_path / "f.csv"), "-q"]
+    assert main([*args, "--issues", str(out)]) == 0
+    assert "name it with --treatment NAME" in out.read_text()
+    assert main([*args, "--treatment", "IMP", "--issues", str(out)]) == 0
+    assert "EXTRT" not in out.read_text()
+    assert main(["score", str(lb), "--treatment", "IMP", "-q"]) == 2  # needs --ex
