@@ -147,6 +147,45 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{', '.join(action.option_strings)} {metavar}"
 
 
+def _input_options(parser: argparse.ArgumentParser, ctcae: bool = True) -> None:
+    """How the input is read: the options ``score``, ``report`` and ``schedule`` share."""
+    if ctcae:
+        parser.add_argument(
+            "--ctcae",
+            choices=("v4", "v5", "v6"),
+            metavar="VERSION",
+            help="CTCAE version of the grades: v4 (4.03), v5 (default) or v6",
+        )
+    parser.add_argument("--sep", metavar="CHAR", help="CSV delimiter (default: sniffed ; tab , |)")
+    parser.add_argument(
+        "--columns",
+        type=_column_map,
+        metavar="MAP",
+        help="column names to map, e.g. MRN=patient_id,Analyse=test",
+    )
+    parser.add_argument(
+        "--date-format",
+        type=str.upper,
+        choices=DATE_FORMATS,
+        default=None,
+        metavar="ORDER",
+        help="dates besides ISO 8601: DMY (05/03/2021 is 5 March) or MDY (US: 03/05/2021)",
+    )
+    parser.add_argument("--dm", type=Path, metavar="FILE", help="SDTM DM (sex, birth date)")
+    parser.add_argument(
+        "--ex",
+        type=Path,
+        metavar="FILE",
+        help="SDTM EX: the courses of the treatment (alemtuzumab by name, unless --treatment)",
+    )
+    parser.add_argument(
+        "--treatment",
+        action="append",
+        metavar="NAME",
+        help="an EXTRT value that is the treatment, any case (repeatable; e.g. IMP, STUDY DRUG)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     formatter = _HelpFormatter
     parser = argparse.ArgumentParser(
@@ -201,40 +240,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"local Dask workers (needs --dask; default {DASK_WORKERS})",
     )
-    score.add_argument(
-        "--ctcae",
-        choices=("v4", "v5", "v6"),
-        metavar="VERSION",
-        help="CTCAE version of the grades: v4 (4.03), v5 (default) or v6",
-    )
-    score.add_argument("--sep", metavar="CHAR", help="CSV delimiter (default: sniffed ; tab , |)")
-    score.add_argument(
-        "--columns",
-        type=_column_map,
-        metavar="MAP",
-        help="column names to map, e.g. MRN=patient_id,Analyse=test",
-    )
-    score.add_argument(
-        "--date-format",
-        type=str.upper,
-        choices=DATE_FORMATS,
-        default=None,
-        metavar="ORDER",
-        help="dates besides ISO 8601: DMY (05/03/2021 is 5 March) or MDY (US: 03/05/2021)",
-    )
-    score.add_argument("--dm", type=Path, metavar="FILE", help="SDTM DM (sex, birth date)")
-    score.add_argument(
-        "--ex",
-        type=Path,
-        metavar="FILE",
-        help="SDTM EX: the courses of the treatment (alemtuzumab by name, unless --treatment)",
-    )
-    score.add_argument(
-        "--treatment",
-        action="append",
-        metavar="NAME",
-        help="an EXTRT value that is the treatment, any case (repeatable; e.g. IMP, STUDY DRUG)",
-    )
+    _input_options(score)
     score.add_argument(
         "--adlb",
         action="store_true",
@@ -264,6 +270,7 @@ def _parser() -> argparse.ArgumentParser:
         help="judge the schedule on this date (default: the latest result's date)",
     )
     html.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no 'wrote' line")
+    _input_options(html)
     demo = commands.add_parser(
         "demo",
         help="score the bundled synthetic example cohort",
@@ -282,7 +289,7 @@ def _parser() -> argparse.ArgumentParser:
         "labs", type=Path, metavar="LABS", help="lab results, long format (see README)"
     )
     plan.add_argument(
-        "--patients", type=Path, required=True, metavar="CSV", help="patients CSV with course_dates"
+        "--patients", type=Path, metavar="CSV", help="patients CSV with course_dates (or --dm/--ex)"
     )
     plan.add_argument(
         "--as-of", type=_date, metavar="DATE", help="the date to judge by (default: today)"
@@ -291,6 +298,7 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--output", type=Path, metavar="CSV", help="write the table to this CSV"
     )
     plan.add_argument("--thresholds", type=Path, metavar="FILE", help="a site threshold table")
+    _input_options(plan, ctcae=False)
     listing = commands.add_parser(
         "rules",
         help="every rule in words, with the effective thresholds and sources",
@@ -415,7 +423,11 @@ def _packs(args: argparse.Namespace) -> Packs:
 
 
 def _schedule(args: argparse.Namespace, out: TextIO) -> int:
-    table = lemlabs.schedule(args.labs, args.patients, args.as_of, args.thresholds, _packs(args))
+    _check_inputs(args)
+    if args.patients is None and args.dm is None and args.ex is None:
+        raise LemlabsError("the schedule needs the courses: --patients CSV, or --ex (and --dm)")
+    labs, patients = _inputs(args)
+    table = lemlabs.schedule(labs, patients, args.as_of, args.thresholds, _packs(args))
     if args.output is not None:
         write_csv(table, args.output)
         _wrote(args, out, args.output, len(table), "schedule row")
@@ -478,15 +490,35 @@ def _check_trial_args(args: argparse.Namespace) -> None:
             raise LemlabsError("--adlb cannot be used with --dask")
         if suffix == ".xpt":
             require_extra("xpt", "writing SAS transport (-o *.xpt --adlb)")
-    if args.patients is not None and (args.dm is not None or args.ex is not None):
-        raise LemlabsError("give --patients or --dm/--ex, not both")
+    _check_inputs(args)
     trial = (args.sep, args.columns, args.dm, args.ex, args.ctcae, args.date_format)
     if args.dask and any(trial):
         raise LemlabsError(
             "--sep, --columns, --date-format, --dm, --ex and --ctcae cannot be used with --dask"
         )
+
+
+def _check_inputs(args: argparse.Namespace) -> None:
+    """The input options (score, report, schedule): usable together, extras present."""
+    if args.patients is not None and (args.dm is not None or args.ex is not None):
+        raise LemlabsError("give --patients or --dm/--ex, not both")
     if args.treatment and args.ex is None:
         raise LemlabsError("--treatment names EXTRT values of --ex: give --ex FILE")
+    suffix = args.labs.suffix.lower()
+    if suffix in FHIR_SUFFIXES:
+        require_extra("fhir", f"reading FHIR input ({suffix})")
+        if any((args.sep, args.columns, args.date_format, args.dm, args.ex)):
+            raise LemlabsError("--sep, --columns, --date-format, --dm and --ex read CSV/SDTM")
+    if suffix == ".parquet":
+        require_extra("parquet", "reading Parquet input")
+
+
+def _inputs(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The labs and patients as the input options say (FHIR, SDTM or a lab table)."""
+    labs, patients = _fhir_inputs(args.labs, args.patients)
+    if isinstance(labs, Path) and args.labs.suffix.lower() not in FHIR_SUFFIXES:
+        labs, patients = _trial_inputs(args)
+    return labs, patients
 
 
 def _trial_inputs(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -535,12 +567,6 @@ def _check_score_args(args: argparse.Namespace) -> None:
             if args.dask:
                 raise LemlabsError("--dask writes CSV, Parquet, JSON or JSON Lines, not Excel")
             require_extra("excel", "writing Excel (-o *.xlsx)")
-    if not args.dask:
-        suffix = args.labs.suffix.lower()
-        if suffix in FHIR_SUFFIXES:
-            require_extra("fhir", f"reading FHIR input ({suffix})")
-        if suffix == ".parquet":
-            require_extra("parquet", "reading Parquet input")
 
 
 def _score_dask(args: argparse.Namespace, out: TextIO) -> int:
@@ -596,15 +622,20 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
     if args.output.suffix.lower() not in (".html", ".htm"):
         raise LemlabsError(f"{args.output}: the report is HTML (use -o NAME.html)")
     require_extra("report", "lemlabs report")
-    if args.labs.suffix.lower() == ".parquet":
-        require_extra("parquet", "reading Parquet input")
+    _check_inputs(args)
     from lemlabs.formats.report import inputs_of, write_html
 
     packs = _packs(args)
+    labs, patients = _inputs(args)
     report = lemlabs.score_frame(
-        args.labs, args.patients, args.thresholds, progress=_Progress(not args.quiet), packs=packs
+        labs,
+        patients,
+        args.thresholds,
+        progress=_Progress(not args.quiet),
+        ctcae=args.ctcae,
+        packs=packs,
     )
-    inputs = inputs_of(args.labs, args.patients, report)
+    inputs = inputs_of(args.labs, args.patients or args.ex or args.dm, report)
     seconds = write_html(
         report, args.output, as_of=args.as_of, thresholds=args.thresholds, inputs=inputs
     )
@@ -621,8 +652,6 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     if args.command in ("rules", "thresholds"):
         return _rules(args, out)
     if args.command == "schedule":
-        if args.labs.suffix.lower() == ".parquet":
-            require_extra("parquet", "reading Parquet input")
         return _schedule(args, out)
     if args.command == "score":
         _check_score_args(args)
@@ -634,10 +663,8 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         labs, patients, thresholds = examples.path("labs"), examples.path("patients"), None
         as_of = None
     else:
-        labs, patients, thresholds, as_of = args.labs, args.patients, args.thresholds, args.as_of
-        labs, patients = _fhir_inputs(labs, patients)
-        if isinstance(labs, Path) and args.labs.suffix.lower() not in FHIR_SUFFIXES:
-            labs, patients = _trial_inputs(args)
+        thresholds, as_of = args.thresholds, args.as_of
+        labs, patients = _inputs(args)
     ctcae = getattr(args, "ctcae", None)
     report = lemlabs.score_frame(
         labs, patients, thresholds, progress=progress, as_of=as_of, ctcae=ctcae, packs=packs

@@ -106,6 +106,12 @@ def _worklist_key(findings: list[Finding], treated: bool) -> tuple[Any, ...]:
             lead.patient_id)  # fmt: skip
 
 
+def _graded_by(report: Report, default: str) -> str:
+    """The CTCAE version the report's results were graded by (``--ctcae``), else the table's."""
+    versions = report.results.get("ctcae_version", pd.Series(dtype=object)).dropna().unique()
+    return str(versions[0]) if len(versions) else default
+
+
 def _before_course(finding: Finding, treated: bool) -> bool:
     """A finding whose onset lies before the patient's first course (present before treatment)."""
     return treated and finding.days_from_course is None
@@ -247,7 +253,7 @@ def context(
         "generated": dt.datetime.now().replace(microsecond=0),
         "version": __version__,
         "rules_version": rules_version(table),
-        "ctcae_version": table["ctcae.version"],
+        "ctcae_version": _graded_by(report, str(table["ctcae.version"])),
         "as_of": day,
         "inputs": ins,
         "summary": summary,

@@ -466,3 +466,30 @@ def test_the_command_line_names_the_treatment(tmp_path: Path) -> None:
     assert main([*args, "--treatment", "IMP", "--issues", str(out)]) == 0
     assert "EXTRT" not in out.read_text()
     assert main(["score", str(lb), "--treatment", "IMP", "-q"]) == 2  # needs --ex
+
+
+def test_report_and_schedule_take_the_input_options_of_score(tmp_path: Path) -> None:
+    """lemlabs report and lemlabs schedule read SDTM with --dm/--ex/--treatment, grade with
+    --ctcae, and read exports with --sep/--columns/--date-format, as lemlabs score does."""
+    pytest.importorskip("jinja2")
+    from lemlabs.cli import main
+
+    sdtm = ["--dm", str(DATA / "dm.csv"), "--ex", str(DATA / "ex.csv")]
+    html = tmp_path / "r.html"
+    assert (
+        main(["report", str(DATA / "lb.csv"), *sdtm, "--ctcae", "v4", "-o", str(html), "-q"]) == 0
+    )
+    page = html.read_text("utf-8")
+    assert "CTCAE version</dt><dd>4.03" in page and "ex.csv" in page
+    plan = tmp_path / "plan.csv"
+    args = ["schedule", str(DATA / "lb.csv"), *sdtm, "--as-of", "2021-06-01", "-o", str(plan)]
+    assert main(args) == 0
+    table = pd.read_csv(plan)
+    assert set(table["patient_id"]) >= {"LEM-301-001"} and (table["status"] != "no_courses").any()
+    export = tmp_path / "export.csv"
+    export.write_text("MRN;Date;Analyse;Result;Units\nP1;05/03/2021;PLT;15;10^9/L\n")
+    mapping = "MRN=patient_id,Date=collected_at,Analyse=test,Result=value,Units=unit"
+    options = ["--sep", ";", "--columns", mapping, "--date-format", "DMY", "-q"]
+    assert main(["report", str(export), *options, "-o", str(html)]) == 0
+    assert "Suspected immune thrombocytopenia (ITP)" in html.read_text("utf-8")  # 15 on 5 March
+    assert main(["schedule", str(DATA / "lb.csv")]) == 2  # no courses given at all
