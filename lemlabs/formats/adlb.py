@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from lemlabs.ctcae import Criteria, CtcaeError, Term
 from lemlabs.errors import MissingExtraError, OutputError
 from lemlabs.packs import Packs
 from lemlabs.stages.context import add_context
@@ -132,30 +133,47 @@ def _study_day(adt: pd.Series, patient: pd.Series, patients: pd.DataFrame | None
 
 
 def shift_table(report: Report, term: str) -> pd.DataFrame:
-    """Patients by baseline grade (rows) × worst post-baseline grade (columns) of a CTCAE term
-    (``"platelets"``, ``"Platelet count decreased"``, ``"creatinine"``, ...), grades 0–4, for
-    the report's CTCAE version. Patients without a graded baseline or a graded post-baseline
-    result are not counted."""
+    """Patients by baseline grade (rows: 0–4, then ``"Missing"`` for a patient whose baseline
+    record has no grade) × worst post-baseline grade (columns, 0–4) of a CTCAE term, for the
+    report's CTCAE version. ``term``: a term key or analyte (``"platelets"``), its CTCAE name
+    (``"Platelet count decreased"``) or its PARAMCD (``"PLAT"``), any case; an unknown one is
+    refused with the names accepted. Patients without a graded post-baseline result are not
+    counted."""
     versions = report.results.get("ctcae_version")
     version = (
         str(versions.dropna().iloc[0]) if versions is not None and versions.notna().any() else None
     )
     table_of = report.packs.criteria(version)
-    criterion = table_of.term(term)
+    criterion = _term(table_of, term, report.packs)
     suffix = "L" if criterion.direction == "L" else "H"
     adlb = to_adlb(report)
     mine = adlb[adlb["PARAMCD"] == paramcd(criterion.analyte, report.packs)]
     grade = pd.to_numeric(mine[f"ATOXGR{suffix}"].replace("", np.nan), errors="coerce")
     base = pd.to_numeric(mine[f"BTOXGR{suffix}"].replace("", np.nan), errors="coerce")
     post = mine.assign(grade=grade, base=base)[mine["CHG"].notna() | mine["SHIFT1"].ne("")]
-    post = post.dropna(subset=["grade", "base"])
+    post = post.dropna(subset=["grade"])
     worst = post.groupby("USUBJID").agg(base=("base", "first"), worst=("grade", "max"))
-    grades = list(range(5))
-    table = pd.crosstab(worst["base"].astype(int), worst["worst"].astype(int))
-    table = table.reindex(index=grades, columns=grades, fill_value=0).astype("int64")
+    levels: list[object] = [*range(5), "Missing"]
+    rows = worst["base"].map(lambda g: "Missing" if pd.isna(g) else int(g))
+    table = pd.crosstab(rows, worst["worst"].astype(int))
+    table = table.reindex(index=levels, columns=list(range(5)), fill_value=0).astype("int64")
     table.index.name = f"baseline grade ({criterion.term}, CTCAE {table_of.version})"
     table.columns.name = "worst post-baseline grade"
     return table
+
+
+def _term(table: Criteria, name: str, packs: Packs) -> Term:
+    """The term a user names: its key, analyte, CTCAE name or PARAMCD, any case."""
+    wanted = name.strip().casefold()
+    for term in table.terms:
+        names = (term.key, term.term, term.analyte, paramcd(term.analyte, packs))
+        if wanted in {n.casefold() for n in names}:
+            return term
+    accepted = sorted({n for t in table.terms for n in (t.key, paramcd(t.analyte, packs))})
+    raise CtcaeError(
+        f"CTCAE {table.version} has no term {name!r}; name one by its key or PARAMCD "
+        f"({', '.join(accepted)}) or its CTCAE name ({'; '.join(t.term for t in table.terms)})"
+    )
 
 
 def write_adlb(table: pd.DataFrame, path: str | Path) -> None:

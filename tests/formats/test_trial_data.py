@@ -315,15 +315,30 @@ def test_shift_table_on_a_planted_cohort() -> None:
         for day, value in zip(("2021-01-01", "2021-03-01"), values, strict=True)
     ]
     table = lemlabs.score_frame(pd.DataFrame(rows)).shift_table("platelets")
-    expected = pd.DataFrame(0, index=range(5), columns=range(5))
+    expected = pd.DataFrame(0, index=[*range(5), "Missing"], columns=range(5))
     expected.loc[0, 2] = 1  # A: 200 -> 60
     expected.loc[0, 4] = 1  # B: 200 -> 20
     expected.loc[1, 3] = 1  # C: 120 (below LLN 150) -> 40
     expected.loc[0, 0] = 1  # D
     expected.loc[0, 1] = 1  # E: 300 -> 140
+    assert list(table.index) == [0, 1, 2, 3, 4, "Missing"]
     assert (table.to_numpy() == expected.to_numpy()).all()
     v6 = lemlabs.score_frame(pd.DataFrame(rows), ctcae="v6").shift_table("Thrombocytopenia")
     assert v6.loc[0, 3] == 1 and v6.loc[0, 4] == 0  # 20 is grade 3 in v6
+
+
+def test_shift_table_names_terms_by_paramcd_any_case_and_lists_the_names_it_accepts() -> None:
+    rows = [
+        ("P1", "2021-01-01", "Creatinine", "80", "umol/L"),
+        ("P1", "2021-03-01", "Creatinine", "300", "umol/L"),
+    ]
+    labs = pd.DataFrame(rows, columns=["patient_id", "collected_at", "test", "value", "unit"])
+    report = lemlabs.score_frame(labs, ctcae="v4")
+    by_code = report.shift_table("creat")  # the PARAMCD, any case
+    assert by_code.equals(report.shift_table("Creatinine increased"))
+    assert by_code.loc[0, 3] == 1 and int(by_code.to_numpy().sum()) == 1
+    with pytest.raises(lemlabs.LemlabsError, match=r"no term 'PLATELET'; name one by .*PLAT"):
+        report.shift_table("PLATELET")
 
 
 def test_cli_writes_adlb(tmp_path: Path) -> None:
