@@ -245,7 +245,7 @@ def test_the_first_worklist_row_is_the_urgent_patient(page: Any, urgent_first: s
     from selenium.webdriver.common.by import By
 
     row = page.find_element(By.CSS_SELECTOR, "table.worklist tbody tr")
-    assert row.get_attribute("data-patient") == urgent_first == "LEM-0154"  # Hy's law, 2018
+    assert row.get_attribute("data-patient") == urgent_first == "LEM-0033"  # evidence of 2022
     assert "URGENT" in row.text.upper()
 
 
