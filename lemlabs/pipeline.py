@@ -203,10 +203,13 @@ def _score(
     frame = read_labs(labs, packs=loaded)
     people = read_patients(patients) if patients is not None else None
     report("normalise", 0, 1)
-    rows_in, ids = len(frame), frame["patient_id"]  # ids: for a message if memory runs out
+    rows_in = len(frame)
     try:
         results, issues = normalise_prepared(frame, people, table, loaded)
-        del frame  # the results hold what is needed of it; its columns are memory for the engine
+    except MemoryError:
+        raise _out_of_memory(frame["patient_id"], rows_in) from None
+    del frame  # the results hold what is needed of it; its columns are memory the engine can use
+    try:
         report("context", 0, 1)
         context = add_context(results[results["status"] == "scored"], people, table, loaded.book)
         singles, composites, finding_rows = run_engine(
@@ -217,7 +220,7 @@ def _score(
         findings_of = assemble_plainly if plain else assemble
         columns = findings_of(singles, composites, context, loaded, table, version, finding_rows)
     except MemoryError:
-        raise _out_of_memory(ids, rows_in) from None
+        raise _out_of_memory(results["patient_id"], rows_in) from None
     if as_of is not None:
         day = check_as_of(as_of)
         for finding in monitoring(results, people, context, day, table, loaded):
