@@ -10,7 +10,6 @@ not scored).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +19,7 @@ from lemlabs.errors import LabInputError
 from lemlabs.formats.files import read_dataset
 from lemlabs.packs import builtin_packs, load_thresholds
 from lemlabs.packs.thresholds import Thresholds
-from lemlabs.stages.ingest import parse_dates, prepare_labs, prepare_patients
+from lemlabs.stages.ingest import date_problem, parse_dates, prepare_labs, prepare_patients
 
 SdtmSource = str | os.PathLike[str] | pd.DataFrame
 
@@ -109,8 +108,7 @@ def _courses(
     patients = mine["USUBJID"].astype(str).str.strip()
     problems: dict[str, str] = {}
     for patient, raw in zip(patients[days.isna()], text[days.isna()], strict=True):
-        what = "a partial date" if _PARTIAL.match(raw) else "not an ISO date"
-        entry = f"EX row with {what} in EXSTDTC {raw!r}: not counted as a course day"
+        entry = f"EX row not counted as a course day, EXSTDTC {date_problem(raw)}"
         problems[patient] = "; ".join(filter(None, [problems.get(patient, ""), entry]))
     out: dict[str, str] = {}
     frame = pd.DataFrame({"patient_id": patients, "day": days})
@@ -122,9 +120,6 @@ def _courses(
             previous = day
         out[str(patient)] = ";".join(day.date().isoformat() for day in starts)
     return out, problems, studies
-
-
-_PARTIAL = re.compile(r"^\d{4}(?:-\d{2})?$")
 
 
 def patients_from(

@@ -430,11 +430,18 @@ LB_ONE = pd.DataFrame(
         ([("P1", "IMP ", "2020-01-06")], ["imp"], ["2020-01-06"], None),  # any case, spaces
         ([("P1", "IMPX", "2020-01-06")], ["IMP"], [], "names the treatment (IMP)"),  # exact
         ([("P1", "ALEMTUZUMAB", "2020-01-06T09")], None, ["2020-01-06"], None),  # hours only
+        (  # an ISO date that is no day: named as such (it was called "not an ISO date")
+            [("P1", "ALEMTUZUMAB", "2020-02-30"), ("P1", "ALEMTUZUMAB", "2021-01-11")],
+            None,
+            ["2021-01-11"],
+            "EX row not counted as a course day, EXSTDTC not a valid date: '2020-02-30'",
+        ),
         (  # a partial date is a data issue naming the patient, not a silent drop
             [("P1", "ALEMTUZUMAB", "2020-01"), ("P1", "ALEMTUZUMAB", "2021-01-11")],
             None,
             ["2021-01-11"],
-            "EX row with a partial date in EXSTDTC '2020-01': not counted as a course day",
+            "EX row not counted as a course day, EXSTDTC a partial date (not a whole calendar "
+            "day): '2020-01'",
         ),
     ],
 )
