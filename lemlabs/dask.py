@@ -29,7 +29,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 from lemlabs.errors import LabInputError, MissingColumnError
 from lemlabs.formats.export import findings_table
-from lemlabs.formats.files import Source, unshift
+from lemlabs.formats.files import COMPRESSED_SUFFIXES, Source, unshift
 from lemlabs.formats.labs import read_patients
 from lemlabs.models import Finding
 from lemlabs.packs import PackPath, load_packs
@@ -75,7 +75,7 @@ def read_labs_dask(path: str | os.PathLike[str], blocksize: str | None = "64MB")
         if text.endswith(".parquet") or os.path.isdir(text):
             frame = dd.read_parquet(text)
             return frame.astype({c: "object" for c in frame.columns}).fillna("").astype(str)
-        compressed = text.lower().endswith((".gz", ".bz2", ".xz", ".zip", ".zst"))
+        compressed = text.lower().endswith(COMPRESSED_SUFFIXES)
         frame = dd.read_csv(  # a compressed file cannot be split: one block per file
             text,
             dtype=str,

@@ -39,18 +39,19 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 _DELIMITERS = {";": "semicolon", "\t": "tab", ",": "comma", "|": "pipe"}
 
 
-_COMPRESSED: dict[str, Any] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
-"""Compressed files pandas reads by their suffix, opened here to peek at their text."""
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zip", ".zst", ".tar")
+"""Suffixes of the compressed files pandas reads (``.tar.gz`` ends in ``.gz``)."""
+_OPENERS: dict[str, Any] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+"""The compressed files opened here to peek at their text (the others are not peeked)."""
 
 
 def _peek(source: Any) -> str:
     """The first 64 KiB of a file or seekable buffer as text ('' when it cannot be peeked)."""
     if isinstance(source, str | os.PathLike):
         suffix = Path(source).suffix.lower()
-        opener = _COMPRESSED.get(suffix, open) if suffix != ".zip" else None
-        if opener is None:
-            return ""  # a zip archive: pandas reads its member; the delimiter defaults to ","
-        with opener(source, "rb") as handle:
+        if suffix in COMPRESSED_SUFFIXES and suffix not in _OPENERS:
+            return ""  # zip, zstd, tar: not peeked, the delimiter defaults to ","
+        with _OPENERS.get(suffix, open)(source, "rb") as handle:
             head: str | bytes = handle.read(65536)
     elif hasattr(source, "seek") and hasattr(source, "read") and source.seekable():
         start = source.tell()
