@@ -637,53 +637,40 @@ def _patient_issues(people: pd.DataFrame) -> pd.DataFrame:
     (``ex_problem``: SDTM EX rows not counted) and its table-level ones (``attrs["issues"]``:
     a study whose EX names no row of the treatment; row -1, line 0: no row of the table)."""
     bad = people[people["problem"] != ""]
-    parts = [
-        pd.DataFrame(
-            {
-                "row": bad.index.to_numpy(),
-                "line": bad.index.to_numpy() + HEADER_LINES + 1,
-                "patient_id": bad["patient_id"].to_numpy(),
-                "field": "course_dates",
-                "raw_value": bad.get("course_dates", pd.Series("", index=bad.index))
-                .map(_clip)
-                .to_numpy(),
-                "reason": bad["problem"].to_numpy(),
-                "source": "patients",
-            },
-            columns=ISSUE_COLUMNS,
-        )
-    ]
+    raw = bad.get("course_dates", pd.Series("", index=bad.index)).map(_clip)
+    parts = [_issue_rows(bad, "course_dates", raw.to_numpy(), bad["problem"], "patients")]
     if "ex_problem" in people.columns:
         ex = people[people["ex_problem"].astype(str) != ""]
-        parts.append(
-            pd.DataFrame(
-                {
-                    "row": ex.index.to_numpy(),
-                    "line": ex.index.to_numpy() + HEADER_LINES + 1,
-                    "patient_id": ex["patient_id"].to_numpy(),
-                    "field": "EXSTDTC",
-                    "raw_value": "",
-                    "reason": ex["ex_problem"].to_numpy(),
-                    "source": "EX",
-                },
-                columns=ISSUE_COLUMNS,
-            )
-        )
+        parts.append(_issue_rows(ex, "EXSTDTC", "", ex["ex_problem"], "EX"))
     studies = people.attrs.get("issues", [])
     if studies:
-        parts.append(
-            pd.DataFrame(
-                {
-                    "row": -1,
-                    "line": 0,
-                    "patient_id": "",
-                    "field": "EXTRT",
-                    "raw_value": [_clip(study["raw_value"]) for study in studies],
-                    "reason": [study["reason"] for study in studies],
-                    "source": "EX",
-                },
-                columns=ISSUE_COLUMNS,
-            )
-        )
+        table = pd.DataFrame({"patient_id": ""}, index=pd.Index([-1] * len(studies)))
+        raw_values = [_clip(study["raw_value"]) for study in studies]
+        reasons = pd.Series([study["reason"] for study in studies], index=table.index)
+        parts.append(_issue_rows(table, "EXTRT", raw_values, reasons, "EX", line=0))
     found = [part for part in parts if len(part)]
     return pd.concat(found, ignore_index=True) if found else parts[0]
+
+
+def _issue_rows(
+    rows: pd.DataFrame,
+    field: str,
+    raw: Any,
+    reasons: pd.Series,
+    source: str,
+    line: int | None = None,
+) -> pd.DataFrame:
+    """Issue records for ``rows`` of a table (their index is the row; ``line`` overrides the
+    file line, as for a table-level issue)."""
+    return pd.DataFrame(
+        {
+            "row": rows.index.to_numpy(),
+            "line": rows.index.to_numpy() + HEADER_LINES + 1 if line is None else line,
+            "patient_id": rows["patient_id"].to_numpy(),
+            "field": field,
+            "raw_value": raw,
+            "reason": reasons.to_numpy(),
+            "source": source,
+        },
+        columns=ISSUE_COLUMNS,
+    )
