@@ -97,11 +97,9 @@ def _latest(findings: list[Finding], treated: bool) -> dt.date:
     )
 
 
-def _worklist_key(findings: list[Finding], treated: bool) -> tuple[Any, ...]:
+def _worklist_key(lead: Finding, latest: dt.date, treated: bool) -> tuple[Any, ...]:
     """Patients since a course first, then pre-course ones; each part most severe first, then
     the most recent evidence first (urgent evidence of 2021 above urgent evidence of 2019)."""
-    lead = findings[0]
-    latest = _latest(findings, treated)
     return (_before_course(lead, treated), -int(lead.severity), -latest.toordinal(), lead.onset,
             lead.patient_id)  # fmt: skip
 
@@ -205,7 +203,10 @@ def context(
     by_patient: dict[str, list[Finding]] = {}
     for finding in sorted(report.finding_list, key=_in_patient):
         by_patient.setdefault(finding.patient_id, []).append(finding)
-    order = sorted(by_patient, key=lambda p: _worklist_key(by_patient[p], p in treated))
+    latest = {p: _latest(findings, p in treated) for p, findings in by_patient.items()}
+    order = sorted(
+        by_patient, key=lambda p: _worklist_key(by_patient[p][0], latest[p], p in treated)
+    )
     plan = _schedule(report, day, table)
     patients = []
     for number, patient_id in enumerate(order, start=1):
@@ -222,7 +223,7 @@ def context(
                 "number": number,
                 "patient_id": patient_id,
                 "worst": _finding(findings[0], packs, patient_id in treated),
-                "latest": _latest(findings, patient_id in treated),
+                "latest": latest[patient_id],
                 "before_course": _before_course(findings[0], patient_id in treated),
                 "findings": [_finding(f, packs, patient_id in treated) for f in findings],
                 "plot": plot,
