@@ -28,6 +28,11 @@ durable-rules' traps, and what this module does about them:
   numbers pass through :func:`json_safe`;
 * a join whose first condition is an ``|`` ignores its other conditions → rule records refuse
   ``or`` in joins (:mod:`lemlabs.engine.rules`), one record per alternative;
+* when a join's last comparison with another fact fails, the evaluator skips past the end of
+  the join's comparisons and reads memory after them until it meets an end marker
+  (``reduceExpressionSequence`` in durable's ``events.c``; a segfault when that memory is not
+  mapped, seen under AddressSanitizer every time) → every alias after the first ends with a
+  comparison that always holds (:func:`_conditions`);
 * ``durable.lang``'s module-level host and definition globals, and its background dispatch
   threads, are not thread-safe → a private host without those threads, and one process-wide lock
   around building rulesets and running a patient (engine calls are serialised; everything before
@@ -187,12 +192,19 @@ def durable_condition(node: Node, thresholds: Thresholds, missing: frozenset[str
 
 
 def _conditions(rule: Rule, thresholds: Thresholds, missing: frozenset[str]) -> tuple[Any, ...]:
+    """A rule's durable-rules conditions, one per alias; in a join, every alias after the first
+    ends with a comparison to the first fact that always holds (its ``kind``): durable-rules'
+    evaluator reads past the end of a join's comparisons when the last one fails."""
     if rule.phase != "finding":
         return tuple(durable_condition(node, thresholds, missing) for _, node in rule.compiled)
-    return tuple(
-        getattr(c, alias) << durable_condition(node, thresholds, missing)
-        for alias, node in rule.compiled
-    )
+    (first, node), *others = rule.compiled
+    holds = m.kind == getattr(c, first).kind
+    conditions = [getattr(c, first) << durable_condition(node, thresholds, missing)]
+    for alias, node in others:
+        conditions.append(
+            getattr(c, alias) << (durable_condition(node, thresholds, missing) & holds)
+        )
+    return tuple(conditions)
 
 
 class RuleEngine:

@@ -19,7 +19,7 @@ from rules_helpers import book_of, labs, patients
 
 import lemlabs
 from lemlabs import examples
-from lemlabs.engine.durable import RuleEngine
+from lemlabs.engine.durable import RuleEngine, _conditions
 from lemlabs.engine.language import (
     Comparison,
     evaluate,
@@ -144,6 +144,21 @@ def test_gates_keep_what_a_join_asks_of_each_fact_alone() -> None:
     assert words(second, thresholds) == "code is 'anti_gbm.haematuria' and micro_neg is 0"
     result_rule = book.by_id["itp.suspected.urgent"]
     assert gates([result_rule]) == tuple(node for _, node in result_rule.compiled)
+
+
+def test_every_join_ends_with_a_comparison_that_holds_so_durable_reads_no_further() -> None:
+    """durable-rules' evaluator reads past a join's comparisons when the last one fails
+    (events.c, reduceExpressionSequence; a segfault under AddressSanitizer): every alias after
+    the first must end, in one flat ``$and``, with the comparison of kinds that always holds."""
+    thresholds = default_thresholds()
+    joins = [rule for rule in builtin_packs().book.rules if rule.phase == "finding"]
+    assert len(joins) > 5
+    for rule in joins:
+        first, *others = [c.define() for c in _conditions(rule, thresholds, frozenset())]
+        assert "kind" not in str(first), rule.id
+        for other in others:
+            assert other["$and"][-1] == {"kind": {"first": "kind"}}, rule.id
+            assert all("$and" not in part for part in other["$and"]), rule.id
 
 
 def test_a_join_that_asks_nothing_of_a_fact_alone_lets_every_fact_through() -> None:
