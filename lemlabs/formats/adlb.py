@@ -1,18 +1,16 @@
 """ADaM ADLB-style output: one row per scored result (``Report.to_adlb()``), and the shift table
 of baseline grade × worst post-baseline grade (``Report.shift_table(term)``).
 
-Variables keep their ADaM meanings: ``ADT`` the collection date, ``ADY`` the study day relative to
-the first alemtuzumab course day (day 1; no day 0), ``AVAL``/``AVALU`` in lemlabs' canonical unit,
-``ANRLO``/``ANRHI`` the interval lemlabs applied, ``ANRIND`` LOW/NORMAL/HIGH, ``BASE`` lemlabs'
-baseline (the last value on or before the first course day, else the first on record) with its
-``BNRIND``, ``CHG``/``PCHG`` after the baseline, ``ATOXGRL``/``ATOXGRH`` the CTCAE grades of the
-report's version ("0"–"4", empty where a result cannot be graded) with their terms
-``ATOXDSCL``/``ATOXDSCH``, ``BTOXGRL``/``BTOXGRH`` the baseline's grades, ``ABLFL`` "Y" on the
-baseline record, ``SHIFT1`` "NORMAL to LOW" (baseline to this result's range indicator).
+The variables, their labels, types and derivations are one specification table,
+``lemlabs/formats/specs/adlb.csv`` (:data:`ADLB_SPEC`): the columns, their order and dtypes, and
+the labels of the SAS transport file all come from it.
 """
 
 from __future__ import annotations
 
+import csv
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,31 +25,31 @@ from lemlabs.stages.context import add_context
 if TYPE_CHECKING:
     from lemlabs.pipeline import Report
 
-ADLB_COLUMNS = {
-    "USUBJID": "object",
-    "PARAMCD": "object",
-    "PARAM": "object",
-    "ADT": "datetime64[ns]",
-    "ADY": "Int64",
-    "AVAL": "float64",
-    "AVALU": "object",
-    "ANRLO": "float64",
-    "ANRHI": "float64",
-    "ANRIND": "object",
-    "BASE": "float64",
-    "BNRIND": "object",
-    "CHG": "float64",
-    "PCHG": "float64",
-    "ATOXGRL": "object",
-    "ATOXGRH": "object",
-    "ATOXDSCL": "object",
-    "ATOXDSCH": "object",
-    "BTOXGRL": "object",
-    "BTOXGRH": "object",
-    "ABLFL": "object",
-    "SHIFT1": "object",
-}
+
+@dataclass(frozen=True, slots=True)
+class Variable:
+    """One ADLB variable of the specification: its name, ADaM label, type and derivation."""
+
+    name: str
+    label: str
+    type: str  # text, integer, number or date
+    derivation: str
+
+
+_DTYPES = {"text": "object", "integer": "Int64", "number": "float64", "date": "datetime64[ns]"}
+
+
+def _spec() -> tuple[Variable, ...]:
+    text = resources.files("lemlabs").joinpath("formats/specs/adlb.csv").read_text("utf-8")
+    return tuple(Variable(**row) for row in csv.DictReader(text.splitlines()))
+
+
+ADLB_SPEC = _spec()
+"""The ADLB variables in order (``lemlabs/formats/specs/adlb.csv``)."""
+ADLB_COLUMNS = {variable.name: _DTYPES[variable.type] for variable in ADLB_SPEC}
 """The ADLB columns and their dtypes (text columns hold ``""`` where empty)."""
+ADLB_LABEL = "Lab Analysis Dataset"
+"""The dataset label of the SAS transport file."""
 
 _RANGE = {"L": "LOW", "H": "HIGH", "N": "NORMAL"}
 
@@ -67,19 +65,59 @@ def _grade_text(grades: pd.Series) -> pd.Series:
     return grades.astype("Int64").astype(object).map(lambda g: "" if pd.isna(g) else str(g))
 
 
+def _text(context: pd.DataFrame, column: str) -> pd.Series:
+    """An input column carried into the results as text (``""`` where missing or absent)."""
+    if column not in context.columns:
+        return pd.Series("", index=context.index, dtype=object)
+    values = context[column]
+    return values.astype(object).where(values.notna(), "").astype(str).str.strip()
+
+
+def _number(context: pd.DataFrame, column: str) -> pd.Series:
+    """An input column carried into the results as a number (NaN where missing or absent)."""
+    if column not in context.columns:
+        return pd.Series(np.nan, index=context.index)
+    return pd.to_numeric(context[column], errors="coerce").astype(float)
+
+
+def signed_grade(
+    low: pd.Series, high: pd.Series, low_term: pd.Series, high_term: pd.Series
+) -> pd.Series:
+    """ATOXGR from the grades of each direction ("0"-"4" or ""), as admiral's
+    ``derive_var_atoxgr``: ``-`` and the low grade when it is 1-4, else the high grade when it
+    is 1-4, else "0" when each direction that has a term is graded "0", else ""."""
+    graded = {"1", "2", "3", "4"}
+    low_zero = (low == "0") | ((low_term == "") & (low == ""))
+    high_zero = (high == "0") | ((high_term == "") & (high == ""))
+    normal = (low_zero & (high == "0")) | (high_zero & (low == "0"))
+    signed = np.select(
+        [low.isin(graded), high.isin(graded), normal],
+        ["-" + low, high, "0"],
+        default="",
+    )
+    return pd.Series(signed, index=low.index, dtype=object)
+
+
 def to_adlb(report: Report) -> pd.DataFrame:
-    """One row per scored result with ADaM ADLB names (see the module docstring)."""
+    """One row per scored result with ADaM ADLB variables (:data:`ADLB_SPEC`)."""
     results = report.results[report.results["status"] == "scored"]
     packs = report.packs
     context = add_context(results, report.patients, packs.defaults, packs.book)
     if context.empty:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in ADLB_COLUMNS.items()})
     out = pd.DataFrame(index=context.index)
+    out["STUDYID"] = _text(context, "STUDYID")
     out["USUBJID"] = context["patient_id"].astype(str)
+    out["SRCSEQ"] = _number(context, "LBSEQ").round().astype("Int64")
+    out["SRCDOM"] = np.where(out["SRCSEQ"].notna(), "LB", "")
     out["PARAMCD"] = context["analyte"].map(lambda analyte: paramcd(analyte, packs))
     out["PARAM"] = [
         f"{packs.label(a)} ({u})" for a, u in zip(context["analyte"], context["unit"], strict=True)
     ]
+    order = {analyte: number for number, analyte in enumerate(packs.catalogue, start=1)}
+    out["PARAMN"] = context["analyte"].map(order).astype("Int64")
+    out["AVISIT"] = _text(context, "VISIT")
+    out["AVISITN"] = _number(context, "VISITNUM")
     out["ADT"] = context["collected_at"].dt.normalize().astype("datetime64[ns]")
     out["ADY"] = _study_day(out["ADT"], context["patient_id"], report.patients)
     out["AVAL"] = context["value"].astype(float)
@@ -88,6 +126,11 @@ def to_adlb(report: Report) -> pd.DataFrame:
     out["ANRHI"] = pd.to_numeric(context["ref_high"], errors="coerce").astype(float)
     out["ANRIND"] = context["flag"].map(_RANGE).fillna("")
     out["BASE"] = context["baseline"].astype(float)
+    out["ATOXGRL"] = _grade_text(context["ctcae_grade_low"])
+    out["ATOXGRH"] = _grade_text(context["ctcae_grade_high"])
+    out["ATOXDSCL"] = context["ctcae_term_low"].fillna("").astype(object)
+    out["ATOXDSCH"] = context["ctcae_term_high"].fillna("").astype(object)
+    out["ATOXGR"] = signed_grade(out["ATOXGRL"], out["ATOXGRH"], out["ATOXDSCL"], out["ATOXDSCH"])
     # the baseline record: the patient's result of the analyte at the baseline date and value
     at_base = (context["collected_at"] == context["baseline_date"]) & (
         context["value"] == context["baseline"]
@@ -97,25 +140,28 @@ def to_adlb(report: Report) -> pd.DataFrame:
     ablfl = pd.Series("", index=context.index, dtype=object)
     ablfl[base_rows.index] = "Y"
     out["ABLFL"] = ablfl
-    base = base_rows[[*keys, "flag", "ctcae_grade_low", "ctcae_grade_high"]].rename(
-        columns={"flag": "b_flag", "ctcae_grade_low": "b_low", "ctcae_grade_high": "b_high"}
+    base = pd.DataFrame(
+        {
+            **{key: base_rows[key] for key in keys},
+            "BNRIND": out.loc[base_rows.index, "ANRIND"],
+            **{
+                f"B{name}": out.loc[base_rows.index, f"A{name}"]
+                for name in ("TOXGRL", "TOXGRH", "TOXGR")
+            },
+        }
     )
     joined = context[keys].merge(base, on=keys, how="left").set_index(context.index)
-    out["BNRIND"] = joined["b_flag"].map(_RANGE).fillna("")
+    for name in ("BNRIND", "BTOXGRL", "BTOXGRH", "BTOXGR"):
+        out[name] = joined[name].fillna("").astype(object)
     after = (context["collected_at"] > context["baseline_date"]) & (ablfl != "Y")
     change = (out["AVAL"] - out["BASE"]).where(after)
     out["CHG"] = change.astype(float)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["PCHG"] = (change / out["BASE"].where(out["BASE"] != 0) * 100).astype(float)
-    out["ATOXGRL"] = _grade_text(context["ctcae_grade_low"])
-    out["ATOXGRH"] = _grade_text(context["ctcae_grade_high"])
-    out["ATOXDSCL"] = context["ctcae_term_low"].fillna("").astype(object)
-    out["ATOXDSCH"] = context["ctcae_term_high"].fillna("").astype(object)
-    out["BTOXGRL"] = _grade_text(joined["b_low"])
-    out["BTOXGRH"] = _grade_text(joined["b_high"])
     shift = out["BNRIND"] + " to " + out["ANRIND"]
     out["SHIFT1"] = shift.where(after & (out["BNRIND"] != "") & (out["ANRIND"] != ""), "")
     out = out.sort_values(["USUBJID", "PARAMCD", "ADT"], kind="mergesort").reset_index(drop=True)
+    out["ASEQ"] = (out.groupby("USUBJID", sort=False).cumcount() + 1).astype("Int64")
     return out[list(ADLB_COLUMNS)].astype(ADLB_COLUMNS)
 
 
@@ -196,11 +242,15 @@ def write_adlb(table: pd.DataFrame, path: str | Path) -> None:
         except ImportError as error:
             raise MissingExtraError("writing SAS transport (.xpt)", "xpt", "pyreadstat") from error
         frame = table.copy()
-        frame["ADY"] = frame["ADY"].astype(float)
+        for name in frame.columns[frame.dtypes == "Int64"]:  # transport numbers are doubles
+            frame[name] = frame[name].astype(float)
         frame["ADT"] = frame["ADT"].dt.date
+        labels = {variable.name: variable.label for variable in ADLB_SPEC}
         pyreadstat.write_xport(
             frame,
             str(target),
+            file_label=ADLB_LABEL,
+            column_labels=[labels.get(str(name), "") for name in frame.columns],
             table_name="ADLB",
             file_format_version=5,
             variable_format={"ADT": "DATE9."},

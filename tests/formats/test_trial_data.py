@@ -12,12 +12,13 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 import lemlabs
 from lemlabs.ctcae import criteria, version_of
-from lemlabs.formats.adlb import ADLB_COLUMNS
+from lemlabs.formats.adlb import ADLB_COLUMNS, ADLB_LABEL, ADLB_SPEC, signed_grade, write_adlb
 from lemlabs.formats.files import read_text_table
 
 DATA = Path(__file__).parents[1] / "data" / "sdtm"
@@ -289,9 +290,19 @@ def test_unscored_tests_are_named_and_near_misses_come_first() -> None:
 # --- ADLB out -----------------------------------------------------------------------------
 
 
+def test_the_adlb_specification_is_complete_and_fits_sas_transport() -> None:
+    names = [variable.name for variable in ADLB_SPEC]
+    assert len(set(names)) == len(names) == len(ADLB_COLUMNS)
+    for variable in ADLB_SPEC:
+        assert variable.name.isupper() and len(variable.name) <= 8, variable
+        assert 0 < len(variable.label) <= 40, variable
+        assert variable.type in {"text", "integer", "number", "date"}, variable
+        assert variable.derivation.strip(), variable
+
+
 def test_adlb_columns_and_types() -> None:
     adlb = lemlabs.score_frame(*_sdtm()).to_adlb()
-    assert list(adlb.columns) == list(ADLB_COLUMNS)
+    assert list(adlb.columns) == [variable.name for variable in ADLB_SPEC]
     assert {c: str(t) for c, t in adlb.dtypes.items()} == ADLB_COLUMNS
     plat = adlb[adlb["PARAMCD"] == "PLAT"].reset_index(drop=True)
     assert plat["ABLFL"].tolist() == ["Y", ""]
@@ -299,6 +310,82 @@ def test_adlb_columns_and_types() -> None:
     assert plat["ATOXDSCL"].iloc[1] == "Platelet count decreased"
     assert plat["SHIFT1"].tolist() == ["", "NORMAL to LOW"]
     assert plat["CHG"].iloc[1] == -158 and plat["ADY"].tolist() == [-4, 254]
+
+
+def test_adlb_carries_the_study_the_lb_sequence_and_the_visit_and_numbers_records() -> None:
+    lb = pd.read_csv(DATA / "lb.csv", dtype=str)
+    lb["VISIT"] = np.where(lb["LBDTC"] < "2020-02-01", "BASELINE", "MONTH 8")
+    lb["VISITNUM"] = np.where(lb["VISIT"] == "BASELINE", "1", "9")
+    labs, patients = lemlabs.read_sdtm(lb, DATA / "dm.csv", DATA / "ex.csv")
+    adlb = lemlabs.score_frame(labs, patients).to_adlb()
+    source = lb.assign(LBSEQ=lb["LBSEQ"].astype(int)).set_index(["USUBJID", "LBSEQ"])
+    assert (adlb["STUDYID"] == "LEM-301").all() and (adlb["SRCDOM"] == "LB").all()
+    for row in adlb.itertuples():
+        lb_row = source.loc[(row.USUBJID, row.SRCSEQ)]
+        assert (lb_row["VISIT"], float(lb_row["VISITNUM"])) == (row.AVISIT, row.AVISITN)
+        assert pd.Timestamp(lb_row["LBDTC"][:10]) == row.ADT
+    for _, records in adlb.groupby("USUBJID"):
+        assert records["ASEQ"].tolist() == list(range(1, len(records) + 1))
+    numbers = adlb.drop_duplicates("PARAMCD").set_index("PARAMCD")["PARAMN"]
+    assert numbers.is_unique and adlb.groupby("PARAMCD")["PARAMN"].nunique().eq(1).all()
+
+
+def test_adlb_without_sdtm_columns_leaves_study_source_and_visit_empty() -> None:
+    rows = [
+        ("P1", "2021-01-01", "PLT", "250", "10^9/L"),
+        ("P1", "2021-02-01", "PLT", "90", "10^9/L"),
+    ]
+    labs = pd.DataFrame(rows, columns=["patient_id", "collected_at", "test", "value", "unit"])
+    adlb = lemlabs.score_frame(labs).to_adlb()
+    assert adlb[["STUDYID", "SRCDOM", "AVISIT"]].eq("").all().all()
+    assert adlb[["SRCSEQ", "AVISITN"]].isna().all().all()
+    assert adlb["ASEQ"].tolist() == [1, 2] and adlb["ATOXGR"].tolist() == ["0", "-1"]
+
+
+# admiral's own cases for the signed grade (tests/testthat/test-derive_var_atoxgr.R, Tests 1-4
+# of derive_var_atoxgr): low term, high term, ATOXGRL, ATOXGRH -> ATOXGR; "" is R's NA
+ADMIRAL_ATOXGR = [
+    ("", "", "", "", ""),
+    ("Hypophosphatemia", "", "", "", ""),
+    ("", "Hyperglycemia", "", "", ""),
+    ("Hypoglycemia", "Hyperglycemia", "", "", ""),
+    ("Hypoglycemia", "Hyperglycemia", "", "0", ""),  # low ungradable: not normal
+    ("Hypoglycemia", "Hyperglycemia", "0", "", ""),  # high ungradable: not normal
+    ("Hypoglycemia", "Hyperglycemia", "0", "0", "0"),
+    ("", "INR Increased", "", "0", "0"),
+    ("Hypophosphatemia", "", "0", "", "0"),
+    ("Hypoglycemia", "Hyperglycemia", "", "1", "1"),
+    ("Hypoglycemia", "Hyperglycemia", "0", "4", "4"),
+    ("", "INR Increased", "", "2", "2"),
+    ("Hypoglycemia", "Hyperglycemia", "3", "", "-3"),
+    ("Hypoglycemia", "Hyperglycemia", "1", "0", "-1"),
+    ("Hypophosphatemia", "", "4", "", "-4"),
+]
+
+
+@pytest.mark.parametrize(("low_term", "high_term", "low", "high", "expected"), ADMIRAL_ATOXGR)
+def test_the_signed_grade_follows_admirals_cases(
+    low_term: str, high_term: str, low: str, high: str, expected: str
+) -> None:
+    def one(text: str) -> pd.Series:
+        return pd.Series([text], dtype=object)
+
+    signed = signed_grade(one(low), one(high), one(low_term), one(high_term))
+    assert signed.tolist() == [expected]
+
+
+def test_the_adlb_transport_file_reads_back_with_its_labels(tmp_path: Path) -> None:
+    import pyreadstat  # the xpt extra, part of the test extra
+
+    adlb = lemlabs.score_frame(*_sdtm()).to_adlb()
+    write_adlb(adlb, tmp_path / "adlb.xpt")
+    back, meta = pyreadstat.read_xport(str(tmp_path / "adlb.xpt"))
+    assert meta.table_name == "ADLB" and meta.file_label == ADLB_LABEL
+    assert meta.column_names_to_labels == {v.name: v.label for v in ADLB_SPEC}
+    assert list(back.columns) == list(adlb.columns) and len(back) == len(adlb)
+    assert back["AVAL"].tolist() == adlb["AVAL"].tolist()
+    assert back["ASEQ"].tolist() == adlb["ASEQ"].astype(float).tolist()
+    assert back["ATOXGR"].tolist() == adlb["ATOXGR"].tolist()
 
 
 def test_shift_table_on_a_planted_cohort() -> None:
