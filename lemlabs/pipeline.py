@@ -82,12 +82,19 @@ class Report:
 
         return to_adlb(self)
 
-    def shift_table(self, term: str) -> pd.DataFrame:
+    def shift_table(
+        self,
+        term: str,
+        by: str | None = None,
+        direction: str | None = None,
+        form: str = "wide",
+    ) -> pd.DataFrame:
         """Patients by baseline × worst post-baseline CTCAE grade of ``term`` (``"platelets"``,
-        ``"creatinine"``, ``"proteinuria"`` or a CTCAE term name)."""
+        ``"creatinine"``, ``"PLAT"`` or a CTCAE term name), split ``by`` a patients column (the
+        arm), ``wide`` or ``long`` with percentages (:func:`lemlabs.formats.adlb.shift_table`)."""
         from lemlabs.formats.adlb import shift_table
 
-        return shift_table(self, term)
+        return shift_table(self, term, by=by, direction=direction, form=form)
 
     def data_issues(self) -> list[DataIssue]:
         """The issues table as :class:`DataIssue` records."""

@@ -19,6 +19,7 @@ import pandas as pd
 
 from lemlabs.ctcae import Criteria, CtcaeError, Term
 from lemlabs.errors import MissingExtraError, OutputError
+from lemlabs.formats.sdtm import DM_ARMS
 from lemlabs.packs import Packs
 from lemlabs.stages.context import add_context
 
@@ -73,6 +74,14 @@ def _text(context: pd.DataFrame, column: str) -> pd.Series:
     return values.astype(object).where(values.notna(), "").astype(str).str.strip()
 
 
+def _patient_text(patients: pd.DataFrame | None, column: str, ids: pd.Series) -> pd.Series:
+    """Each record's patient's value of a patients column (``""`` where missing or absent)."""
+    if patients is None or column not in patients.columns:
+        return pd.Series("", index=ids.index, dtype=object)
+    values = _text(patients, column).set_axis(patients["patient_id"].astype(str))
+    return ids.map(values[~values.index.duplicated()]).fillna("").astype(object)
+
+
 def _number(context: pd.DataFrame, column: str) -> pd.Series:
     """An input column carried into the results as a number (NaN where missing or absent)."""
     if column not in context.columns:
@@ -108,6 +117,8 @@ def to_adlb(report: Report) -> pd.DataFrame:
     out = pd.DataFrame(index=context.index)
     out["STUDYID"] = _text(context, "STUDYID")
     out["USUBJID"] = context["patient_id"].astype(str)
+    for name in DM_ARMS:
+        out[name] = _patient_text(report.patients, name, out["USUBJID"])
     out["SRCSEQ"] = _number(context, "LBSEQ").round().astype("Int64")
     out["SRCDOM"] = np.where(out["SRCSEQ"].notna(), "LB", "")
     out["PARAMCD"] = context["analyte"].map(lambda analyte: paramcd(analyte, packs))
@@ -178,19 +189,37 @@ def _study_day(adt: pd.Series, patient: pd.Series, patients: pd.DataFrame | None
     return (days + (days >= 0).astype(int)).astype("Int64")
 
 
-def shift_table(report: Report, term: str) -> pd.DataFrame:
-    """Patients by baseline grade (rows: 0–4, then ``"Missing"`` for a patient whose baseline
-    record has no grade) × worst post-baseline grade (columns, 0–4) of a CTCAE term, for the
-    report's CTCAE version. ``term``: a term key or analyte (``"platelets"``), its CTCAE name
-    (``"Platelet count decreased"``) or its PARAMCD (``"PLAT"``), any case; an unknown one is
-    refused with the names accepted. Patients without a graded post-baseline result are not
-    counted."""
+SHIFT_LEVELS: tuple[object, ...] = (0, 1, 2, 3, 4, "Missing")
+"""The baseline grades of a shift table's rows; its columns are the worst grades 0-4."""
+
+
+def shift_table(
+    report: Report,
+    term: str,
+    by: str | None = None,
+    direction: str | None = None,
+    form: str = "wide",
+) -> pd.DataFrame:
+    """Patients by baseline grade (0-4, then ``"Missing"`` for a patient whose baseline record
+    has no grade) × worst post-baseline grade (0-4) of a CTCAE term, for the report's CTCAE
+    version. Patients without a graded post-baseline result are not counted.
+
+    ``term``: a term key or analyte (``"platelets"``), its CTCAE name or its PARAMCD
+    (``"PLAT"``), any case; an unknown one is refused with the names accepted; ``direction``
+    (``"low"``/``"high"``) picks one where an analyte has a term in each. ``by``: a patients
+    column (the arm: DM's ``ACTARM``), its values split the counts (an empty value is
+    ``"Missing"``). ``form="wide"``: counts, baseline grades as rows, worst grades as columns
+    (under each group's name with ``by``); ``form="long"``: one row per group, baseline level
+    and worst grade, totals included (``"Total"``), with ``n``, ``N`` (the group's patients in
+    the table) and ``percent`` (``n`` / ``N`` × 100)."""
+    if form not in ("wide", "long"):
+        raise OutputError(f"form must be 'wide' or 'long', not {form!r}")
     versions = report.results.get("ctcae_version")
     version = (
         str(versions.dropna().iloc[0]) if versions is not None and versions.notna().any() else None
     )
     table_of = report.packs.criteria(version)
-    criterion = _term(table_of, term, report.packs)
+    criterion = _term(table_of, term, report.packs, direction)
     suffix = "L" if criterion.direction == "L" else "H"
     adlb = to_adlb(report)
     mine = adlb[adlb["PARAMCD"] == paramcd(criterion.analyte, report.packs)]
@@ -199,26 +228,102 @@ def shift_table(report: Report, term: str) -> pd.DataFrame:
     post = mine.assign(grade=grade, base=base)[mine["CHG"].notna() | mine["SHIFT1"].ne("")]
     post = post.dropna(subset=["grade"])
     worst = post.groupby("USUBJID").agg(base=("base", "first"), worst=("grade", "max"))
-    levels: list[object] = [*range(5), "Missing"]
-    rows = worst["base"].map(lambda g: "Missing" if pd.isna(g) else int(g))
-    table = pd.crosstab(rows, worst["worst"].astype(int))
-    table = table.reindex(index=levels, columns=list(range(5)), fill_value=0).astype("int64")
-    table.index.name = f"baseline grade ({criterion.term}, CTCAE {table_of.version})"
-    table.columns.name = "worst post-baseline grade"
+    worst["base"] = worst["base"].map(lambda g: "Missing" if pd.isna(g) else int(g))
+    worst["worst"] = worst["worst"].astype(int)
+    groups = _groups(report, by, worst.index)
+    worst["group"] = groups.reindex(worst.index).to_numpy() if by is not None else ""
+    name = f"{criterion.term}, CTCAE {table_of.version}"
+    if form == "long":
+        return _long(worst, [*groups.unique()] if by is not None else [""], by)
+    if by is None:
+        table = pd.crosstab(worst["base"], worst["worst"])
+        table = table.reindex(index=list(SHIFT_LEVELS), columns=list(range(5)), fill_value=0)
+        table.columns.name = "worst post-baseline grade"
+    else:
+        columns = pd.MultiIndex.from_product(
+            [sorted(set(groups)), range(5)], names=[by, "worst post-baseline grade"]
+        )
+        table = pd.crosstab(worst["base"], [worst["group"], worst["worst"]])
+        table = table.reindex(index=list(SHIFT_LEVELS), columns=columns, fill_value=0)
+    table = table.astype("int64")
+    table.index.name = f"baseline grade ({name})"
     return table
 
 
-def _term(table: Criteria, name: str, packs: Packs) -> Term:
-    """The term a user names: its key, analyte, CTCAE name or PARAMCD, any case."""
+def _groups(report: Report, by: str | None, counted: pd.Index) -> pd.Series:
+    """Each patient's value of the patients column ``by`` (``"Missing"`` where empty),
+    indexed by patient id; refused by name when the column is not there."""
+    if by is None:
+        return pd.Series("", index=counted, dtype=object)
+    patients = report.patients
+    if patients is None or by not in patients.columns:
+        have = [] if patients is None else [str(c) for c in patients.columns]
+        raise OutputError(
+            f"shift_table(by={by!r}): the patients table has no column {by!r} "
+            f"(it has: {', '.join(have) or 'no patients table'})"
+        )
+    values = patients[by].astype(object).where(patients[by].notna(), "").astype(str).str.strip()
+    groups = pd.Series(values.replace("", "Missing").to_numpy(), index=patients["patient_id"])
+    groups = groups[~groups.index.duplicated()]
+    missing = counted.difference(groups.index)
+    found: pd.Series = pd.concat([groups, pd.Series("Missing", index=missing, dtype=object)])
+    return found
+
+
+def _long(worst: pd.DataFrame, groups: list[object], by: str | None) -> pd.DataFrame:
+    """The tidy shift table: every group × baseline level (and Total) × worst grade (and
+    Total), with n, N and percent of N."""
+    rows = []
+    baselines: list[object] = [*SHIFT_LEVELS, "Total"]
+    worsts: list[object] = [*range(5), "Total"]
+    for group in sorted(set(groups), key=str):
+        mine = worst[worst["group"] == group]
+        total = len(mine)
+        for level in baselines:
+            at = mine if level == "Total" else mine[mine["base"] == level]
+            for grade in worsts:
+                n = len(at) if grade == "Total" else int((at["worst"] == grade).sum())
+                rows.append(
+                    {
+                        **({by: group} if by is not None else {}),
+                        "baseline": level,
+                        "worst": grade,
+                        "n": n,
+                        "N": total,
+                        "percent": n / total * 100 if total else np.nan,
+                    }
+                )
+    out = pd.DataFrame(rows)
+    return out.astype({"n": "int64", "N": "int64", "percent": "float64"})
+
+
+def _term(table: Criteria, name: str, packs: Packs, direction: str | None = None) -> Term:
+    """The term a user names: its key, analyte, CTCAE name or PARAMCD, any case; ``direction``
+    ("low"/"high") chooses where the name fits a term in each direction."""
     wanted = name.strip().casefold()
-    for term in table.terms:
-        names = (term.key, term.term, term.analyte, paramcd(term.analyte, packs))
-        if wanted in {n.casefold() for n in names}:
-            return term
+    found = [
+        term
+        for term in table.terms
+        if wanted
+        in {n.casefold() for n in (term.key, term.term, term.analyte, paramcd(term.analyte, packs))}
+    ]
+    if direction is not None:
+        if direction.casefold() not in ("low", "high"):
+            raise CtcaeError(f"direction must be 'low' or 'high', not {direction!r}")
+        found = [t for t in found if t.direction == direction[0].upper()]
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise CtcaeError(
+            f"CTCAE {table.version}: {name!r} has a term in each direction "
+            f"({'; '.join(t.term for t in found)}); choose one with direction='low' or 'high'"
+        )
     accepted = sorted({n for t in table.terms for n in (t.key, paramcd(t.analyte, packs))})
     raise CtcaeError(
-        f"CTCAE {table.version} has no term {name!r}; name one by its key or PARAMCD "
-        f"({', '.join(accepted)}) or its CTCAE name ({'; '.join(t.term for t in table.terms)})"
+        f"CTCAE {table.version} has no term {name!r}"
+        f"{f' in the {direction} direction' if direction else ''}; name one by its key or "
+        f"PARAMCD ({', '.join(accepted)}) or its CTCAE name "
+        f"({'; '.join(t.term for t in table.terms)})"
     )
 
 

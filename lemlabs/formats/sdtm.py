@@ -37,6 +37,8 @@ LB_COLUMNS = {
     "LBTEST": "test_name",
 }
 LB_REQUIRED = ("USUBJID", "LBDTC", "LBTESTCD", "LBORRES")
+#: DM's arm variables, carried into the patients table (and the ADLB) when DM has them
+DM_ARMS = ("ARM", "ACTARM")
 
 
 def is_lb(columns: Any) -> bool:
@@ -148,6 +150,9 @@ def patients_from(
             person = entry(str(record["USUBJID"]).strip())
             person["sex"] = str(record.get("SEX", "")).strip().upper()
             person["birth_date"] = str(record.get("BRTHDTC", "")).strip()
+            for name in DM_ARMS:
+                if name in dm.columns:
+                    person[name] = "" if pd.isna(record[name]) else str(record[name]).strip()
             if ex is None:  # no EX: the first exposure DM records, when it does
                 person["course_dates"] = str(record.get("RFXSTDTC", "") or "").strip()[:10]
     for patient in subjects:
@@ -159,10 +164,11 @@ def patients_from(
             entry(patient)["course_dates"] = dates
         for patient, problem in problems.items():
             entry(patient)["ex_problem"] = problem
+    arms = [name for name in DM_ARMS if dm is not None and name in dm.columns]
     frame = pd.DataFrame(
         list(people.values()),
-        columns=["patient_id", "sex", "birth_date", "course_dates", "ex_problem"],
-    )
+        columns=["patient_id", "sex", "birth_date", "course_dates", "ex_problem", *arms],
+    ).fillna({name: "" for name in arms})
     frame.attrs["issues"] = studies
     return frame
 
@@ -179,9 +185,10 @@ def read_sdtm(
     ``USUBJID`` → ``patient_id``, ``LBDTC`` → ``collected_at``, ``LBTESTCD`` → ``test`` (with
     ``LBSPEC`` → ``specimen``, ``LBTEST`` → ``test_name``, ``LBLOINC`` → ``loinc``),
     ``LBORRES``/``LBORRESU`` → ``value``/``unit``, ``LBORNRLO``/``LBORNRHI`` →
-    ``ref_low``/``ref_high``; sex and birth date from DM; courses from EX rows whose ``EXTRT``
-    names the treatment (``treatment``: the exact ``EXTRT`` values, any case, e.g.
-    ``["IMP"]``; by default any value containing an alemtuzumab name): infusion days less than
+    ``ref_low``/``ref_high``; sex, birth date and the arm (``ARM``, ``ACTARM``) from DM;
+    courses from EX rows whose ``EXTRT`` names the treatment (``treatment``: the exact ``EXTRT``
+    values, any case, e.g. ``["IMP"]``; by default any value containing an alemtuzumab name):
+    infusion days less than
     ``fhir.course_gap_days`` apart are one course; without EX, DM's ``RFXSTDTC``. An EX row of
     the treatment without a whole-day date, and a study whose EX names no row of it, are data
     issues. Each argument is a DataFrame or a path to ``.xpt``, ``.csv`` or ``.parquet``.

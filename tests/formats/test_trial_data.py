@@ -414,6 +414,70 @@ def test_shift_table_on_a_planted_cohort() -> None:
     assert v6.loc[0, 3] == 1 and v6.loc[0, 4] == 0  # 20 is grade 3 in v6
 
 
+def _planted_arms() -> lemlabs.Report:
+    """Platelets at baseline and 2 months later; arms X (A, B, C), Y (D), none (E)."""
+    planted = {"A": (200, 60), "B": (200, 20), "C": (120, 40), "D": (250, 260), "E": (300, 140)}
+    rows = [
+        (pid, day, "PLT", str(value), "10^9/L")
+        for pid, values in planted.items()
+        for day, value in zip(("2021-01-01", "2021-03-01"), values, strict=True)
+    ]
+    labs = pd.DataFrame(rows, columns=["patient_id", "collected_at", "test", "value", "unit"])
+    arms = {"A": "X", "B": "X", "C": "X", "D": "Y", "E": ""}
+    patients = pd.DataFrame({"patient_id": list(arms), "arm": list(arms.values())})
+    return lemlabs.score_frame(labs, patients)
+
+
+def test_shift_table_by_arm_counts_each_arm_apart() -> None:
+    table = _planted_arms().shift_table("PLAT", by="arm")
+    assert list(table.columns.get_level_values(0).unique()) == ["Missing", "X", "Y"]
+    assert table[("X", 2)][0] == 1 and table[("X", 4)][0] == 1 and table[("X", 3)][1] == 1
+    assert table[("Y", 0)][0] == 1 and table[("Missing", 1)][0] == 1
+    assert int(table.to_numpy().sum()) == 5
+
+
+def test_shift_table_long_form_has_percentages_of_the_arm_and_totals() -> None:
+    long = _planted_arms().shift_table("PLAT", by="arm", form="long")
+    assert list(long.columns) == ["arm", "baseline", "worst", "n", "N", "percent"]
+    x = long[long["arm"] == "X"].set_index(["baseline", "worst"])
+    assert (x["N"] == 3).all()
+    assert x.loc[(0, 2), "n"] == 1 and x.loc[(0, 2), "percent"] == pytest.approx(100 / 3)
+    assert x.loc[(0, "Total"), "n"] == 2 and x.loc[(0, "Total"), "percent"] == pytest.approx(
+        200 / 3
+    )
+    assert x.loc[(1, 3), "n"] == 1
+    assert x.loc[("Total", "Total"), "n"] == 3 and x.loc[("Total", "Total"), "percent"] == 100
+    assert x.loc[("Missing", "Total"), "n"] == 0
+    # every group: 7 baseline levels (0-4, Missing, Total) x 6 worst levels (0-4, Total)
+    assert long.groupby("arm").size().eq(42).all()
+    unsplit = _planted_arms().shift_table("PLAT", form="long").set_index(["baseline", "worst"])
+    assert unsplit.loc[("Total", "Total"), "n"] == 5 and "arm" not in unsplit.columns
+
+
+def test_shift_table_refuses_an_unknown_column_form_or_direction_by_name() -> None:
+    report = _planted_arms()
+    with pytest.raises(lemlabs.LemlabsError, match=r"no column 'ARM' \(it has: patient_id, arm"):
+        report.shift_table("PLAT", by="ARM")
+    with pytest.raises(lemlabs.LemlabsError, match="form must be 'wide' or 'long'"):
+        report.shift_table("PLAT", form="tall")
+    with pytest.raises(lemlabs.LemlabsError, match="no term 'PLAT' in the high direction"):
+        report.shift_table("PLAT", direction="high")
+    assert report.shift_table("PLAT", direction="low").equals(report.shift_table("PLAT"))
+
+
+def test_dm_arms_reach_the_patients_and_the_adlb() -> None:
+    dm = pd.read_csv(DATA / "dm.csv", dtype=str).assign(ACTARM=["ALEMTUZUMAB 12 MG", None])
+    labs, patients = lemlabs.read_sdtm(DATA / "lb.csv", dm, DATA / "ex.csv")
+    assert patients.set_index("patient_id")["ACTARM"].to_dict() == {
+        "LEM-301-001": "ALEMTUZUMAB 12 MG",
+        "LEM-301-002": "",
+    }
+    adlb = lemlabs.score_frame(labs, patients).to_adlb()
+    arms = adlb.drop_duplicates("USUBJID").set_index("USUBJID")
+    assert set(arms["ARM"]) == {"ALEMTUZUMAB 12 MG"}
+    assert arms["ACTARM"].to_dict() == {"LEM-301-001": "ALEMTUZUMAB 12 MG", "LEM-301-002": ""}
+
+
 def test_shift_table_names_terms_by_paramcd_any_case_and_lists_the_names_it_accepts() -> None:
     rows = [
         ("P1", "2021-01-01", "Creatinine", "80", "umol/L"),
