@@ -21,6 +21,7 @@ from lemlabs.ctcae import Criteria, CtcaeError, Term
 from lemlabs.errors import MissingExtraError, OutputError
 from lemlabs.formats.sdtm import DM_ARMS
 from lemlabs.packs import Packs
+from lemlabs.packs.units import conversion
 from lemlabs.stages.context import add_context
 
 if TYPE_CHECKING:
@@ -74,6 +75,49 @@ def _text(context: pd.DataFrame, column: str) -> pd.Series:
     return values.astype(object).where(values.notna(), "").astype(str).str.strip()
 
 
+def _standard(context: pd.DataFrame, packs: Packs) -> pd.DataFrame:
+    """Per record, the unit and value of ADLB's AVAL: the input's standard unit (SDTM
+    ``LBSTRESU``) where it is a unit of the analyte's dimension, with the standard result
+    (``LBSTRESN``), or lemlabs' value converted to it where that is empty; else lemlabs'
+    canonical unit and value. ``factor``: canonical unit → AVALU; ``used``: the standard unit
+    taken. A censored result (``<0.2``) has no value: its text is AVALC."""
+    canonical = context["value"].astype(float)
+    out = pd.DataFrame(
+        {"value": canonical, "unit": context["unit"].astype(str), "factor": 1.0, "used": False},
+        index=context.index,
+    )
+    if "LBSTRESU" in context.columns:
+        unit = _text(context, "LBSTRESU")
+        factors: dict[tuple[str, str], float] = {}
+        for analyte, given in set(zip(context["analyte"], unit, strict=True)):
+            entry = packs.catalogue.get(analyte)
+            if entry is None or entry.kind != "quantitative" or not given:
+                continue
+            found = conversion(entry, given)
+            if found.factor is not None:
+                factors[(analyte, given)] = 1 / found.factor
+        keys = zip(context["analyte"], unit, strict=True)
+        factor = pd.Series([factors.get(key, np.nan) for key in keys], index=context.index)
+        used = factor.notna()
+        given_value = _number(context, "LBSTRESN")
+        out["value"] = given_value.where(used & given_value.notna(), canonical * factor)
+        out["value"] = out["value"].where(used, canonical)
+        out["unit"] = unit.where(used, out["unit"])
+        out["factor"] = factor.where(used, 1.0)
+        out["used"] = used
+    censored = _text(context, "censor") != ""
+    bound = [
+        f"{sign}{value:.4g}"
+        for sign, value in zip(_text(context, "censor"), out["value"], strict=True)
+    ]
+    text = _text(context, "LBSTRESC").where(
+        lambda given: given != "", pd.Series(bound, index=context.index)
+    )
+    out["text"] = text.where(censored, "")
+    out["value"] = out["value"].where(~censored)
+    return out
+
+
 def _patient_text(patients: pd.DataFrame | None, column: str, ids: pd.Series) -> pd.Series:
     """Each record's patient's value of a patients column (``""`` where missing or absent)."""
     if patients is None or column not in patients.columns:
@@ -122,29 +166,42 @@ def to_adlb(report: Report) -> pd.DataFrame:
     out["SRCSEQ"] = _number(context, "LBSEQ").round().astype("Int64")
     out["SRCDOM"] = np.where(out["SRCSEQ"].notna(), "LB", "")
     out["PARAMCD"] = context["analyte"].map(lambda analyte: paramcd(analyte, packs))
+    standard = _standard(context, packs)
+    out["AVALU"] = standard["unit"]
     out["PARAM"] = [
-        f"{packs.label(a)} ({u})" for a, u in zip(context["analyte"], context["unit"], strict=True)
+        f"{packs.label(a)} ({u})" for a, u in zip(context["analyte"], out["AVALU"], strict=True)
     ]
     order = {analyte: number for number, analyte in enumerate(packs.catalogue, start=1)}
     out["PARAMN"] = context["analyte"].map(order).astype("Int64")
     out["AVISIT"] = _text(context, "VISIT")
     out["AVISITN"] = _number(context, "VISITNUM")
     out["ADT"] = context["collected_at"].dt.normalize().astype("datetime64[ns]")
-    out["ADY"] = _study_day(out["ADT"], context["patient_id"], report.patients)
-    out["AVAL"] = context["value"].astype(float)
-    out["AVALU"] = context["unit"].astype(str)
-    out["ANRLO"] = pd.to_numeric(context["ref_low"], errors="coerce").astype(float)
-    out["ANRHI"] = pd.to_numeric(context["ref_high"], errors="coerce").astype(float)
+    first = _first_course(context["patient_id"], report.patients)
+    out["ADY"] = _study_day(out["ADT"], first)
+    out["AVAL"] = standard["value"]
+    out["AVALC"] = standard["text"]
+    for name, lemlabs_name, sdtm_name in (
+        ("ANRLO", "ref_low", "LBSTNRLO"),
+        ("ANRHI", "ref_high", "LBSTNRHI"),
+    ):
+        applied = pd.to_numeric(context[lemlabs_name], errors="coerce").astype(float)
+        out[name] = (
+            _number(context, sdtm_name).where(standard["used"]).fillna(applied * standard["factor"])
+        )
     out["ANRIND"] = context["flag"].map(_RANGE).fillna("")
-    out["BASE"] = context["baseline"].astype(float)
     out["ATOXGRL"] = _grade_text(context["ctcae_grade_low"])
     out["ATOXGRH"] = _grade_text(context["ctcae_grade_high"])
     out["ATOXDSCL"] = context["ctcae_term_low"].fillna("").astype(object)
     out["ATOXDSCH"] = context["ctcae_term_high"].fillna("").astype(object)
     out["ATOXGR"] = signed_grade(out["ATOXGRL"], out["ATOXGRH"], out["ATOXDSCL"], out["ATOXDSCH"])
-    # the baseline record: the patient's result of the analyte at the baseline date and value
-    at_base = (context["collected_at"] == context["baseline_date"]) & (
-        context["value"] == context["baseline"]
+    # the baseline record: the patient's result of the analyte at the baseline date and value,
+    # not after the first course day (ADaM's baseline is before treatment: a patient whose
+    # results all follow it has none; lemlabs' own rules then take the first on record)
+    pre_treatment = first.isna() | (context["baseline_date"].dt.normalize() <= first)
+    at_base = (
+        (context["collected_at"] == context["baseline_date"])
+        & (context["value"] == context["baseline"])
+        & pre_treatment
     )
     keys = ["patient_id", "analyte"]
     base_rows = context[at_base].drop_duplicates(keys, keep="last")
@@ -155,6 +212,8 @@ def to_adlb(report: Report) -> pd.DataFrame:
         {
             **{key: base_rows[key] for key in keys},
             "BNRIND": out.loc[base_rows.index, "ANRIND"],
+            "b_aval": out.loc[base_rows.index, "AVAL"],
+            "b_avalu": out.loc[base_rows.index, "AVALU"],
             **{
                 f"B{name}": out.loc[base_rows.index, f"A{name}"]
                 for name in ("TOXGRL", "TOXGRH", "TOXGR")
@@ -164,6 +223,13 @@ def to_adlb(report: Report) -> pd.DataFrame:
     joined = context[keys].merge(base, on=keys, how="left").set_index(context.index)
     for name in ("BNRIND", "BTOXGRL", "BTOXGRH", "BTOXGR"):
         out[name] = joined[name].fillna("").astype(object)
+    # BASE is the baseline record's AVAL; where that record is in another unit, lemlabs'
+    # baseline converted to this record's unit; empty without a baseline record
+    same_unit = joined["b_avalu"] == out["AVALU"]
+    converted = (context["baseline"].astype(float) * standard["factor"]).where(
+        joined["b_avalu"].notna()
+    )
+    out["BASE"] = joined["b_aval"].astype(float).where(same_unit, converted)
     after = (context["collected_at"] > context["baseline_date"]) & (ablfl != "Y")
     change = (out["AVAL"] - out["BASE"]).where(after)
     out["CHG"] = change.astype(float)
@@ -176,16 +242,20 @@ def to_adlb(report: Report) -> pd.DataFrame:
     return out[list(ADLB_COLUMNS)].astype(ADLB_COLUMNS)
 
 
-def _study_day(adt: pd.Series, patient: pd.Series, patients: pd.DataFrame | None) -> pd.Series:
-    """ADaM study day: ADT - first course day + 1 from the first course day on, else the
-    (negative) difference; empty for a patient without courses."""
+def _first_course(patient: pd.Series, patients: pd.DataFrame | None) -> pd.Series:
+    """Each record's patient's first course day (NaT for a patient without courses)."""
     first: dict[str, pd.Timestamp] = {}
     if patients is not None and "courses" in patients.columns:
         for pid, courses in zip(patients["patient_id"], patients["courses"], strict=True):
             if len(courses):
                 first[str(pid)] = pd.Timestamp(min(courses)).normalize()
-    start = pd.to_datetime(patient.astype(str).map(first)).astype("datetime64[ns]")
-    days = (adt - start).dt.days
+    return pd.to_datetime(patient.astype(str).map(first)).astype("datetime64[ns]")
+
+
+def _study_day(adt: pd.Series, first: pd.Series) -> pd.Series:
+    """ADaM study day: ADT - first course day + 1 from the first course day on, else the
+    (negative) difference; empty for a patient without courses."""
+    days = (adt - first).dt.days
     return (days + (days >= 0).astype(int)).astype("Int64")
 
 

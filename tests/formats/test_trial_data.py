@@ -330,6 +330,130 @@ def test_adlb_carries_the_study_the_lb_sequence_and_the_visit_and_numbers_record
     assert numbers.is_unique and adlb.groupby("PARAMCD")["PARAMN"].nunique().eq(1).all()
 
 
+STANDARD_LB = [  # USUBJID, LBSEQ, LBTESTCD, LBORRES, LBORRESU, LBORNRLO, LBORNRHI,
+    # LBSTRESC, LBSTRESN, LBSTRESU, LBSTNRLO, LBSTNRHI, LBDTC (the CDISC pilot's shape)
+    (
+        "S1",
+        1,
+        "CREAT",
+        "0.9",
+        "mg/dL",
+        "0.6",
+        "1.2",
+        "79.56",
+        "79.56",
+        "umol/L",
+        "53",
+        "106",
+        "2020-01-02",
+    ),
+    (
+        "S1",
+        2,
+        "CREAT",
+        "1.9",
+        "mg/dL",
+        "0.6",
+        "1.2",
+        "167.96",
+        "167.96",
+        "umol/L",
+        "53",
+        "106",
+        "2020-09-15",
+    ),
+    (
+        "S1",
+        3,
+        "BILI",
+        "<0.2",
+        "mg/dL",
+        "0.2",
+        "1.2",
+        "<3.42",
+        "",
+        "umol/L",
+        "3",
+        "21",
+        "2020-09-15",
+    ),
+    (
+        "S1",
+        4,
+        "PLAT",
+        "250",
+        "THOU/uL",
+        "130",
+        "400",
+        "250",
+        "250",
+        "GI/L",
+        "130",
+        "400",
+        "2020-01-02",
+    ),
+    (
+        "S2",
+        1,
+        "PLAT",
+        "140",
+        "THOU/uL",
+        "130",
+        "400",
+        "140",
+        "140",
+        "GI/L",
+        "130",
+        "400",
+        "2020-03-01",
+    ),
+    (
+        "S2",
+        2,
+        "PLAT",
+        "90",
+        "THOU/uL",
+        "130",
+        "400",
+        "90",
+        "90",
+        "GI/L",
+        "130",
+        "400",
+        "2020-04-01",
+    ),
+]
+
+
+def test_adlb_takes_the_standard_result_and_has_no_baseline_after_the_first_course() -> None:
+    names = "USUBJID LBSEQ LBTESTCD LBORRES LBORRESU LBORNRLO LBORNRHI LBSTRESC LBSTRESN"
+    names += " LBSTRESU LBSTNRLO LBSTNRHI LBDTC"
+    lb = pd.DataFrame(STANDARD_LB, columns=names.split()).astype(str)
+    ex = pd.DataFrame(
+        {"USUBJID": ["S1", "S2"], "EXTRT": ["ALEMTUZUMAB"] * 2, "EXSTDTC": ["2020-01-06"] * 2}
+    )
+    labs, patients = lemlabs.read_sdtm(lb, None, ex)
+    adlb = (
+        lemlabs.score_frame(labs, patients, ctcae="v4").to_adlb().set_index(["USUBJID", "SRCSEQ"])
+    )
+    creat = adlb.loc[[("S1", 1), ("S1", 2)]]
+    assert creat["AVAL"].tolist() == [79.56, 167.96]  # LBSTRESN, not lemlabs' 79.5615...
+    assert set(creat["AVALU"]) == {"umol/L"} and set(creat["PARAM"]) == {
+        "serum creatinine (umol/L)"
+    }
+    assert creat["ANRLO"].tolist() == [53, 53] and creat["ANRHI"].tolist() == [106, 106]
+    assert creat["BASE"].tolist() == [79.56, 79.56] and creat["ABLFL"].tolist() == ["Y", ""]
+    assert creat["CHG"].iloc[1] == pytest.approx(88.4)
+    assert creat["ATOXGRH"].tolist() == ["0", "2"]  # graded in mg/dL: 1.9 > 1.5 x ULN 1.2
+    bili = adlb.loc[("S1", 3)]
+    assert np.isnan(bili["AVAL"]) and bili["AVALC"] == "<3.42" and bili["AVALU"] == "umol/L"
+    assert adlb.loc[("S1", 4), "AVALU"] == "GI/L" and adlb.loc[("S1", 4), "AVAL"] == 250
+    s2 = adlb.loc["S2"]  # every result after the first course: no baseline record
+    assert s2["ABLFL"].tolist() == ["", ""] and s2["BASE"].isna().all() and s2["CHG"].isna().all()
+    assert s2["BNRIND"].tolist() == ["", ""] and s2["SHIFT1"].tolist() == ["", ""]
+    assert s2["ADY"].tolist() == [56, 87]
+
+
 def test_adlb_without_sdtm_columns_leaves_study_source_and_visit_empty() -> None:
     rows = [
         ("P1", "2021-01-01", "PLT", "250", "10^9/L"),

@@ -30,6 +30,7 @@ CONVERSIONS = [
     ("platelets", "x10E9/L", 150.0, 150.0),
     ("platelets", "x10^9/L", 150.0, 150.0),
     ("platelets", "G/L", 150.0, 150.0),
+    ("platelets", "GI/L", 150.0, 150.0),  # CDISC's standard unit (the pilot's LBSTRESU)
     ("platelets", "K/µL", 150.0, 150.0),
     ("platelets", "K/uL", 150.0, 150.0),
     ("platelets", "10^3/µL", 150.0, 150.0),
