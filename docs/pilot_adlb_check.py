@@ -21,7 +21,21 @@ import pandas as pd
 import lemlabs
 
 NUMBERS = ("AVAL", "ADY", "BASE", "ANRLO", "ANRHI")
-TEXTS = ("ABLFL", "AVALC", "ANRIND", "BNRIND", "ATOXGRL", "ATOXGRH", "ATOXGR", "BTOXGRL", "BTOXGRH")
+TEXTS = (
+    "ABLFL",
+    "BASETYPE",
+    "AVALC",
+    "ANRIND",
+    "BNRIND",
+    "ATOXGRL",
+    "ATOXGRH",
+    "ATOXGR",
+    "BTOXGRL",
+    "BTOXGRH",
+    "ONTRTFL",
+    "ANL01FL",
+    "LVOTFL",
+)
 
 
 def main(lb: str, dm: str, ex: str, adlb: str) -> None:

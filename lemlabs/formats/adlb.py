@@ -22,7 +22,7 @@ from lemlabs.errors import MissingExtraError, OutputError
 from lemlabs.formats.sdtm import DM_ARMS
 from lemlabs.packs import Packs
 from lemlabs.packs.units import conversion
-from lemlabs.stages.context import add_context
+from lemlabs.stages.context import add_context, course_table
 
 if TYPE_CHECKING:
     from lemlabs.pipeline import Report
@@ -237,9 +237,33 @@ def to_adlb(report: Report) -> pd.DataFrame:
         out["PCHG"] = (change / out["BASE"].where(out["BASE"] != 0) * 100).astype(float)
     shift = out["BNRIND"] + " to " + out["ANRIND"]
     out["SHIFT1"] = shift.where(after & (out["BNRIND"] != "") & (out["ANRIND"] != ""), "")
+    out["BASETYPE"] = "LAST"
+    courses = course_table(report.patients, packs.defaults)
+    window_end = courses.groupby("patient_id")["window_end"].max().dt.normalize()
+    until = pd.Series(window_end.reindex(out["USUBJID"]).to_numpy(), index=out.index)
+    on_treatment = (out["ADT"] >= first) & (out["ADT"] <= until) & (out["ABLFL"] != "Y")
+    out["ONTRTFL"] = np.where(on_treatment, "Y", "")
     out = out.sort_values(["USUBJID", "PARAMCD", "ADT"], kind="mergesort").reset_index(drop=True)
     out["ASEQ"] = (out.groupby("USUBJID", sort=False).cumcount() + 1).astype("Int64")
+    on = out["ONTRTFL"] == "Y"
+    out["ANL01FL"] = _last_flag(out, on & (out["AVISIT"] != ""), ["AVISIT"], ["ADT", "AVAL"])
+    out["LVOTFL"] = _last_flag(out, on, [], ["ADT", "AVAL"])
+    for flag, direction in (("WGRLOFL", "L"), ("WGRHIFL", "H")):
+        grade = pd.to_numeric(out[f"ATOXGR{direction}"].replace("", np.nan), errors="coerce")
+        out[flag] = _last_flag(out.assign(grade=grade), on & grade.notna(), [], ["grade", "ADT"])
     return out[list(ADLB_COLUMNS)].astype(ADLB_COLUMNS)
+
+
+def _last_flag(
+    adlb: pd.DataFrame, eligible: pd.Series, by: list[str], order: list[str]
+) -> pd.Series:
+    """ "Y" on the last eligible record of each USUBJID, PARAMCD (and ``by``) in ``order``
+    (admiral's ``derive_var_extreme_flag(mode = "last")``), else ""."""
+    flag = pd.Series("", index=adlb.index, dtype=object)
+    chosen = adlb[eligible].sort_values(order, kind="mergesort")
+    last = chosen.drop_duplicates(["USUBJID", "PARAMCD", *by], keep="last").index
+    flag[last] = "Y"
+    return flag
 
 
 def _first_course(patient: pd.Series, patients: pd.DataFrame | None) -> pd.Series:

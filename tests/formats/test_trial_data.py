@@ -454,6 +454,42 @@ def test_adlb_takes_the_standard_result_and_has_no_baseline_after_the_first_cour
     assert s2["ADY"].tolist() == [56, 87]
 
 
+def test_adlb_flags_on_treatment_records_the_last_per_visit_and_the_worst_grades() -> None:
+    # one course from 2020-01-06 (5 infusions): the label's window ends 48 months after
+    # 2020-01-10; platelets (lab interval 150-400) before, during and after it
+    visits = [
+        ("2020-01-02", "SCREEN", "250"),  # baseline
+        ("2020-02-05", "M1", "120"),  # grade 1
+        ("2020-02-20", "M1", "140"),  # grade 1, later in the same visit
+        ("2020-03-05", "M2", "60"),  # grade 2
+        ("2020-04-05", "M3", "70"),  # grade 2 again, latest of the worst
+        ("2024-01-10", "M48", "200"),  # the window's last day
+        ("2024-02-10", "FU", "40"),  # after the window: not on treatment
+    ]
+    lb = pd.DataFrame(
+        {
+            "USUBJID": "S1",
+            "LBSEQ": [str(n) for n in range(1, len(visits) + 1)],
+            "LBTESTCD": "PLAT",
+            "LBORRES": [value for _, _, value in visits],
+            "LBORRESU": "10^9/L",
+            "LBORNRLO": "150",
+            "LBORNRHI": "400",
+            "LBDTC": [day for day, _, _ in visits],
+            "VISIT": [visit for _, visit, _ in visits],
+        }
+    )
+    ex = pd.DataFrame({"USUBJID": ["S1"], "EXTRT": ["ALEMTUZUMAB"], "EXSTDTC": ["2020-01-06"]})
+    adlb = lemlabs.score_frame(*lemlabs.read_sdtm(lb, None, ex), ctcae="v5").to_adlb()
+    assert adlb["ATOXGRL"].tolist() == ["0", "1", "1", "2", "2", "0", "3"]
+    assert adlb["BASETYPE"].eq("LAST").all()
+    assert adlb["ONTRTFL"].tolist() == ["", "Y", "Y", "Y", "Y", "Y", ""]
+    assert adlb["ANL01FL"].tolist() == ["", "", "Y", "Y", "Y", "Y", ""]
+    assert adlb["LVOTFL"].tolist() == ["", "", "", "", "", "Y", ""]
+    assert adlb["WGRLOFL"].tolist() == ["", "", "", "", "Y", "", ""]  # grade 3 is after it
+    assert adlb["WGRHIFL"].eq("").all()  # platelets have no high-direction term
+
+
 def test_adlb_without_sdtm_columns_leaves_study_source_and_visit_empty() -> None:
     rows = [
         ("P1", "2021-01-01", "PLT", "250", "10^9/L"),
