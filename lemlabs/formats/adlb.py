@@ -9,6 +9,8 @@ the labels of the SAS transport file all come from it.
 from __future__ import annotations
 
 import csv
+import math
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -105,6 +107,9 @@ def _standard(context: pd.DataFrame, packs: Packs) -> pd.DataFrame:
         out["unit"] = unit.where(used, out["unit"])
         out["factor"] = factor.where(used, 1.0)
         out["used"] = used
+    converted = ~out["used"] & (context["raw_unit"].astype(str) != out["unit"])
+    digits = _text(context, "raw_value").map(significant_digits)
+    out["value"] = out["value"].where(~converted, round_significant(out["value"], digits))
     censored = _text(context, "censor") != ""
     bound = [
         f"{sign}{value:.4g}"
@@ -116,6 +121,31 @@ def _standard(context: pd.DataFrame, packs: Packs) -> pd.DataFrame:
     out["text"] = text.where(censored, "")
     out["value"] = out["value"].where(~censored)
     return out
+
+
+_NUMBER = re.compile(r"^[<>=≤≥\s]*[+-]?(\d*)[.,]?(\d*)(?:[eE][+-]?\d+)?\s*$")
+
+
+def significant_digits(text: str) -> float:
+    """The significant digits of a number as the lab wrote it (``"0.90"`` → 2, ``"250"`` → 3,
+    ``"1,9"`` → 2, ``"<0.2"`` → 1); NaN for a text that is not a plain number."""
+    found = _NUMBER.match(text)
+    if found is None or not (found[1] or found[2]):
+        return math.nan
+    digits = (found[1] + found[2]).lstrip("0")
+    return float(len(digits)) if digits else 1.0
+
+
+def round_significant(values: pd.Series, digits: pd.Series) -> pd.Series:
+    """``values`` rounded to ``digits`` significant digits each (unchanged where NaN)."""
+    number = values.to_numpy(dtype=float)
+    keep = digits.to_numpy(dtype=float)
+    usable = np.isfinite(number) & np.isfinite(keep) & (number != 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(usable, keep - 1 - np.floor(np.log10(np.abs(number))), 0)
+        factor = 10.0**scale
+        rounded = np.where(usable, np.round(number * factor) / factor, number)
+    return pd.Series(rounded, index=values.index)
 
 
 def _patient_text(patients: pd.DataFrame | None, column: str, ids: pd.Series) -> pd.Series:

@@ -18,7 +18,14 @@ import pytest
 
 import lemlabs
 from lemlabs.ctcae import criteria, version_of
-from lemlabs.formats.adlb import ADLB_COLUMNS, ADLB_LABEL, ADLB_SPEC, signed_grade, write_adlb
+from lemlabs.formats.adlb import (
+    ADLB_COLUMNS,
+    ADLB_LABEL,
+    ADLB_SPEC,
+    signed_grade,
+    significant_digits,
+    write_adlb,
+)
 from lemlabs.formats.files import read_text_table
 
 DATA = Path(__file__).parents[1] / "data" / "sdtm"
@@ -488,6 +495,29 @@ def test_adlb_flags_on_treatment_records_the_last_per_visit_and_the_worst_grades
     assert adlb["LVOTFL"].tolist() == ["", "", "", "", "", "Y", ""]
     assert adlb["WGRLOFL"].tolist() == ["", "", "", "", "Y", "", ""]  # grade 3 is after it
     assert adlb["WGRHIFL"].eq("").all()  # platelets have no high-direction term
+
+
+@pytest.mark.parametrize(
+    ("text", "digits"),
+    [("0.90", 2), ("250", 3), ("1,9", 2), ("<0.2", 1), ("2.5e2", 2), ("0.020", 2), ("7", 1)],
+)
+def test_significant_digits_as_the_lab_wrote_them(text: str, digits: int) -> None:
+    assert significant_digits(text) == digits
+
+
+def test_a_converted_aval_keeps_the_significant_digits_of_the_source() -> None:
+    rows = [
+        ("P1", "2021-01-01", "Creatinine", "1.9", "mg/dL"),  # 167.96 umol/L
+        ("P1", "2021-02-01", "Creatinine", "1.25", "mg/dL"),  # 110.50 umol/L
+        ("P1", "2021-03-01", "Creatinine", "112", "umol/L"),  # no conversion
+        ("P1", "2021-04-01", "Bilirubin", "<0.2", "mg/dL"),  # censored: no AVAL
+    ]
+    labs = pd.DataFrame(rows, columns=["patient_id", "collected_at", "test", "value", "unit"])
+    adlb = lemlabs.score_frame(labs).to_adlb()
+    creat = adlb[adlb["PARAMCD"] == "CREAT"]
+    assert creat["AVAL"].tolist() == [170.0, 111.0, 112.0]
+    bili = adlb[adlb["PARAMCD"] == "BILI"].iloc[0]
+    assert np.isnan(bili["AVAL"]) and bili["AVALC"] == "<3" and bili["AVALU"] == "umol/L"
 
 
 def test_adlb_without_sdtm_columns_leaves_study_source_and_visit_empty() -> None:
