@@ -193,7 +193,8 @@ def to_adlb(report: Report) -> pd.DataFrame:
     out["USUBJID"] = context["patient_id"].astype(str)
     for name in DM_ARMS:
         out[name] = _patient_text(report.patients, name, out["USUBJID"])
-    out["SRCSEQ"] = _number(context, "LBSEQ").round().astype("Int64")
+    out["LBSEQ"] = _number(context, "LBSEQ").round().astype("Int64")
+    out["SRCSEQ"] = out["LBSEQ"]
     out["SRCDOM"] = np.where(out["SRCSEQ"].notna(), "LB", "")
     out["PARAMCD"] = context["analyte"].map(lambda analyte: paramcd(analyte, packs))
     standard = _standard(context, packs)

@@ -327,6 +327,7 @@ def test_adlb_carries_the_study_the_lb_sequence_and_the_visit_and_numbers_record
     adlb = lemlabs.score_frame(labs, patients).to_adlb()
     source = lb.assign(LBSEQ=lb["LBSEQ"].astype(int)).set_index(["USUBJID", "LBSEQ"])
     assert (adlb["STUDYID"] == "LEM-301").all() and (adlb["SRCDOM"] == "LB").all()
+    assert adlb["LBSEQ"].equals(adlb["SRCSEQ"])
     for row in adlb.itertuples():
         lb_row = source.loc[(row.USUBJID, row.SRCSEQ)]
         assert (lb_row["VISIT"], float(lb_row["VISITNUM"])) == (row.AVISIT, row.AVISITN)
@@ -520,6 +521,17 @@ def test_a_converted_aval_keeps_the_significant_digits_of_the_source() -> None:
     assert np.isnan(bili["AVAL"]) and bili["AVALC"] == "<3" and bili["AVALU"] == "umol/L"
 
 
+def test_ady_has_no_day_zero_around_the_first_course_day() -> None:
+    days = ["2020-01-04", "2020-01-05", "2020-01-06", "2020-01-07", "2021-01-05"]
+    rows = [("P1", day, "PLT", "200", "10^9/L") for day in days]
+    labs = pd.DataFrame(rows, columns=["patient_id", "collected_at", "test", "value", "unit"])
+    patients = pd.DataFrame({"patient_id": ["P1"], "course_dates": ["2020-01-06"]})
+    adlb = lemlabs.score_frame(labs, patients).to_adlb()
+    assert adlb["ADY"].tolist() == [-2, -1, 1, 2, 366]
+    untreated = lemlabs.score_frame(labs).to_adlb()  # no course: no study day
+    assert untreated["ADY"].isna().all()
+
+
 def test_adlb_without_sdtm_columns_leaves_study_source_and_visit_empty() -> None:
     rows = [
         ("P1", "2021-01-01", "PLT", "250", "10^9/L"),
@@ -528,7 +540,7 @@ def test_adlb_without_sdtm_columns_leaves_study_source_and_visit_empty() -> None
     labs = pd.DataFrame(rows, columns=["patient_id", "collected_at", "test", "value", "unit"])
     adlb = lemlabs.score_frame(labs).to_adlb()
     assert adlb[["STUDYID", "SRCDOM", "AVISIT"]].eq("").all().all()
-    assert adlb[["SRCSEQ", "AVISITN"]].isna().all().all()
+    assert adlb[["LBSEQ", "SRCSEQ", "AVISITN"]].isna().all().all()
     assert adlb["ASEQ"].tolist() == [1, 2] and adlb["ATOXGR"].tolist() == ["0", "-1"]
 
 
