@@ -24,6 +24,8 @@ import pandas as pd
 CONDITIONS = (
     "autoimmune_hepatitis",
     "gilbert",
+    "autoimmune_neutropenia",
+    "autoimmune_haemolytic_anaemia",
     "graves",
     "hypothyroidism",
     "itp_slow",
@@ -73,10 +75,12 @@ def generate(
     """Generate ``patients`` histories of ``months`` monthly visits (visit 0 is pre-treatment);
     patient ids count from ``first_id`` (to build a large cohort in chunks).
 
-    The defaults give the bundled example (healthy patients stay in range: about 0.6 % of its
-    results are abnormal). ``variation`` adds within-person biological variation and assay
-    imprecision (:data:`VARIATION`); ``abnormal`` replaces that share of the scored results with
-    spurious values outside the reference interval, as noisy real exports have them.
+    The defaults give the bundled example (healthy patients stay in range: about 0.4 % of its
+    results are abnormal, lymphocytes and white cells excepted: alemtuzumab lowers them on
+    purpose, for months after each course). ``variation`` adds within-person biological
+    variation and assay imprecision (:data:`VARIATION`); ``abnormal`` replaces that share of the
+    scored results with spurious values outside the reference interval, as noisy real exports
+    have them.
     """
     rng = np.random.default_rng(seed)
     n, m = patients, months
@@ -142,7 +146,18 @@ def generate(
     everywhere = np.ones((n, m), dtype=bool)
     add("platelets", plt, everywhere)
     add("creatinine", creat, everywhere)
-    add("haemoglobin", rng.normal(13.5, 1.0, (n, m)), everywhere)
+    rng.normal(
+        13.5, 1.0, (n, m)
+    )  # the draw haemoglobin once took: the rows after stay as they were
+    # the blood count, from a stream of its own: haemoglobin (lab A's rows here, in g/dL), and
+    # white cells, neutrophils and lymphocytes after the rest
+    liver_rng = np.random.default_rng([seed, 2])
+    hepatitis = _plant(condition, liver_rng, _LIVER_SHARES)
+    blood_rng = np.random.default_rng([seed, 4])
+    cytopenia = _plant(condition, blood_rng, _BLOOD_SHARES, eligible=(lab == 0) & (hepatitis == ""))
+    courses = np.stack([course1.to_numpy(), course2.to_numpy()], axis=1)
+    blood = _blood_count(month, onset, cytopenia, sex, dates, courses, blood_rng)
+    add("haemoglobin", blood.pop("haemoglobin") / 10, everywhere)
     add(
         "haematuria", np.where(haem, 2.0, np.where(rng.random((n, m)) < 0.08, 0.5, 0.0)), everywhere
     )
@@ -161,15 +176,22 @@ def generate(
     labs = labs.sort_values(["patient_id", "collected_at", "test"], kind="mergesort")
     # the liver panel, from streams of its own and after the rest (the rows above stay as they
     # were before it was added): a second export, as a lab's liver tests often arrive
-    liver_rng = np.random.default_rng([seed, 2])
-    hepatitis = _plant(condition, liver_rng, _LIVER_SHARES)
     condition = np.where(hepatitis != "", hepatitis, condition)
+    condition = np.where(cytopenia != "", cytopenia, condition)
     liver = _liver_rows(base, attended, month, onset, hepatitis, sex, liver_rng)
     if variation or abnormal:
         liver = _noisy(liver, np.random.default_rng([seed, 3]), variation, abnormal)
     liver_labs = _spell(liver, liver_rng)
     liver_labs = liver_labs.sort_values(["patient_id", "collected_at", "test"], kind="mergesort")
-    labs = pd.concat([labs, liver_labs], ignore_index=True)
+    counts = pd.concat(
+        [_visit_rows(base, attended, key, values) for key, values in blood.items()],
+        ignore_index=True,
+    )
+    if variation or abnormal:
+        counts = _noisy(counts, np.random.default_rng([seed, 5]), variation, abnormal, _COUNTS)
+    count_labs = _spell(counts, blood_rng)
+    count_labs = count_labs.sort_values(["patient_id", "collected_at", "test"], kind="mergesort")
+    labs = pd.concat([labs, liver_labs, count_labs], ignore_index=True)
     patient_table = pd.DataFrame(
         {
             "patient_id": ids,
@@ -201,10 +223,17 @@ _LIVER_SHARES = {"autoimmune_hepatitis": 0.01, "gilbert": 0.005}
 # jaundice: a Hy's law pattern) and Gilbert's syndrome (an isolated, fluctuating bilirubin).
 
 
-def _plant(condition: np.ndarray, rng: np.random.Generator, shares: dict[str, float]) -> np.ndarray:
-    """Liver conditions planted among the healthy patients ('' for the others)."""
+def _plant(
+    condition: np.ndarray,
+    rng: np.random.Generator,
+    shares: dict[str, float],
+    eligible: np.ndarray | None = None,
+) -> np.ndarray:
+    """Conditions planted among the healthy patients (``eligible`` ones only, when given; ''
+    for the others)."""
     planted = np.full(len(condition), "", dtype=object)
-    free = list(np.flatnonzero(condition == "healthy"))
+    healthy = condition == "healthy"
+    free = list(np.flatnonzero(healthy if eligible is None else healthy & eligible))
     for name, share in shares.items():
         count = min(len(free), max(1, round(share * len(condition))))
         chosen = rng.choice(np.array(free, dtype=np.intp), count, replace=False)
@@ -241,6 +270,53 @@ def _liver_rows(
     panel = (("alt", alt), ("ast", ast), ("alp", alp), ("bilirubin", bili))
     frames = [_visit_rows(base, attended, analyte, values) for analyte, values in panel]
     return pd.concat(frames, ignore_index=True)
+
+
+_BLOOD_SHARES = {"autoimmune_neutropenia": 0.01, "autoimmune_haemolytic_anaemia": 0.005}
+# Planted cytopenias, among the healthy (the anaemia among lab A's patients, the only lab that
+# sends haemoglobin): neutrophils falling to 0.9, 0.4 and 1.2 ×10⁹/L, haemoglobin to 10.5, 8.8
+# and 7.6 g/dL, from the onset month on, then recovering.
+
+
+def _blood_count(
+    month: np.ndarray,
+    onset: np.ndarray,
+    planted: np.ndarray,
+    sex: np.ndarray,
+    dates: np.ndarray,
+    courses: np.ndarray,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Monthly haemoglobin (g/L), neutrophils, lymphocytes and white cells (10⁹/L). Every
+    patient's lymphocytes fall to about a tenth after each course and recover over a year, as
+    alemtuzumab intends (graded, never a finding)."""
+    n, m = month.shape
+    male = (sex == "M")[:, None]
+    hb_mean = np.where(
+        male,
+        np.clip(rng.normal(151, 9, n), 142, 172)[:, None],
+        np.clip(rng.normal(136, 8, n), 129, 158)[:, None],
+    )
+    hb = hb_mean + rng.normal(0, 3, (n, m))
+    neut_mean = np.clip(np.exp(rng.normal(np.log(3.6), 0.25, n)), 2.4, 6.5)[:, None]
+    neut = np.clip(neut_mean * np.exp(rng.normal(0, 0.12, (n, m))), 1.9, 7.4)
+    since = month - onset[:, None]
+    aiha = (planted == "autoimmune_haemolytic_anaemia")[:, None]
+    hb = np.where(
+        aiha & (since >= 0) & (since < 3), np.choose(np.clip(since, 0, 2), [105, 88, 76]), hb
+    )
+    an = (planted == "autoimmune_neutropenia")[:, None]
+    neut = np.where(
+        an & (since >= 0) & (since < 3), np.choose(np.clip(since, 0, 2), [0.9, 0.4, 1.2]), neut
+    )
+    # months since the latest course on or before each visit (before the first: none)
+    days = (dates[:, :, None] - courses[:, None, :]) / np.timedelta64(1, "D")
+    latest = np.where(days >= 0, days, np.inf).min(axis=2) / 30.44
+    lymph_base = np.clip(rng.normal(2.0, 0.4, n), 1.2, 3.2)[:, None]
+    recovered = np.where(np.isfinite(latest), np.clip(0.08 + 0.075 * latest, 0.08, 1.0), 1.0)
+    lymph = lymph_base * recovered * np.exp(rng.normal(0, 0.1, (n, m)))
+    wbc = neut + lymph + np.clip(rng.normal(0.8, 0.15, (n, m)), 0.4, 1.3)
+    return {"haemoglobin": hb, "neutrophils": neut, "lymphocytes": lymph, "wbc": wbc}
 
 
 def _visit_rows(
@@ -280,10 +356,19 @@ _OUTSIDE = {
     "alp": (30.0, 130.0),
     "bilirubin": (3.0, 21.0),
 }
+_COUNTS = {  # the blood count panel's own (its stream draws for these alone)
+    "neutrophils": (1.8, 7.5),
+    "lymphocytes": (1.0, 4.0),
+    "wbc": (4.0, 11.0),
+}
 
 
 def _noisy(
-    rows: pd.DataFrame, rng: np.random.Generator, variation: bool, abnormal: float
+    rows: pd.DataFrame,
+    rng: np.random.Generator,
+    variation: bool,
+    abnormal: float,
+    outside: dict[str, tuple[float, float]] | None = None,
 ) -> pd.DataFrame:
     """Biological variation and assay noise on every result, then a share of spurious values."""
     rows = rows.copy()
@@ -296,7 +381,7 @@ def _noisy(
             number[mine] *= np.exp(rng.normal(-(sd**2) / 2, sd, int(mine.sum())))
     spurious = rng.random(len(rows)) < abnormal
     high = rng.random(len(rows)) < 0.5
-    for key, (low_bound, high_bound) in _OUTSIDE.items():
+    for key, (low_bound, high_bound) in (outside or _OUTSIDE).items():
         mine = spurious & (analyte == key)
         low_value = low_bound * rng.uniform(0.25, 0.95, len(rows))
         high_value = high_bound * rng.uniform(1.05, 3.0, len(rows))
@@ -385,6 +470,15 @@ _SPELLINGS: dict[tuple[int, str], tuple[str, str, str, float, int, str] | None] 
     (0, "haemoglobin"): ("Haemoglobin", "g/dL", "", 1.0, 1, "blood"),
     (1, "haemoglobin"): None,
     (2, "haemoglobin"): None,
+    (0, "neutrophils"): ("Neutrophils", "10^9/L", "", 1.0, 2, "blood"),
+    (1, "neutrophils"): ("ANC", "K/uL", "", 1.0, 2, "blood"),
+    (2, "neutrophils"): ("B-Neut", "10*9/L", "751-8", 1.0, 2, "blood"),
+    (0, "lymphocytes"): ("Lymphocytes", "10^9/L", "", 1.0, 2, "blood"),
+    (1, "lymphocytes"): ("Absolute lymphocyte count", "K/uL", "", 1.0, 2, "blood"),
+    (2, "lymphocytes"): ("B-Lymph", "10*9/L", "731-0", 1.0, 2, "blood"),
+    (0, "wbc"): ("WBC", "10^9/L", "", 1.0, 1, "blood"),
+    (1, "wbc"): ("White blood cells", "K/uL", "", 1.0, 1, "blood"),
+    (2, "wbc"): ("B-Leuk", "10*9/L", "6690-2", 1.0, 1, "blood"),
     (0, "tsh"): ("TSH", "mIU/L", "", 1.0, 2, "serum"),
     (1, "tsh"): ("TSH 3rd gen", "uIU/mL", "", 1.0, 3, "serum"),
     (2, "tsh"): ("Thyrotropin", "m[IU]/L", "3016-3", 1.0, 2, "serum"),

@@ -154,7 +154,7 @@ def test_version() -> None:
 def test_demo_scores_the_bundled_cohort() -> None:
     done = run("demo")
     assert done.returncode == 0, done.stderr
-    assert "most severe findings" in done.stdout and "anti_gbm.pattern" in done.stdout
+    assert "most severe findings" in done.stdout and "anti_gbm.creatinine_rise" in done.stdout
 
 
 # A run in which no row could be used is an input error, not "nothing found": (rows, exit code,

@@ -43,11 +43,12 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     labs = pd.read_csv(examples.path("labs"), dtype=str, keep_default_na=False)
     labs = labs[labs["patient_id"].isin(PATIENTS)]
     spoiled = labs.iloc[[0]].assign(value="1,200")  # an ambiguous value: a data issue
+    unmonitored = labs.iloc[[0]].assign(test="Sodium", value="140", unit="mmol/L", loinc="")
     people = pd.read_csv(examples.path("patients"), dtype=str, keep_default_na=False)
     people = people[people["patient_id"].isin(PATIENTS)].reset_index(drop=True)
     people.loc[people["patient_id"] == "LEM-0150", "course_dates"] = "2019-13-45"  # an issue
     lab_path, patient_path = folder / "labs.csv", folder / "patients.csv"
-    pd.concat([labs, spoiled]).to_csv(lab_path, index=False)
+    pd.concat([labs, spoiled, unmonitored]).to_csv(lab_path, index=False)
     people.to_csv(patient_path, index=False)
     return lab_path, patient_path
 

@@ -70,7 +70,7 @@ def test_the_report_is_self_contained(html: str) -> None:
 
 def test_the_report_says_what_produced_it(html: str) -> None:
     assert "CTCAE version</dt><dd>5.0" in html
-    assert "labs.csv.gz (102491 rows)" in html and "patients.csv (200 rows)" in html
+    assert "labs.csv.gz (137861 rows)" in html and "patients.csv (200 rows)" in html
     assert "Rules version</dt><dd>0.1.0+" in html
 
 

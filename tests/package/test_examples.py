@@ -19,6 +19,8 @@ EXPECTED = {
     "itp_abrupt": {"itp.suspected"},
     "infusion_thrombocytopenia": {"itp.thrombocytopenia", "itp.suspected"},
     "anti_gbm": {"anti_gbm.pattern"},
+    "autoimmune_neutropenia": {"cytopenia.neutropenia"},
+    "autoimmune_haemolytic_anaemia": {"cytopenia.anaemia"},
 }
 
 

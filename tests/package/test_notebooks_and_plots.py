@@ -67,6 +67,7 @@ def test_cohort_plot_has_a_panel_per_condition(report: lemlabs.Report) -> None:
     figure = plot_cohort(report)
     assert {ax.get_title(loc="left") for ax in figure.axes} == {
         "Anti-GBM disease and other nephropathies",
+        "Autoimmune cytopenias",
         "Immune thrombocytopenia (ITP)",
         "Liver injury (autoimmune hepatitis)",
         "Thyroid disease",

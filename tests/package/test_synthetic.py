@@ -15,6 +15,8 @@ def test_the_abnormal_share_is_what_was_asked(share: float) -> None:
     cohort = generate(patients=60, months=25, seed=3, variation=True, abnormal=share)
     report = lemlabs.score_frame(cohort.labs, cohort.patients)
     scored = report.results[report.results["status"] == "scored"]
+    # lymphocytes (and with them white cells) are low after each course by design: not noise
+    scored = scored[~scored["analyte"].isin(["lymphocytes", "wbc"])]
     measured = float((scored["flag"] != "N").mean())
     assert share * 0.6 < measured < share + 0.03, measured
 

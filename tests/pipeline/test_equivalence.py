@@ -1,8 +1,8 @@
 """Refactoring oracle: the findings of fixed cohorts, frozen as JSON, must not change.
 
-The cohorts: the bundled example (0.6 % abnormal) and a noisy copy of it, where a seeded share of
-the numeric results is scaled up or down, a share of the dipsticks regraded and a few visits'
-liver panels raised together, so that every rule
+The cohorts: the bundled example (0.4 % abnormal, lymphocytes excepted) and a noisy copy of it,
+where a seeded share of the numeric results is scaled up or down, a share of the dipsticks
+regraded and a few visits' liver panels raised together, so that every rule
 fires many times, episodes mix severities and composites join (about a fifth of the results
 abnormal, as in real exports). The oracle is rewritten only by a change that means to change
 findings (a clinical correction): ``python tests/pipeline/test_equivalence.py --write``; never
@@ -31,11 +31,21 @@ ORACLE = Path(__file__).parents[1] / "data" / "findings_oracle.json.gz"
 GRADES = ["neg", "trace", "1+", "2+", "3+"]
 LIVER_TESTS = ["ALT", "SGPT", "P-ALAT", "AST", "SGOT", "P-ASAT", "Alkaline phosphatase", "Alk Phos",
                "P-ALP", "Bilirubin total", "T-Bili", "P-Bilirubin"]  # fmt: skip
+COUNT_TESTS = ["Neutrophils", "ANC", "B-Neut", "Lymphocytes", "Absolute lymphocyte count",
+               "B-Lymph", "WBC", "White blood cells", "B-Leuk"]  # fmt: skip
 
 
 def noisy(labs: pd.DataFrame, seed: int = 11, share: float = 0.25) -> pd.DataFrame:
     """The example's labs with a ``share`` of results moved far from where they were, and urine
-    albumin/creatinine ratios (which the example lacks) on some visits."""
+    albumin/creatinine ratios (which the example lacks) on some visits. The blood count panel
+    (white cells, neutrophils, lymphocytes: added to the example after the rest) is moved with
+    a stream of its own, so that the other rows are moved as they were before it."""
+    counts = labs["test"].isin(COUNT_TESTS).to_numpy()
+    rest = _noisy(labs[~counts], seed, share)
+    return pd.concat([rest, _noisy(labs[counts], seed + 1, share, urine=False)], ignore_index=True)
+
+
+def _noisy(labs: pd.DataFrame, seed: int, share: float, urine: bool = True) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     out = labs.copy()
     numbers = pd.to_numeric(out["value"].str.replace(",", ".", regex=False), errors="coerce")
@@ -46,6 +56,8 @@ def noisy(labs: pd.DataFrame, seed: int = 11, share: float = 0.25) -> pd.DataFra
     quiet_dipstick = out["value"].str.lower().isin(["neg", "negative", "trace", "1+"])
     dipsticks = picked & quiet_dipstick.to_numpy()
     out.loc[dipsticks, "value"] = rng.choice(GRADES, int(dipsticks.sum()))
+    if not urine:
+        return out
     uacr = out[rng.random(len(out)) < 0.04].assign(test="UACR", unit="mg/mmol", loinc="")
     uacr["value"] = [f"{v:.3g}" for v in np.exp(rng.normal(1.0, 1.3, len(uacr)))]
     # liver injury moves the panel together: on a few visits every liver test of the visit is

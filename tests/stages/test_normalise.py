@@ -87,7 +87,7 @@ def test_default_creatinine_interval_is_sex_aware(sex: str, low: float, high: fl
 
 def test_unscored_analytes_are_kept_not_rejected() -> None:
     results, issues = lemlabs.normalise(
-        lab_frame([("P1", "2021-01-01", "Haemoglobin", "13", "g/dL")])
+        lab_frame([("P1", "2021-01-01", "Sodium", "140", "mmol/L")])
     )
     assert issues.empty
     assert results.loc[0, "status"] == "not_scored"
