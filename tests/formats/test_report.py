@@ -254,7 +254,7 @@ def test_every_patient_anchor_navigates(page: Any) -> None:
     from selenium.webdriver.common.by import By
 
     links = page.find_elements(By.CSS_SELECTOR, "table.worklist tbody a")
-    assert len(links) == 37
+    assert len(links) == 40  # the patients with findings
     for link in links:
         target = link.get_attribute("href").split("#", 1)[1]
         page.execute_script("arguments[0].click()", link)
@@ -281,7 +281,7 @@ def test_every_plot_renders(page: Any) -> None:
         " return [r.width, r.height, s.querySelectorAll('path').length,"
         "         s.querySelectorAll('text').length]; })"
     )
-    assert len(sizes) == 37 + 2  # a plot per patient, the cohort plot and the eDISH panel
+    assert len(sizes) == 40 + 2  # a plot per patient, the cohort plot and the eDISH panel
     for width, height, paths, texts in sizes:
         assert width > 300 and height > 100 and paths > 10 and texts > 3
 
