@@ -65,6 +65,11 @@ def paramcd(analyte: str, packs: Packs) -> str:
     return entry.sdtm[0].code if entry is not None and entry.sdtm else analyte.upper()[:8]
 
 
+def _grade_number(grades: pd.Series) -> pd.Series:
+    """Grade texts ("0"-"4", "" for none) as numbers (NaN for none)."""
+    return pd.to_numeric(grades.where(grades != ""), errors="coerce")
+
+
 def _grade_text(grades: pd.Series) -> pd.Series:
     return grades.astype("Int64").astype(object).map(lambda g: "" if pd.isna(g) else str(g))
 
@@ -280,7 +285,7 @@ def to_adlb(report: Report) -> pd.DataFrame:
     out["ANL01FL"] = _last_flag(out, on & (out["AVISIT"] != ""), ["AVISIT"], ["ADT", "AVAL"])
     out["LVOTFL"] = _last_flag(out, on, [], ["ADT", "AVAL"])
     for flag, direction in (("WGRLOFL", "L"), ("WGRHIFL", "H")):
-        grade = pd.to_numeric(out[f"ATOXGR{direction}"].replace("", np.nan), errors="coerce")
+        grade = _grade_number(out[f"ATOXGR{direction}"])
         out[flag] = _last_flag(out.assign(grade=grade), on & grade.notna(), [], ["grade", "ADT"])
     return out[list(ADLB_COLUMNS)].astype(ADLB_COLUMNS)
 
@@ -348,8 +353,8 @@ def shift_table(
     suffix = "L" if criterion.direction == "L" else "H"
     adlb = to_adlb(report)
     mine = adlb[adlb["PARAMCD"] == paramcd(criterion.analyte, report.packs)]
-    grade = pd.to_numeric(mine[f"ATOXGR{suffix}"].replace("", np.nan), errors="coerce")
-    base = pd.to_numeric(mine[f"BTOXGR{suffix}"].replace("", np.nan), errors="coerce")
+    grade = _grade_number(mine[f"ATOXGR{suffix}"])
+    base = _grade_number(mine[f"BTOXGR{suffix}"])
     post = mine.assign(grade=grade, base=base)[mine["CHG"].notna() | mine["SHIFT1"].ne("")]
     post = post.dropna(subset=["grade"])
     worst = post.groupby("USUBJID").agg(base=("base", "first"), worst=("grade", "max"))
