@@ -153,12 +153,18 @@ def round_significant(values: pd.Series, digits: pd.Series) -> pd.Series:
     return pd.Series(rounded, index=values.index)
 
 
+def _by_patient(patients: pd.DataFrame, column: str) -> pd.Series:
+    """A patients column as text (``""`` where missing), indexed by patient id (the first row
+    of a patient listed twice)."""
+    values = _text(patients, column).set_axis(patients["patient_id"].astype(str))
+    return values[~values.index.duplicated()]
+
+
 def _patient_text(patients: pd.DataFrame | None, column: str, ids: pd.Series) -> pd.Series:
     """Each record's patient's value of a patients column (``""`` where missing or absent)."""
     if patients is None or column not in patients.columns:
         return pd.Series("", index=ids.index, dtype=object)
-    values = _text(patients, column).set_axis(patients["patient_id"].astype(str))
-    return ids.map(values[~values.index.duplicated()]).fillna("").astype(object)
+    return ids.map(_by_patient(patients, column)).fillna("").astype(object)
 
 
 def _number(context: pd.DataFrame, column: str) -> pd.Series:
@@ -212,7 +218,8 @@ def to_adlb(report: Report) -> pd.DataFrame:
     out["AVISIT"] = _text(context, "VISIT")
     out["AVISITN"] = _number(context, "VISITNUM")
     out["ADT"] = context["collected_at"].dt.normalize().astype("datetime64[ns]")
-    first = _first_course(context["patient_id"], report.patients)
+    courses = course_table(report.patients, packs.defaults).groupby("patient_id")
+    first = _per_record(courses["start"].min(), out["USUBJID"])
     out["ADY"] = _study_day(out["ADT"], first)
     out["AVAL"] = standard["value"]
     out["AVALC"] = standard["text"]
@@ -274,9 +281,7 @@ def to_adlb(report: Report) -> pd.DataFrame:
     shift = out["BNRIND"] + " to " + out["ANRIND"]
     out["SHIFT1"] = shift.where(after & (out["BNRIND"] != "") & (out["ANRIND"] != ""), "")
     out["BASETYPE"] = "LAST"
-    courses = course_table(report.patients, packs.defaults)
-    window_end = courses.groupby("patient_id")["window_end"].max().dt.normalize()
-    until = pd.Series(window_end.reindex(out["USUBJID"]).to_numpy(), index=out.index)
+    until = _per_record(courses["window_end"].max().dt.normalize(), out["USUBJID"])
     on_treatment = (out["ADT"] >= first) & (out["ADT"] <= until) & (out["ABLFL"] != "Y")
     out["ONTRTFL"] = np.where(on_treatment, "Y", "")
     out = out.sort_values(["USUBJID", "PARAMCD", "ADT"], kind="mergesort").reset_index(drop=True)
@@ -302,14 +307,10 @@ def _last_flag(
     return flag
 
 
-def _first_course(patient: pd.Series, patients: pd.DataFrame | None) -> pd.Series:
-    """Each record's patient's first course day (NaT for a patient without courses)."""
-    first: dict[str, pd.Timestamp] = {}
-    if patients is not None and "courses" in patients.columns:
-        for pid, courses in zip(patients["patient_id"], patients["courses"], strict=True):
-            if len(courses):
-                first[str(pid)] = pd.Timestamp(min(courses)).normalize()
-    return pd.to_datetime(patient.astype(str).map(first)).astype("datetime64[ns]")
+def _per_record(per_patient: pd.Series, ids: pd.Series) -> pd.Series:
+    """A value per patient id (a day of the course table) for each record's patient (NaT for
+    a patient without courses)."""
+    return pd.Series(per_patient.reindex(ids).to_numpy(), index=ids.index)
 
 
 def _study_day(adt: pd.Series, first: pd.Series) -> pd.Series:
@@ -392,9 +393,7 @@ def _groups(report: Report, by: str | None, counted: pd.Index) -> pd.Series:
             f"shift_table(by={by!r}): the patients table has no column {by!r} "
             f"(it has: {', '.join(have) or 'no patients table'})"
         )
-    values = patients[by].astype(object).where(patients[by].notna(), "").astype(str).str.strip()
-    groups = pd.Series(values.replace("", "Missing").to_numpy(), index=patients["patient_id"])
-    groups = groups[~groups.index.duplicated()]
+    groups = _by_patient(patients, by).replace("", "Missing")
     missing = counted.difference(groups.index)
     found: pd.Series = pd.concat([groups, pd.Series("Missing", index=missing, dtype=object)])
     return found
