@@ -146,15 +146,16 @@ def generate(
     everywhere = np.ones((n, m), dtype=bool)
     add("platelets", plt, everywhere)
     add("creatinine", creat, everywhere)
-    rng.normal(
-        13.5, 1.0, (n, m)
-    )  # the draw haemoglobin once took: the rows after stay as they were
-    # the blood count, from a stream of its own: haemoglobin (lab A's rows here, in g/dL), and
-    # white cells, neutrophils and lymphocytes after the rest
+    # the draw haemoglobin once took from this stream, so that the rows after it stay as they were
+    rng.normal(13.5, 1.0, (n, m))
+    # the liver and blood count conditions, each planted from a stream of its own (the liver's
+    # first, as before the blood count was added; no patient gets both)
     liver_rng = np.random.default_rng([seed, 2])
     hepatitis = _plant(condition, liver_rng, _LIVER_SHARES)
     blood_rng = np.random.default_rng([seed, 4])
     cytopenia = _plant(condition, blood_rng, _BLOOD_SHARES, eligible=(lab == 0) & (hepatitis == ""))
+    # the blood count: haemoglobin here (lab A's rows, in g/dL); white cells, neutrophils and
+    # lymphocytes appended after the rest, as the liver panel is
     courses = np.stack([course1.to_numpy(), course2.to_numpy()], axis=1)
     blood = _blood_count(month, onset, cytopenia, sex, dates, courses, blood_rng)
     add("haemoglobin", blood.pop("haemoglobin") / 10, everywhere)
