@@ -7,7 +7,10 @@ A pack's rules file holds:
   ``action`` with ``{threshold.key}`` placeholders for every number, ``sources``, and optionally
   ``ctcae`` (the CTCAE term, or a list of terms one per analyte, that grades its findings),
   ``notes`` (named notes), ``worst`` (the extreme its message reports), ``cites`` (thresholds
-  it cites without reading them), ``superseded_by``. ``phase`` says what it matches:
+  it cites without reading them), ``superseded_by`` (a code: a composite is dropped where that
+  code's composite matched the same first finding, a result rule's hit where a finding of that
+  code stands on the same result), ``supersedes`` (codes made ``superseded_by`` its own, said
+  from the other side). ``phase`` says what it matches:
   ``result`` (one result, the default), ``finding`` (a join of two findings, ``first`` and
   ``second``) or ``schedule`` (one schedule row).
 * ``[[ladder]]``: a code whose severities are listed top-down in ``[[ladder.step]]``\\ s; the first
@@ -22,7 +25,8 @@ A pack's rules file holds:
   of :mod:`lemlabs.stages.context`: ``rise_within``, ``months_later``, ``nearest``,
   ``same_day``), each declared with its parameters.
 * ``[notes.NAME]``: a note a finding carries where its ``when`` holds for the result, its ``text``
-  with ``{threshold.key}`` and ``{field}`` placeholders.
+  with ``{threshold.key}`` and ``{field}`` placeholders; ``on``: codes of any pack whose findings
+  carry it too (a pack's word on another pack's findings).
 * ``[titles]``: what each code is called where a clinician reads first.
 
 The book of all loaded packs (:func:`compile_book`) checks every name against the thresholds, the
@@ -94,6 +98,7 @@ _RULE_KEYS = {
     "notes",
     "worst",
     "superseded_by",
+    "supersedes",
 }
 _LADDER_KEYS = {"code", "phase", "when", "sources", "cites", "ctcae", "notes", "worst", "step"}
 _STEP_KEYS = {"id", "severity", "when", "message", "action", "sources", "cites", "ctcae", "notes"}
@@ -124,7 +129,8 @@ def formatted(value: Any, style: str | None = None) -> str:
     grade (1 → 1+), ``{key:fraction}`` as a share (0.5 → half, else a percentage),
     ``{key:ratio}`` to one decimal, ``{key:monthly}`` an interval in days as the label says it
     (91 → 3-monthly), ``{key:percent}`` a share as a whole percentage, ``{key:value}`` to 4
-    significant digits, ``{key:date}`` a day number as an ISO date."""
+    significant digits (whole numbers from 10 000 on), ``{key:date}`` a day number as an ISO
+    date."""
     if style == "grade":
         return format_value(value, "grade")
     if style == "fraction":
@@ -136,8 +142,9 @@ def formatted(value: Any, style: str | None = None) -> str:
         return "monthly" if months <= 1 else f"{months}-monthly"
     if style == "percent":  # a share as a whole percentage: 0.581 → 58 %
         return f"{value * 100:.0f} %"
-    if style == "value":  # a result, to 4 significant digits: 79.56
-        return f"{value:.4g}"
+    if style == "value":  # a result, to 4 significant digits: 79.56 (12000, not 1.2e+04)
+        shown = f"{value:.4g}"
+        return f"{value:.0f}" if "e+" in shown else shown
     if style == "date":  # a day (days since 1970-01-01) as an ISO date
         return (dt.date(1970, 1, 1) + dt.timedelta(days=int(value))).isoformat()
     return f"{value:g}" if not isinstance(value, str) else value
@@ -158,6 +165,9 @@ class Note:
     when: Node
     text: str
     of: str = "each"
+    on: tuple[str, ...] = ()
+    """Codes (of any pack) whose findings carry it besides the rules that list it: a pack's
+    word on another pack's findings (the TTP pattern on the ITP findings it explains)."""
 
     @property
     def thresholds(self) -> tuple[str, ...]:
@@ -309,7 +319,11 @@ class Rule:
     worst: Literal["lowest", "highest"] | None = None
     """Which extreme of an episode the message reports (the lowest platelet count, ...)."""
     superseded_by: str | None = None
-    """A composite's hit is dropped when a hit of this code matched the same ``first`` finding."""
+    """A composite's hit is dropped when a hit of this code matched the same ``first`` finding;
+    a result rule's hit when a finding of this code stands on its result."""
+    supersedes: tuple[str, ...] = ()
+    """Codes whose rules it makes ``superseded_by`` its own code (said by the pack that needs
+    the other, not by the other)."""
     pack: str = ""
     compiled: tuple[tuple[str, Node], ...] = ()
 
@@ -319,10 +333,11 @@ class Rule:
 
     @cached_property
     def thresholds(self) -> tuple[str, ...]:
-        """Every threshold the rule reads: conditions, message, action, notes, CTCAE, ``cites``."""
+        """Every threshold the rule reads: conditions, message, action, notes, CTCAE, ``cites``
+        (not those of a note another pack attaches with ``on``: that pack's finding cites them)."""
         keys = [key for _, node in self.when for key in threshold_keys(node)]
         keys += [name for name, _ in placeholders(self.message + self.action)]
-        keys += [key for note in self.notes for key in note.thresholds]
+        keys += [key for note in self.notes if not note.on for key in note.thresholds]
         keys += ["ctcae.version"] if self.ctcae else []
         return tuple(dict.fromkeys([*keys, *self.cites]))
 
@@ -742,8 +757,12 @@ def _notes(source: Source, checker: _Checker) -> None:
             "when",
             "text",
             "of",
+            "on",
         }:
-            raise RuleDefinitionError(f"{where}: a note has 'when' and 'text' (and 'of')")
+            raise RuleDefinitionError(f"{where}: a note has 'when' and 'text' (and 'of', 'on')")
+        on = raw.get("on", [])
+        if isinstance(on, str) or not all(isinstance(code, str) for code in on):
+            raise RuleDefinitionError(f"{where}: on: expected a list of finding codes")
         if raw.get("of", "each") not in ("each", "worst"):
             raise RuleDefinitionError(f"{where}: of: 'each' (result) or 'worst'")
         if name in checker.notes:
@@ -756,7 +775,7 @@ def _notes(source: Source, checker: _Checker) -> None:
                 raise RuleDefinitionError(f"{where}: unknown threshold {key!r} in its text")
             if "." not in key and key not in checker.fields:
                 raise RuleDefinitionError(f"{where}: unknown fact field {key!r} in its text")
-        checker.notes[name] = Note(name, node, text, str(raw.get("of", "each")))
+        checker.notes[name] = Note(name, node, text, str(raw.get("of", "each")), tuple(on))
 
 
 def _rule(
@@ -839,6 +858,7 @@ def _rule(
             notes=tuple(checker.notes[name] for name in notes),
             worst=raw.get("worst"),
             superseded_by=raw.get("superseded_by"),
+            supersedes=tuple(raw.get("supersedes", ())),
             pack=source.pack,
         )
     except KeyError as error:
@@ -953,6 +973,32 @@ def compile_book(
     if twice:
         raise RuleDefinitionError(f"rule ids used twice: {', '.join(twice)}")
     codes = {rule.code for rule in rules}
+    over: dict[str, str] = {}
+    for rule in rules:
+        for code in rule.supersedes:
+            if code not in codes:
+                raise RuleDefinitionError(f"rule {rule.id!r}: supersedes {code!r}: no such code")
+            over[code] = rule.code
+    rules = [
+        replace(rule, superseded_by=over[rule.code])
+        if rule.code in over and rule.superseded_by is None
+        else rule
+        for rule in rules
+    ]
+    for note in checker.notes.values():
+        unknown = sorted(set(note.on) - codes)
+        if unknown:
+            raise RuleDefinitionError(f"note {note.name!r}: on: no rule has code {unknown[0]!r}")
+    rules = [
+        replace(rule, notes=(*rule.notes, *extra))
+        if (
+            extra := [
+                n for n in checker.notes.values() if rule.code in n.on and n not in rule.notes
+            ]
+        )
+        else rule
+        for rule in rules
+    ]
     for rule in rules:
         if rule.superseded_by and rule.superseded_by not in codes:
             raise RuleDefinitionError(

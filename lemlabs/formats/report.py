@@ -78,11 +78,12 @@ def _since(days: int | None, treated: bool) -> str:
     return "before the first course" if treated else "no course on record"
 
 
-def _in_patient(finding: Finding) -> tuple[Any, ...]:
-    """A patient's findings: those since a course first, then the most severe, the earliest
-    onset (the first leads the patient's worklist row: the episode that began it)."""
+def _in_patient(finding: Finding, explaining: frozenset[str]) -> tuple[Any, ...]:
+    """A patient's findings: those since a course first, then the most severe, then a pattern
+    that explains others (a TTP pattern above the ITP finding of its platelets), then the
+    earliest onset (the first leads the patient's worklist row: the episode that began it)."""
     return (finding.patient_id, finding.days_from_course is None, -int(finding.severity),
-            finding.onset, finding.code)  # fmt: skip
+            finding.condition not in explaining, finding.onset, finding.code)  # fmt: skip
 
 
 def _latest(findings: list[Finding], treated: bool) -> dt.date:
@@ -201,7 +202,8 @@ def context(
     day = pd.Timestamp(as_of).date() if as_of is not None else pd.Timestamp(latest).date()
     treated = _treated(report)
     by_patient: dict[str, list[Finding]] = {}
-    for finding in sorted(report.finding_list, key=_in_patient):
+    explaining = packs.explaining
+    for finding in sorted(report.finding_list, key=lambda f: _in_patient(f, explaining)):
         by_patient.setdefault(finding.patient_id, []).append(finding)
     latest = {p: _latest(findings, p in treated) for p, findings in by_patient.items()}
     order = sorted(

@@ -59,12 +59,27 @@ class Packs:
                     "condition: name a new one)"
                 )
             owners[pack.condition] = pack.name
+        for pack in self.packs:
+            missing = [need for need in pack.needs if need not in names]
+            if missing:
+                raise PackError(
+                    f"{pack.where('pack.toml')}: pack {pack.name!r} needs pack {missing[0]!r} "
+                    "(its rules read that pack's analytes, thresholds or codes): load it too"
+                )
         folder = _rules_folder()
         self.specimens = read_toml(folder / "specimens.toml", "rules/specimens.toml")
         self.treatment = read_toml(folder / "treatment.toml", "rules/treatment.toml")
         self.catalogue = Catalogue(self._analytes(), self.specimens)
         self.defaults = self._thresholds(folder)
         self.book = self._book()
+        conditions = {pack.condition for pack in self.packs}
+        for pack in self.packs:
+            for other in pack.explains:
+                if other not in conditions:
+                    raise PackError(
+                        f"{pack.where('pack.toml')}: explains {other!r}, which is no loaded "
+                        "pack's condition"
+                    )
         self.groups = self._groups()
         for version in VERSIONS:  # every term of the packs reads, before the first run
             self.criteria(version)
@@ -200,6 +215,12 @@ class Packs:
     def conditions(self) -> dict[str, str]:
         """The conditions of the loaded packs, in their order, with what each is called."""
         return {pack.condition: pack.title for pack in self.packs}
+
+    @cached_property
+    def explaining(self) -> frozenset[str]:
+        """The conditions whose findings explain another condition's (TTP explains ITP): a
+        patient's worklist row leads with them among findings of one severity."""
+        return frozenset(pack.condition for pack in self.packs if pack.explains)
 
     @cached_property
     def charts(self) -> tuple[str, ...]:

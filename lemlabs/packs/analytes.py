@@ -41,6 +41,8 @@ _KEYS = {
     "plausible_mg_dl",
     "scale",
     "typical",
+    "unitless",
+    "unscored_units",
 }
 _REQUIRED = ("label", "kind", "unit", "specimen", "loinc", "aliases", "ref_source")
 
@@ -98,6 +100,11 @@ class Analyte:
     × the result's own ULN on a log axis, as liver safety is read)."""
     typical: tuple[float, float] | None = None
     """Where a living patient's values usually lie (generated test data draws from it)."""
+    unitless: bool = False
+    """An empty unit is the canonical one (a ratio such as the INR)."""
+    unscored_units: tuple[tuple[str, str], ...] = ()
+    """Units whose rows are not scored, each with the reason (an aPTT ratio, a neutrophil
+    percentage)."""
     pack: str = ""
 
     def interval(self, sex: str) -> RefInterval:
@@ -155,6 +162,9 @@ def read_analyte(key: str, raw: Mapping[str, Any], where: str, pack: str) -> Ana
     aliases = raw.get("unit_aliases", {})
     if not isinstance(aliases, Mapping):
         raise RuleDefinitionError(f"{at}, unit_aliases: a table of spelling = unit")
+    unscored = raw.get("unscored_units", {})
+    if not isinstance(unscored, Mapping):
+        raise RuleDefinitionError(f"{at}, unscored_units: a table of spelling = reason")
     return Analyte(
         key=key,
         label=str(raw["label"]),
@@ -187,6 +197,8 @@ def read_analyte(key: str, raw: Mapping[str, Any], where: str, pack: str) -> Ana
         sdtm=tuple(codes),
         scale=raw.get("scale", "linear"),
         typical=_pair(raw.get("typical"), f"{at}, typical"),
+        unitless=bool(raw.get("unitless", False)),
+        unscored_units=tuple((str(a), str(b)) for a, b in unscored.items()),
         pack=pack,
     )
 
@@ -255,12 +267,13 @@ class Catalogue(Mapping[str, Analyte]):
             return self.by_name.get(name_key(test))
         return None
 
-    def identify(self, test: str, loinc: str = "", specimen: str = "") -> Identity:
+    def identify(self, test: str, loinc: str = "", specimen: str = "", unit: str = "") -> Identity:
         """Which analyte a row holds, when its name, LOINC code and specimen agree (domain.md).
 
         A LOINC code outside the catalogue is not scored, whatever the name says (urine
         creatinine 2161-8 named "Creatinine" is not serum creatinine); a LOINC of one analyte with
-        the name of another is a data issue; a specimen other than the analyte's is not scored.
+        the name of another is a data issue; a specimen other than the analyte's is not scored;
+        nor is a unit the analyte lists as not scored (an aPTT ratio), with its reason.
         """
         words, other = self._specimen_words, self._other
         by_name = self.recognise(test)
@@ -308,6 +321,10 @@ class Catalogue(Mapping[str, Analyte]):
                 return Identity(
                     reason=f"specimen {place!r} is {kind}: {label} is scored in {expected} only"
                 )
+        said = unit.strip().casefold()
+        for spelling, why in self._analytes[analyte_key].unscored_units:
+            if said and said == spelling.casefold():
+                return Identity(reason=f"unit {unit.strip()!r}: {why}")
         return Identity(analyte=analyte_key)
 
     def looks_like(self, test: str, reason: str = "") -> str:

@@ -25,7 +25,7 @@ FILES = (
     "ctcae_v5.toml",
     "ctcae_v6.toml",
 )
-_PACK_KEYS = {"condition", "title", "source", "order", "charts"}
+_PACK_KEYS = {"condition", "title", "source", "order", "charts", "explains", "needs"}
 _GROUP_KEYS = {"analytes", "interval", "tolerance", "asks_for"}
 
 
@@ -62,6 +62,10 @@ class Pack:
     """Its own CTCAE terms' records, by short version (``v4``, ``v5``, ``v6``)."""
     charts: tuple[str, ...] = ()
     """The analytes a patient's chart shows unless asked for others."""
+    explains: tuple[str, ...] = ()
+    """Conditions whose findings its own explain (TTP explains ITP): listed above them."""
+    needs: tuple[str, ...] = ()
+    """Packs whose analytes, thresholds or codes its rules read: loaded with it, or an error."""
     builtin: bool = False
 
     def where(self, file: str) -> str:
@@ -116,6 +120,12 @@ def read_pack(path: Path, builtin: bool = False) -> Pack:
     charts = about.get("charts", [])
     if not isinstance(charts, list) or not all(isinstance(c, str) for c in charts):
         raise PackError(f"{where('pack.toml')}: charts is a list of analyte keys")
+    explains = about.get("explains", [])
+    if not isinstance(explains, list) or not all(isinstance(c, str) for c in explains):
+        raise PackError(f"{where('pack.toml')}: explains is a list of conditions")
+    needs = about.get("needs", [])
+    if not isinstance(needs, list) or not all(isinstance(n, str) for n in needs):
+        raise PackError(f"{where('pack.toml')}: needs is a list of pack names")
     try:
         analytes = tuple(
             read_analyte(key, raw, where("analytes.toml"), name)
@@ -141,6 +151,8 @@ def read_pack(path: Path, builtin: bool = False) -> Pack:
             if (path / f"ctcae_{short}.toml").is_file()
         },
         charts=tuple(charts),
+        explains=tuple(explains),
+        needs=tuple(needs),
         builtin=builtin,
     )
 

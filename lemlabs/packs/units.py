@@ -136,7 +136,7 @@ def conversion(analyte: Analyte, raw_unit: str, target: str | None = None) -> Co
 def _conversion(analyte: Analyte, raw_unit: str, target: str | None = None) -> Conversion:
     ureg = registry()
     if not raw_unit.strip():
-        return Conversion(None, "unit is empty")
+        return Conversion(1.0) if analyte.unitless else Conversion(None, "unit is empty")
     quantity = _quantity(_accepted(analyte, raw_unit), analyte)
     if quantity is None:
         return Conversion(None, f"unknown unit {raw_unit!r}")

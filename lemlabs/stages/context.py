@@ -10,6 +10,7 @@ conditions of the result's own fields).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -400,9 +401,8 @@ def add_context(
     analyte and time."""
     out = results.sort_values(_ORDER, kind="mergesort").reset_index(drop=True)
     if out.empty:
-        return out.assign(
-            **{name: pd.Series(dtype=dtype) for name, dtype in context_columns(book).items()}
-        )
+        empty = {name: pd.Series(dtype=dtype) for name, dtype in context_columns(book).items()}
+        return pd.concat([out, pd.DataFrame(empty, index=out.index)], axis=1)
     rows = _Sorted(out)
     courses = course_table(patients, thresholds)
     first_course = courses.groupby("patient_id")["start"].min()
@@ -415,6 +415,12 @@ def add_context(
     out["day"] = rows.day.astype("int64")
     out["baseline_days"] = out["day"] - (out["baseline_date"].dt.normalize() - _EPOCH).dt.days
     _course_context(out, rows, courses)
-    _features(out, rows, book, thresholds)
-    _derived(out, book, thresholds)
+    with warnings.catch_warnings():
+        # a column per feature and derived field, added one by one (each may read those above
+        # it): pandas warns of a fragmented frame past 100 blocks; joining them once is what
+        # the next stage's row selection does anyway, and copying the table here would double
+        # its memory
+        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+        _features(out, rows, book, thresholds)
+        _derived(out, book, thresholds)
     return out

@@ -142,7 +142,7 @@ def _identified(rows: _Rows, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray
     <lemlabs.packs.analytes.Catalogue.identify>`).
     Rows already flagged (a field too long) are identified as empty text: never cached."""
     columns = []
-    for name in ("test", "loinc", "specimen"):
+    for name in ("test", "loinc", "specimen", "unit"):
         codes, uniques = rows.coded(name)
         columns.append((np.where(usable, codes, len(uniques)), np.append(uniques, "")))
     analyte, reason, issue = _per_unique_rows(

@@ -17,6 +17,7 @@ import lemlabs
 from lemlabs import cli
 from lemlabs.errors import PackError, RuleDefinitionError
 from lemlabs.packs import builtin_names, load_packs
+from lemlabs.packs.loader import read_pack
 
 ROOT = Path(__file__).parents[2]
 EXAMPLE = ROOT / "docs" / "site-pack" / "muscle"
@@ -107,17 +108,40 @@ def test_a_built_in_pack_moved_out_of_the_package_gives_the_same_findings(
     moved = shutil.copytree(BUILTIN / name, tmp_path / name)
     others = [other for other in builtin_names() if other != name]
     assert _findings(load_packs([moved], builtin=others)) == every
-    without = _findings(load_packs(builtin=others))
-    (condition,) = load_packs(builtin=[name]).conditions
-    asked = [group.asks_for for group in load_packs(builtin=[name]).groups.values()]
+    gone = _needing(name)  # the pack and those that need it (their rules read its analytes)
+    kept_packs = [other for other in builtin_names() if other not in gone]
+    without = _findings(load_packs(builtin=kept_packs))
+    conditions = {read_pack(BUILTIN / pack).condition for pack in gone}
+    asked = [group.asks_for for pack in gone for group in read_pack(BUILTIN / pack).schedule]
     kept = [
         f
         for f in every
-        if f["condition"] != condition  # its findings go, and the overdue tests of its groups
-        and not any(f" {g[0].upper()}{g[1:]}: " in str(f["message"]) for g in asked)
+        if f["condition"] not in conditions  # their findings go, and the overdue tests of
+        and not any(f" {g[0].upper()}{g[1:]}: " in str(f["message"]) for g in asked)  # groups
     ]
     assert without == kept
-    assert any(f["condition"] == condition for f in every) or name == "monitoring"
+    (condition,) = {read_pack(BUILTIN / name).condition}
+    silent = {"monitoring", "ttp", "haemophilia", "hlh"}  # no finding in the example cohort
+    assert any(f["condition"] == condition for f in every) or name in silent
+
+
+def _needing(name: str) -> set[str]:
+    """``name`` and every built-in pack that needs it, directly or through another."""
+    gone = {name}
+    while True:
+        more = {
+            other
+            for other in builtin_names()
+            if set(read_pack(BUILTIN / other).needs) & gone and other not in gone
+        }
+        if not more:
+            return gone
+        gone |= more
+
+
+def test_a_pack_loaded_without_a_pack_it_needs_is_refused_by_name() -> None:
+    with pytest.raises(PackError, match="pack 'ttp' needs pack 'cytopenia'"):
+        load_packs(builtin=["itp", "ttp"])
 
 
 def _site(tmp_path: Path, **files: str) -> Path:

@@ -39,10 +39,46 @@ def noisy(labs: pd.DataFrame, seed: int = 11, share: float = 0.25) -> pd.DataFra
     """The example's labs with a ``share`` of results moved far from where they were, and urine
     albumin/creatinine ratios (which the example lacks) on some visits. The blood count panel
     (white cells, neutrophils, lymphocytes: added to the example after the rest) is moved with
-    a stream of its own, so that the other rows are moved as they were before it."""
+    a stream of its own, so that the other rows are moved as they were before it; the tests a
+    clinician sends when a count worries (:func:`_worried`) come from a third stream."""
     counts = labs["test"].isin(COUNT_TESTS).to_numpy()
     rest = _noisy(labs[~counts], seed, share)
-    return pd.concat([rest, _noisy(labs[counts], seed + 1, share, urine=False)], ignore_index=True)
+    moved = pd.concat([rest, _noisy(labs[counts], seed + 1, share, urine=False)], ignore_index=True)
+    return pd.concat([moved, _worried(moved, seed + 2)], ignore_index=True)
+
+
+# what a clinician sends when a count worries: (test, unit, typical value, spread of its log)
+WORRY_TESTS = [
+    ("LDH", "U/L", 230.0, 0.5), ("Haptoglobin", "g/L", 0.8, 1.0), ("Ferritin", "ng/mL", 200.0, 1.5),
+    ("Triglycerides", "mmol/L", 1.6, 0.6), ("Fibrinogen", "g/L", 2.6, 0.5),
+    ("aPTT", "s", 33.0, 0.25), ("PT", "s", 12.5, 0.15), ("INR", "", 1.0, 0.15),
+]  # fmt: skip
+
+
+def _worried(labs: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Haemolysis markers, ferritin, triglycerides, fibrinogen and a coagulation panel on
+    visits whose haemoglobin or platelet count is low (and on a few others), drawn around
+    their usual values with a wide spread; PT and INR move together and are sometimes absent."""
+    rng = np.random.default_rng(seed)
+    numbers = pd.to_numeric(labs["value"].str.replace(",", ".", regex=False), errors="coerce")
+    g_dl = labs["unit"].str.lower().eq("g/dl")
+    low_hb = labs["test"].eq("Haemoglobin") & (numbers < np.where(g_dl, 10.0, 100.0))
+    low_plt = labs["test"].isin(["PLT", "Platelet count"]) & (numbers < 100)
+    visit = labs["patient_id"] + "|" + labs["collected_at"].str[:10]
+    worried = sorted(set(visit[low_hb | low_plt]))
+    others = sorted(set(visit) - set(worried))
+    worried += [others[i] for i in rng.choice(len(others), len(others) // 50, replace=False)]
+    rows = []
+    for where in worried:
+        patient, day = where.split("|")
+        coagulation = rng.normal(0, 1)
+        for test, unit, usual, spread in WORRY_TESTS:
+            if test in ("PT", "INR") and rng.random() < 0.3:
+                continue
+            z = coagulation if test in ("PT", "INR") else rng.normal(0, 1)
+            rows.append((patient, day, test, f"{usual * np.exp(spread * z):.3g}", unit))
+    columns = ["patient_id", "collected_at", "test", "value", "unit"]
+    return pd.DataFrame(rows, columns=columns).reindex(columns=labs.columns, fill_value="")
 
 
 def _noisy(labs: pd.DataFrame, seed: int, share: float, urine: bool = True) -> pd.DataFrame:

@@ -42,6 +42,23 @@ class Occurrence:
     """Notes (``of = "worst"``) the finding carries only when this is its worst occurrence."""
 
 
+def standing(occurrences: Sequence[Occurrence]) -> list[Occurrence]:
+    """Result rules' occurrences but those superseded: one whose rule is ``superseded_by`` a
+    code is dropped where an occurrence of that code stands on its result (its anchor among
+    that occurrence's rows: an HLH screen on the blood counts of a pancytopenia)."""
+    codes = {o.rule.superseded_by for o in occurrences if o.rule.superseded_by}
+    if not codes:
+        return list(occurrences)
+    stands = {(o.patient_id, o.rule.code, row) for o in occurrences if o.rule.code in codes
+              for row in o.rows}  # fmt: skip
+    return [
+        o
+        for o in occurrences
+        if not o.rule.superseded_by
+        or (o.patient_id, o.rule.superseded_by, o.anchor_row) not in stands
+    ]
+
+
 _ORIGIN = np.datetime64("1900-01-01T00:00:00", "s")
 
 

@@ -22,7 +22,7 @@ from lemlabs.engine.language import evaluate
 from lemlabs.engine.rules import Note, Rule, RuleBook
 from lemlabs.stages.context import field_columns
 from lemlabs.stages.facts import Found
-from lemlabs.stages.findings.episodes import Occurrence, QuietResults, episodes
+from lemlabs.stages.findings.episodes import Occurrence, QuietResults, episodes, standing
 from lemlabs.stages.findings.memory import collector_paused
 from lemlabs.stages.findings.writer import Writer, record_columns, records_of
 
@@ -129,6 +129,7 @@ def assemble(
                 rule, patient, rows, anchor, date, stamp, grade, notes, worst_notes=worst_notes
             )
         )
+    occurrences = standing(occurrences)
     plain = _absorbing(rules.values())
     twins: dict[tuple[str, str, dt.datetime], Occurrence] = {}
     facts = _FindingFacts(finding_rows, records)

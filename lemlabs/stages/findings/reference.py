@@ -9,6 +9,8 @@ The rules, one by one:
 1. A result rule's hit is an occurrence of its code for its result (and, for a rule that reads a
    paired result's field, that paired result too), dated at the latest of them, with the CTCAE
    grade of its rule's term and the notes whose condition holds for the result.
+   It is dropped when its rule is ``superseded_by`` a code of which an occurrence stands on
+   the same result (:func:`~lemlabs.stages.findings.episodes.standing`).
 2. A composite's hit on two findings is an occurrence for the two results behind them, dated at
    the later one; it is dropped when its rule is ``superseded_by`` a code whose composite matched
    the same first finding.
@@ -32,7 +34,7 @@ from lemlabs.engine.rules import Rule
 from lemlabs.errors import RuleError
 from lemlabs.stages.context import field_columns
 from lemlabs.stages.facts import Found
-from lemlabs.stages.findings.episodes import Occurrence
+from lemlabs.stages.findings.episodes import Occurrence, standing
 from lemlabs.stages.findings.writer import Writer, record_columns, records_of
 
 if TYPE_CHECKING:
@@ -90,6 +92,7 @@ def assemble_plainly(
                 ),
             )
         )
+    occurrences = standing(occurrences)
     matched = {
         (patient, finding_rows[hit.keys[0]], rules[hit.rule_id].code)
         for patient, hit in zip(composites.patients.tolist(), composites.hits, strict=True)
