@@ -245,6 +245,30 @@ ref_source = "x"
             {"rules": '[notes.n]\nwhen = "value > 1"\ntext = "t"\nof = "best"\n'},
             r"site/rules.toml, \[notes.n\]: of: 'each' \(result\) or 'worst'",
         ),
+        (
+            {"rules": '[notes.n]\nwhen = "value > 1"\ntext = "t"\non = ["itp.nothing"]\n'},
+            r"note 'n': on: no rule has code 'itp.nothing'",
+        ),
+        (
+            {
+                "rules": '[titles]\n"site.x" = "x"\n[[rule]]\nid = "site.x"\ncode = "site.x"\n'
+                'severity = "watch"\nwhen = ["upper > 3"]\nmessage = "m"\naction = "a"\n'
+                'supersedes = ["itp.nothing"]\n'
+            },
+            r"rule 'site.x': supersedes 'itp.nothing': no such code",
+        ),
+        (
+            {"pack.toml": 'condition = "site"\nsource = "x"\nexplains = ["gout"]\n'},
+            r"site/pack.toml: explains 'gout', which is no loaded pack's condition",
+        ),
+        (
+            {"pack.toml": 'condition = "site"\nsource = "x"\nneeds = ["gout"]\n'},
+            r"site/pack.toml: pack 'site' needs pack 'gout'",
+        ),
+        (
+            {"analytes": ANALYTE + 'unscored_units = ["%"]\n'},
+            r"site/analytes.toml, analyte 'ck', unscored_units: a table of spelling = reason",
+        ),
         ({"rule.toml": ""}, r"site/rule.toml: not a pack file"),
         ({"rules": "[titles\n"}, r"site/rules.toml: not valid TOML"),
         ({"pack.toml": 'condition = "site"\n'}, r"site/pack.toml: 'source' .* is missing"),
