@@ -66,7 +66,10 @@ _SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 
 @cache
 def unit_text(unit: str) -> str:
-    """A canonical unit as people read it: ``10^9/L`` → ``×10⁹/L``, ``umol/L`` → ``µmol/L``."""
+    """A canonical unit as people read it: ``10^9/L`` → ``×10⁹/L``, ``umol/L`` → ``µmol/L``,
+    ``1`` (a ratio without a unit: the INR) → nothing."""
+    if unit == "1":
+        return ""
     text = re.sub(r"^10\^(-?\d+)", lambda m: "×10" + m.group(1).translate(_SUPERSCRIPTS), unit)
     return re.sub(r"(?<![A-Za-z])u(?=[a-zA-Z])", "µ", text)
 
@@ -79,7 +82,7 @@ def format_value(value: float, unit: str, censor: str = "", high: float | None =
     number = f"{value:.4g}"
     if high is not None and not np.isnan(high) and high != value:
         number += f"–{high:.4g}"
-    return f"{censor}{number} {unit_text(unit)}"
+    return f"{censor}{number} {unit_text(unit)}".rstrip()
 
 
 # C0 and C1 controls, DEL, and the invisible or bidirectional formatting characters that can

@@ -209,9 +209,10 @@ def to_adlb(report: Report) -> pd.DataFrame:
     out["SRCDOM"] = np.where(out["SRCSEQ"].notna(), "LB", "")
     out["PARAMCD"] = context["analyte"].map(lambda analyte: paramcd(analyte, packs))
     standard = _standard(context, packs)
-    out["AVALU"] = standard["unit"]
+    out["AVALU"] = standard["unit"].replace("1", "")  # a ratio without a unit: the INR
     out["PARAM"] = [
-        f"{packs.label(a)} ({u})" for a, u in zip(context["analyte"], out["AVALU"], strict=True)
+        f"{packs.label(a)} ({u})" if u else packs.label(a)
+        for a, u in zip(context["analyte"], out["AVALU"], strict=True)
     ]
     order = {analyte: number for number, analyte in enumerate(packs.catalogue, start=1)}
     out["PARAMN"] = context["analyte"].map(order).astype("Int64")

@@ -107,6 +107,13 @@ class Packs:
                 except RuleDefinitionError as error:
                     raise PackError(str(error)) from None
                 found[analyte.key] = analyte
+        for analyte in found.values():
+            base = found.get(analyte.percent_of or "")
+            if analyte.percent_of and (base is None or base.unit != analyte.unit):
+                raise PackError(
+                    f"rules/{analyte.pack}/analytes.toml, analyte {analyte.key!r}: percent_of: "
+                    f"{analyte.percent_of!r} is no loaded analyte in {analyte.unit}"
+                )
         return found
 
     def _thresholds(self, folder: Path) -> Thresholds:

@@ -43,6 +43,7 @@ _KEYS = {
     "typical",
     "unitless",
     "unscored_units",
+    "percent_of",
 }
 _REQUIRED = ("label", "kind", "unit", "specimen", "loinc", "aliases", "ref_source")
 
@@ -103,8 +104,10 @@ class Analyte:
     unitless: bool = False
     """An empty unit is the canonical one (a ratio such as the INR)."""
     unscored_units: tuple[tuple[str, str], ...] = ()
-    """Units whose rows are not scored, each with the reason (an aPTT ratio, a neutrophil
-    percentage)."""
+    """Units whose rows are not scored, each with the reason (an aPTT ratio)."""
+    percent_of: str | None = None
+    """The analyte a percentage (unit ``%``) is a share of: converted with the same sample's
+    result of it (a neutrophil percentage with the white count)."""
     pack: str = ""
 
     def interval(self, sex: str) -> RefInterval:
@@ -199,6 +202,7 @@ def read_analyte(key: str, raw: Mapping[str, Any], where: str, pack: str) -> Ana
         typical=_pair(raw.get("typical"), f"{at}, typical"),
         unitless=bool(raw.get("unitless", False)),
         unscored_units=tuple((str(a), str(b)) for a, b in unscored.items()),
+        percent_of=raw.get("percent_of"),
         pack=pack,
     )
 
@@ -322,7 +326,10 @@ class Catalogue(Mapping[str, Analyte]):
                     reason=f"specimen {place!r} is {kind}: {label} is scored in {expected} only"
                 )
         said = unit.strip().casefold()
-        for spelling, why in self._analytes[analyte_key].unscored_units:
+        entry = self._analytes[analyte_key]
+        if said == "%" and entry.percent_of:
+            return Identity(analyte=analyte_key)  # converted with the same sample's base
+        for spelling, why in entry.unscored_units:
             if said and said == spelling.casefold():
                 return Identity(reason=f"unit {unit.strip()!r}: {why}")
         return Identity(analyte=analyte_key)

@@ -319,6 +319,7 @@ def _convert(rows: _Rows, shape: np.ndarray) -> np.ndarray:
     (analyte, unit, target); a unit that cannot be converted is a data issue."""
     mass_protein = _mass_protein(rows, shape)
     needs_unit = rows.quantitative | mass_protein | (rows.counts & (rows.unit_text != ""))
+    needs_unit &= ~_percent_rows(rows)  # converted with the same sample's base (_percentages)
     none = len(rows.analytes)  # the code of "" appended to the analytes and their mass units
     mass_units = [rows.book[key].mass_unit or "" if key else "" for key in rows.analytes]
     analyte = np.where(needs_unit, rows.codes, none), np.append(rows.analytes, "")
@@ -334,6 +335,55 @@ def _convert(rows: _Rows, shape: np.ndarray) -> np.ndarray:
     factor, problem = _per_unique_rows([analyte, unit, target], convert, "factor", "problem")
     rows.problems.add(needs_unit & (problem != ""), "unit", lambda i: str(problem[i]))
     return factor.astype(float)
+
+
+def _percent_rows(rows: _Rows) -> np.ndarray:
+    """Rows holding a percentage of another analyte (a neutrophil %: ``percent_of``)."""
+    shares = rows.attribute("percent_of", "") != ""
+    return np.asarray(shares & (rows.unit_text == "%"), dtype=bool)
+
+
+def _lab_gave_bounds(rows: _Rows) -> np.ndarray:
+    given = np.zeros(len(rows.frame), dtype=bool)
+    for name in BOUND_FIELDS:
+        if name in rows.frame.columns:
+            given |= rows.per_unique(name, lambda text: str(text).strip() != "", bool)
+    return given
+
+
+def _percentages(
+    rows: _Rows, shape: np.ndarray, value: np.ndarray, censor: np.ndarray, factor: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The factor of each percentage row (a neutrophil % of the white cells, domain.md): the
+    same sample's result of its base analyte (same patient, same collection time; a usable,
+    uncensored number) in the canonical unit ÷ 100; and the percentage rows without one (not
+    scored, with the reason). A percentage above 100 is a data issue."""
+    percent = _percent_rows(rows)
+    without = np.zeros(len(percent), dtype=bool)
+    if not percent.any():
+        return factor, without
+    rows.problems.add(
+        percent & (shape == "number") & (value > 100),
+        "value",
+        lambda i: f"a percentage above 100 ({_clip(str(rows.raw_values[i]))})",
+    )
+    base = rows.attribute("percent_of", "")
+    low, high = rows.bounds("plausible")
+    canonical = value * factor
+    usable = rows.problems.ok & (shape == "number") & (censor == "") & rows.quantitative
+    usable &= ~percent & (canonical >= low) & (canonical <= high)
+    when = rows.frame["collected_at"].to_numpy()
+    known: dict[tuple[str, str, Any], float] = {}
+    for i in np.flatnonzero(usable & np.isin(rows.analyte, list(set(base[percent])))):
+        known.setdefault((str(rows.analyte[i]), str(rows.patient_ids[i]), when[i]), canonical[i])
+    out = factor.copy()
+    for i in np.flatnonzero(percent & rows.problems.ok):
+        found = known.get((str(base[i]), str(rows.patient_ids[i]), when[i]))
+        if found is None:
+            without[i] = True
+        else:
+            out[i] = found / 100
+    return out, without
 
 
 def _check_plausible(rows: _Rows, value: np.ndarray, shape: np.ndarray, high: np.ndarray) -> None:
@@ -420,6 +470,7 @@ def _normalise_rows(
     _check_rows(rows)
     shape, value, high, censor = _parse_values(rows)
     factor = _convert(rows, shape)
+    factor, without_base = _percentages(rows, shape, value, censor, factor)
     value = np.where(shape == "tntc", rows.attribute("tntc", np.nan, float), value) * factor
     high = high * factor
     _check_plausible(rows, value, shape, high)
@@ -430,6 +481,14 @@ def _normalise_rows(
     sex_of = {} if people is None else dict(zip(people["patient_id"], people["sex"], strict=True))
     sex = rows.per_unique("patient_id", lambda p: sex_of.get(str(p).strip(), ""))
     ref_factor, ref_note = _reference_units(rows, factor)
+    percent = _percent_rows(rows)
+    given = _lab_gave_bounds(rows)
+    ref_factor = np.where(percent, np.nan, ref_factor)  # a % interval is not a count's interval
+    ref_note = np.where(
+        percent & given,
+        "the lab's interval is a percentage of the white cells: the default interval applies",
+        ref_note,
+    )
     lab_low, lab_high, bound_issues = _lab_bounds(rows, ref_factor, ref_note)
     ref_low, ref_high, ref_source = reference_intervals(
         [book[key] if key else None for key in rows.analytes],
@@ -440,11 +499,19 @@ def _normalise_rows(
         lab_high,
     )
     flag = _labels(np.select([upper < ref_low, lower > ref_high], [1, 2], 0), ["N", "L", "H"])
-    scored = rows.scored
+    scored = rows.scored & ~without_base
+    no_base = rows.per_analyte(
+        lambda entry: (
+            entry.percent_of
+            and f"a percentage, with no {book.label(entry.percent_of)} of the same sample to "
+            "convert it with"
+        ),
+        "",
+    )
     columns = {
-        "analyte": rows.analyte,
+        "analyte": np.where(without_base, "", rows.analyte),
         "status": _labels(scored, ["not_scored", "scored"]),
-        "status_reason": rows.reason,
+        "status_reason": np.where(without_base, no_base, rows.reason),
         "kind": rows.kind,
         "raw_value": rows.raw_values,
         "raw_unit": frame["unit"].to_numpy(dtype=object),

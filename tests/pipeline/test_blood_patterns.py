@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import pandas as pd
 import pytest
 from rules_helpers import findings, labs, patients
 
@@ -249,8 +250,8 @@ def test_three_lineages_say_so() -> None:
     ("test", "value", "unit", "status", "reason"),
     [
         ("APTT", "1.3", "ratio", "not_scored", "aPTT ratio"),
-        ("NEUT", "45", "%", "not_scored", "percentage"),
-        ("LYM", "20", "%", "not_scored", "percentage"),
+        ("NEUT", "45", "%", "not_scored", "no white cell count of the same sample"),
+        ("LYM", "20", "%", "not_scored", "no white cell count of the same sample"),
         ("HGB", "130", "10^9/L", "issue", "wrong dimension"),
         ("FERRITIN", "0", "ug/L", "issue", "implausible"),
         ("APTT", "40", "", "issue", "unit is empty"),
@@ -274,3 +275,34 @@ def test_inr_reads_an_empty_unit_and_its_spellings() -> None:
     for unit in ("", "ratio", "INR", "{INR}"):
         report = lemlabs.score_frame(labs([(D, "INR", "1.1", unit)]), patients())
         assert report.issues.empty and report.results["value"].iloc[0] == pytest.approx(1.1)
+
+
+def test_a_percentage_converts_with_the_same_samples_white_count() -> None:
+    """20 % of 4.0 ×10⁹/L white cells is 0.8 ×10⁹/L neutrophils (action); the lab's interval in
+    % is not a count's interval (the default applies, and the result says so); a white count
+    of another time, or none, leaves the percentage not scored; above 100 % is a data issue."""
+    frame = pd.DataFrame(
+        [
+            ("A", "2021-03-01T08:00", "WBC", "4.0", "10^9/L", "", ""),
+            ("A", "2021-03-01T08:00", "NEUT", "20", "%", "40", "75"),
+            ("B", "2021-03-01T08:00", "WBC", "4.0", "10^9/L", "", ""),
+            ("B", "2021-03-01T09:30", "NEUT", "20", "%", "", ""),
+            ("C", "2021-03-01", "WBC", "3.0", "K/uL", "", ""),
+            ("C", "2021-03-01", "LYM", "<5", "%", "", ""),
+            ("D", "2021-03-01", "WBC", "5", "10^9/L", "", ""),
+            ("D", "2021-03-01", "NEUT", "120", "%", "", ""),
+        ],
+        columns=["patient_id", "collected_at", "test", "value", "unit", "ref_low", "ref_high"],
+    )
+    report = lemlabs.score_frame(frame)
+    results = report.results.set_index(["patient_id", "raw_unit"])
+    a = results.loc[("A", "%")]
+    assert a["status"] == "scored" and a["value"] == pytest.approx(0.8) and a["ref_low"] == 1.8
+    assert "percentage" in a["ref_note"]
+    assert results.loc[("B", "%"), "status"] == "not_scored"
+    c = results.loc[("C", "%")]
+    assert c["censor"] == "<" and c["value"] == pytest.approx(0.15)
+    assert list(report.issues["patient_id"]) == ["D"]
+    assert "above 100" in report.issues["reason"].iloc[0]
+    found = {(f.patient_id, f.code, str(f.severity)) for f in report.finding_list}
+    assert found == {("A", "cytopenia.neutropenia", "action")}  # lymphocytes: never a finding
