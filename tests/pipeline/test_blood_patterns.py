@@ -8,6 +8,7 @@ count from the first course; results lie months after it (no infusion-window not
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -306,3 +307,30 @@ def test_a_percentage_converts_with_the_same_samples_white_count() -> None:
     assert "above 100" in report.issues["reason"].iloc[0]
     found = {(f.patient_id, f.code, str(f.severity)) for f in report.finding_list}
     assert found == {("A", "cytopenia.neutropenia", "action")}  # lymphocytes: never a finding
+
+
+def test_the_exports_carry_the_new_conditions(tmp_path: Path) -> None:
+    """A TTP pattern, an isolated aPTT and an HLH screen reach the Excel workbook, the FHIR
+    bundle and the ADLB (INR without a unit), as every other condition does."""
+    pytest.importorskip("openpyxl")
+    pytest.importorskip("fhir.resources")
+    from lemlabs.formats.fhir import findings_bundle
+
+    rows = [
+        (D, "PLAT", "40", "10^9/L"), (D, "LDH", "900", "U/L"), (D, "HAPTOG", "<0.1", "g/L"),
+        (D + 30, "APTT", "70", "s"), (D + 30, "INR", "1.0", ""),
+        (D + 60, "FERRITIN", "3000", "ug/L"), (D + 60, "HGB", "85", "g/L"),
+        (D + 60, "NEUT", "0.4", "10^9/L"),
+    ]  # fmt: skip
+    report = lemlabs.score_frame(labs(rows), patients())
+    codes = {"ttp.pattern", "haemophilia.isolated_aptt", "hlh.screen"}
+    assert codes <= {f.code for f in report.finding_list}
+    path = tmp_path / "findings.xlsx"
+    report.to_excel(path)
+    sheet = pd.read_excel(path, sheet_name="Findings")
+    assert codes <= set(sheet["code"])
+    bundle = findings_bundle(report.finding_list, report.packs).model_dump_json()
+    assert all(code in bundle for code in codes)
+    adlb = report.to_adlb().set_index("PARAMCD")
+    assert adlb.loc["INR", "PARAM"] == "INR" and adlb.loc["INR", "AVALU"] == ""
+    assert adlb.loc["APTT", "ATOXGRH"] == "2"  # 70 s > 1.5 × 37 s
