@@ -7,7 +7,9 @@ A criterion's ``when`` is a condition of the rule language (:mod:`lemlabs.engine
 interval, converted with it), ``baseline`` (missing for a result taken before its baseline) and
 ``baseline_flag`` (the baseline record's own flag, L, H or N, for a result taken after it; '-'
 otherwise — CTCAE's "if baseline was abnormal" arms): ``value > 3.0 * uln or value / baseline >
-3.0``. Findings take their grade from it (a rule's
+3.0``. A term may grade a result sent in another unit by CTCAE's own criteria for that unit
+(``in_units``: haemoglobin in mmol/L, "< 6.2", "< 4.9", which are not exactly 100 and 80 g/L),
+its numbers then in that unit. Findings take their grade from it (a rule's
 ``ctcae`` names its term), and so does every scored result (``report.results``' columns
 ``ctcae_grade_low``/``ctcae_grade_high``, ADLB's ``ATOXGRL``/``ATOXGRH``).
 """
@@ -32,8 +34,11 @@ VERSIONS = {"4.03": "v4", "5.0": "v5", "6.0": "v6"}
 DEFAULT_VERSION = "5.0"
 NAMES = ("value", "lln", "uln", "baseline", "baseline_flag")
 _TERM_KEYS = {"key", "term", "analyte", "direction", "needs", "cites", "grades"}
+_OPTIONAL_KEYS = {"in_units"}
 
-INPUT_COLUMNS = ("upper", "lower", "ref_low", "ref_high", "comparable_baseline", "baseline_flag")
+INPUT_COLUMNS = (
+    "upper", "lower", "ref_low", "ref_high", "comparable_baseline", "baseline_flag", "raw_unit",
+)  # fmt: skip
 """The context columns a grade reads."""
 GRADE_COLUMNS = {
     "ctcae_version": "object",
@@ -83,6 +88,15 @@ class Term:
     cites: tuple[str, ...]
     grades: tuple[Grade, ...]
     pack: str = ""
+    in_units: tuple[tuple[str, float, tuple[Grade, ...]], ...] = ()
+    """Per lab unit (as the lab writes it, case aside): the factor from it to the canonical unit
+    (set when the packs load the term: :meth:`with_factors`) and CTCAE's criteria in it."""
+
+    def with_factors(self, factor: Any) -> Term:
+        """The term with each ``in_units`` unit's factor to the canonical unit: ``factor(unit)``."""
+        return replace(
+            self, in_units=tuple((unit, factor(unit), grades) for unit, _, grades in self.in_units)
+        )
 
 
 @dataclass(frozen=True)
@@ -143,7 +157,7 @@ def read_terms(raw: Sequence[Mapping[str, Any]], where: str, pack: str = "") -> 
     terms = []
     for item in raw:
         at = f"{where}, term {item.get('key', '?')!r}"
-        unknown = sorted(set(item) - _TERM_KEYS)
+        unknown = sorted(set(item) - _TERM_KEYS - _OPTIONAL_KEYS)
         missing = sorted(_TERM_KEYS - set(item))
         if unknown or missing:
             what = f"unknown keys {', '.join(unknown)}" if unknown else f"missing {missing[0]!r}"
@@ -152,21 +166,9 @@ def read_terms(raw: Sequence[Mapping[str, Any]], where: str, pack: str = "") -> 
             raise RuleDefinitionError(f"{at}: direction is L (low) or H (high)")
         if not set(item["needs"]) <= set(NAMES):
             raise RuleDefinitionError(f"{at}: needs names some of {', '.join(NAMES)}")
-        grades = []
-        for grade in sorted(item["grades"], key=lambda g: g["grade"]):
-            try:
-                tree = parse(grade["when"], set())
-            except RuleDefinitionError as error:
-                raise RuleDefinitionError(f"{at}, grade {grade['grade']}: {error}") from None
-            unknown_names = sorted(set(fields_of(tree)) - set(NAMES))
-            if unknown_names:
-                raise RuleDefinitionError(
-                    f"{at}, grade {grade['grade']}: unknown name {unknown_names[0]!r} (a "
-                    f"criterion reads {', '.join(NAMES)})"
-                )
-            grades.append(
-                Grade(grade["grade"], grade["text"], grade["when"], tree, grade.get("text_us", ""))
-            )
+        in_units = item.get("in_units", {})
+        if not isinstance(in_units, Mapping):
+            raise RuleDefinitionError(f"{at}: in_units is a table of unit = [grades]")
         terms.append(
             Term(
                 key=item["key"],
@@ -175,11 +177,34 @@ def read_terms(raw: Sequence[Mapping[str, Any]], where: str, pack: str = "") -> 
                 direction=item["direction"],
                 needs=tuple(item["needs"]),
                 cites=tuple(item["cites"]),
-                grades=tuple(grades),
+                grades=_grades(item["grades"], at),
                 pack=pack,
+                in_units=tuple(
+                    (str(unit), 1.0, _grades(grades, f"{at}, in_units {unit!r}"))
+                    for unit, grades in in_units.items()
+                ),
             )
         )
     return tuple(terms)
+
+
+def _grades(raw: Sequence[Mapping[str, Any]], at: str) -> tuple[Grade, ...]:
+    grades = []
+    for grade in sorted(raw, key=lambda g: g["grade"]):
+        try:
+            tree = parse(grade["when"], set())
+        except RuleDefinitionError as error:
+            raise RuleDefinitionError(f"{at}, grade {grade['grade']}: {error}") from None
+        unknown_names = sorted(set(fields_of(tree)) - set(NAMES))
+        if unknown_names:
+            raise RuleDefinitionError(
+                f"{at}, grade {grade['grade']}: unknown name {unknown_names[0]!r} (a "
+                f"criterion reads {', '.join(NAMES)})"
+            )
+        grades.append(
+            Grade(grade["grade"], grade["text"], grade["when"], tree, grade.get("text_us", ""))
+        )
+    return tuple(grades)
 
 
 @cache
@@ -202,8 +227,21 @@ def evaluate_term(term: Term, names: pd.DataFrame) -> np.ndarray:
         present &= names[name].notna().to_numpy()
     grades[present] = 0.0
     columns = Columns(names)
+    own = np.zeros(len(names), dtype=bool)
+    units = names["unit"].to_numpy(dtype=object) if "unit" in names else None
+    for unit, factor, in_unit in term.in_units if units is not None else ():
+        mine = np.asarray(units == unit.casefold(), dtype=bool)
+        if mine.any():
+            scaled = names[mine].copy()
+            for name in ("value", "lln", "uln", "baseline"):
+                scaled[name] = scaled[name] / factor
+            found = np.where(present[mine], 0.0, np.nan)
+            for grade in in_unit:
+                found[evaluate(grade.tree, Columns(scaled), {})] = grade.grade
+            grades[mine] = found
+            own |= mine
     for grade in term.grades:
-        grades[evaluate(grade.tree, columns, {})] = grade.grade
+        grades[evaluate(grade.tree, columns, {}) & ~own] = grade.grade
     return grades
 
 
@@ -238,6 +276,11 @@ def _names(term: Term, part: pd.DataFrame) -> pd.DataFrame:
                 part["baseline_flag"].to_numpy(dtype=object)
                 if "baseline_flag" in part.columns
                 else np.full(len(part), "-", dtype=object)
+            ),
+            "unit": (
+                part["raw_unit"].astype(str).str.strip().str.casefold().to_numpy(dtype=object)
+                if term.in_units and "raw_unit" in part.columns
+                else np.full(len(part), "", dtype=object)
             ),
         }
     )

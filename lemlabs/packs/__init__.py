@@ -13,18 +13,19 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lemlabs.ctcae import VERSIONS, Criteria, criteria, read_terms, version_of
+from lemlabs.ctcae import VERSIONS, Criteria, Term, criteria, read_terms, version_of
 from lemlabs.engine.rules import Rule, RuleBook, Source, compile_book
 from lemlabs.errors import PackError, RuleDefinitionError, ThresholdError
 from lemlabs.packs.analytes import Analyte, Catalogue
 from lemlabs.packs.loader import Pack, ScheduleGroup, read_pack, read_toml
 from lemlabs.packs.thresholds import Threshold, Thresholds, layered, rules_version, site_template
-from lemlabs.packs.units import check_units, unit_factor
+from lemlabs.packs.units import check_units, conversion, unit_factor
 
 PackPath = str | os.PathLike[str]
 
@@ -178,7 +179,8 @@ class Packs:
 
     @cache  # noqa: B019 - a Packs lives as long as the process (packs are loaded once)
     def _terms(self, version: str) -> Criteria:
-        table = criteria(version)
+        builtin = criteria(version)
+        table = replace(builtin, terms=self._factored(builtin.terms, "ctcae"))
         short = VERSIONS[version_of(version)]
         for pack in self.packs:
             where = pack.where(f"ctcae_{short}.toml")
@@ -188,8 +190,25 @@ class Packs:
                     raise PackError(
                         f"{where}, term {term.key!r}: analyte {term.analyte!r} is in no loaded pack"
                     )
-            table = table.with_terms(terms, where)
+            table = table.with_terms(self._factored(terms, where), where)
         return table
+
+    def _factored(self, terms: Sequence[Term], where: str) -> tuple[Term, ...]:
+        """The terms with the factor of each ``in_units`` unit to their analyte's canonical unit
+        (a unit it cannot convert is refused by name)."""
+
+        def factor_of(analyte: str, unit: str) -> float:
+            found = conversion(self.catalogue[analyte], unit)
+            if found.factor is None:
+                raise PackError(f"{where}, analyte {analyte!r}: in_units {unit!r}: {found.problem}")
+            return found.factor
+
+        return tuple(
+            term.with_factors(lambda unit, a=term.analyte: factor_of(a, unit))
+            if term.in_units and term.analyte in self.catalogue
+            else term
+            for term in terms
+        )
 
     def criteria(self, version: str | None = None) -> Criteria:
         """The CTCAE criteria of ``version``: the built-in table and the packs' own terms."""

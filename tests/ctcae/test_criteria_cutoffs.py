@@ -134,7 +134,10 @@ def test_a_grade_starts_where_its_criterion_says_in_every_unit(version: str) -> 
     for cut in mine:
         entry = PACKS.catalogue[cut.term.analyte]
         for side, factor in (("below", 1 - STEP), ("at", 1.0), ("above", 1 + STEP)):
+            own = {unit.casefold() for unit, _, _ in cut.term.in_units}
             for unit in unit_spellings(entry):
+                if unit.strip().casefold() in own:
+                    continue  # graded by CTCAE's criteria in that unit: the test below
                 scale = conversion(entry, unit).factor
                 assert scale is not None
                 canonical = cut.number * factor
@@ -156,3 +159,51 @@ def test_a_grade_starts_where_its_criterion_says_in_every_unit(version: str) -> 
     for (cut, side, _), grade in zip(keys, grades, strict=True):
         per_value.setdefault((cut, side), set()).add(grade)
     assert all(len(found) == 1 for found in per_value.values())
+
+
+def _unit_cuts() -> list[tuple[str, Term, str, int, float, str]]:
+    """The cut-offs of the criteria a term keeps for a lab unit (haemoglobin in mmol/L), as
+    numbers in that unit (``lln`` times the default LLN converted to it)."""
+    found = []
+    for version in VERSIONS:
+        for term in PACKS.criteria(version).terms:
+            for unit, factor, grades in term.in_units:
+                for grade in grades:
+                    for comparison in walk(grade.tree):
+                        if isinstance(comparison, Comparison) and comparison.field == "value":
+                            operand = comparison.operand
+                            number = float(operand) if isinstance(operand, float) else None
+                        elif isinstance(comparison, Computed):
+                            number = _number(comparison, term)
+                            number = None if number is None else number / factor
+                        else:
+                            number = None
+                        if number is not None:
+                            found.append((version, term, unit, grade.grade, number, comparison.op))
+    return found
+
+
+def test_a_unit_of_its_own_is_graded_at_ctcaes_numbers_in_that_unit() -> None:
+    """Haemoglobin in mmol/L: grade 2 below 6.2 and grade 3 below 4.9 mmol/L as CTCAE writes
+    them (4.90-4.96 mmol/L is grade 2 there, though below 80 g/L), at, just below and above."""
+    cuts = _unit_cuts()
+    assert {("5.0", "haemoglobin", 6.2), ("5.0", "haemoglobin", 4.9)} <= {
+        (version, term.key, number) for version, term, _, _, number, _ in cuts
+    }
+    for version in VERSIONS:
+        rows, keys = [], []
+        for cut_version, term, unit, grade, number, op in cuts:
+            if cut_version != version:
+                continue
+            entry = PACKS.catalogue[term.analyte]
+            factor = conversion(entry, unit).factor
+            assert factor is not None
+            low = "" if entry.ref.low is None else repr(entry.ref.low / factor)
+            high = "" if entry.ref.high is None else repr(entry.ref.high / factor)
+            for side, step in (("below", 1 - STEP), ("at", 1.0), ("above", 1 + STEP)):
+                name = name_spellings(entry)[0]
+                rows.append((name, term.direction, number * step, unit, low, high))
+                keys.append((term.key, grade, side, op))
+        for (key, grade, side, op), found in zip(keys, _grades(version, rows), strict=True):
+            holds = {"<": side == "below", ">": side == "above"}[op]
+            assert (found >= grade) is holds, (version, key, grade, side, found)
