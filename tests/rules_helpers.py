@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import tomllib
 from collections.abc import Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -60,6 +61,23 @@ def essence(found: Iterable[Finding]) -> list[tuple[object, ...]]:
         )
         for f in found
     )
+
+
+def score_cases(cases: Iterable[dict[str, Any]]) -> lemlabs.Report:
+    """An independent reader's cases scored in one run, one patient per case (``id``), with its
+    sex and course date; each row's lab interval where it gives one."""
+    cases = list(cases)
+    rows = [
+        (case["id"], r["date"], r["test"], r["value"], r["unit"], r["ref_low"], r["ref_high"])
+        for case in cases
+        for r in case["rows"]
+    ]
+    columns = ["patient_id", "collected_at", "test", "value", "unit", "ref_low", "ref_high"]
+    patients = pd.DataFrame(
+        [(case["id"], case["sex"], case["course_date"]) for case in cases],
+        columns=["patient_id", "sex", "course_dates"],
+    )
+    return lemlabs.score_frame(pd.DataFrame(rows, columns=columns), patients)
 
 
 def book_of(text: str, condition: str = "itp") -> RuleBook:

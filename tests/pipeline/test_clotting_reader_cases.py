@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
+from rules_helpers import score_cases
 
 import lemlabs
 
@@ -34,17 +34,7 @@ READ_OTHERWISE = {
 
 @pytest.fixture(scope="module")
 def report() -> lemlabs.Report:
-    rows = [
-        (case["id"], r["date"], r["test"], r["value"], r["unit"], r["ref_low"], r["ref_high"])
-        for case in CASES
-        for r in case["rows"]
-    ]
-    columns = ["patient_id", "collected_at", "test", "value", "unit", "ref_low", "ref_high"]
-    patients = pd.DataFrame(
-        [(case["id"], case["sex"], case["course_date"]) for case in CASES],
-        columns=["patient_id", "sex", "course_dates"],
-    )
-    return lemlabs.score_frame(pd.DataFrame(rows, columns=columns), patients)
+    return score_cases(CASES)
 
 
 def _expected(case: dict[str, Any]) -> tuple[set[tuple[str, str]], set[str]]:

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from rules_helpers import score_cases
 
 import lemlabs
 
@@ -24,17 +25,7 @@ CASES: list[dict[str, Any]] = json.loads(
 
 @pytest.fixture(scope="module")
 def report() -> lemlabs.Report:
-    rows = [
-        (case["id"], r["date"], r["test"], r["value"], r["unit"], r["ref_low"], r["ref_high"])
-        for case in CASES
-        for r in case["rows"]
-    ]
-    columns = ["patient_id", "collected_at", "test", "value", "unit", "ref_low", "ref_high"]
-    patients = pd.DataFrame(
-        [(case["id"], case["sex"], case["course_date"]) for case in CASES],
-        columns=["patient_id", "sex", "course_dates"],
-    )
-    return lemlabs.score_frame(pd.DataFrame(rows, columns=columns), patients)
+    return score_cases(CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case["id"] for case in CASES])
