@@ -472,12 +472,26 @@ def shifted(value: float, op: str) -> float:
     return value - step if op in ("<", ">=") else value + step if op in ("<=", ">") else value
 
 
+class _Rows:
+    """A table's rows at some positions, a column at a time (what :meth:`Columns.at` reads)."""
+
+    def __init__(self, frame: Any, positions: np.ndarray) -> None:
+        self.frame, self.positions = frame, positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, name: str) -> pd.Series:
+        column: pd.Series = self.frame[name].iloc[self.positions]
+        return column.reset_index(drop=True)
+
+
 class Columns:
     """A table's columns as :func:`evaluate` reads them (``names``: the column of a field named
     otherwise): a text column is factorized once and compared once per distinct value, however
     many conditions name it; a number column is read once."""
 
-    def __init__(self, frame: pd.DataFrame, names: Mapping[str, str] | None = None) -> None:
+    def __init__(self, frame: pd.DataFrame | _Rows, names: Mapping[str, str] | None = None) -> None:
         self.frame = frame
         self.names = dict(names or {})
         self._numbers: dict[str, np.ndarray] = {}
@@ -488,6 +502,10 @@ class Columns:
 
     def column(self, name: str) -> pd.Series:
         return self.frame[self.names.get(name, name)]
+
+    def at(self, positions: np.ndarray) -> Columns:
+        """The same columns at these row positions only (read when first named)."""
+        return Columns(_Rows(self.frame, positions), self.names)
 
     def numbers(self, name: str) -> np.ndarray:
         """A column as numbers (NaN where it holds none)."""

@@ -11,7 +11,7 @@ conditions of the result's own fields).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -104,6 +104,17 @@ class _Sorted:
         self.analyte = analyte
         self.times = out["collected_at"].to_numpy(dtype="datetime64[ns]")
         self.day = self.times.astype("datetime64[D]")
+        codes, names = pd.factorize(analyte)
+        order = np.argsort(codes, kind="stable")
+        starts = np.searchsorted(codes[order], np.arange(len(names) + 1))
+        self._positions = {
+            str(name): order[starts[n] : starts[n + 1]] for n, name in enumerate(names)
+        }
+
+    def of(self, analytes: Iterable[str]) -> np.ndarray:
+        """The positions of the results of these analytes, in row order."""
+        found = [self._positions[a] for a in dict.fromkeys(analytes) if a in self._positions]
+        return np.sort(np.concatenate(found)) if found else np.zeros(0, dtype=np.intp)
 
 
 def _text(labels: np.ndarray, index: pd.Index) -> pd.Series:
@@ -268,8 +279,8 @@ def _window(
     params = feature.params
     found = {f"{feature.name}_{name}": np.full(len(out), np.nan) for name in params["take"]}
     found[f"{feature.name}_row"] = np.full(len(out), np.nan)
-    mine = np.flatnonzero(np.isin(rows.analyte, feature.analytes))
-    of = np.flatnonzero(np.isin(rows.analyte, list(params["of"])))
+    mine = rows.of(feature.analytes)
+    of = rows.of(params["of"])
     if not len(mine) or not len(of):
         return found
     of = of[np.argsort(_patient_day(rows.patient[of], rows.day[of]), kind="stable")]
@@ -287,14 +298,13 @@ def _window(
         pick = np.where(gap_before <= gap_after, before, after)
         pick = np.where(np.minimum(gap_before, gap_after) < far, pick, -1)
     else:
-        by = number(params["by"], columns, thresholds)[of]
+        by = number(params["by"], columns.at(of), thresholds)
         pick = _range_pick(by if params["pick"] == "max" else -by, left, right)
     chosen = pick >= 0
     picked = of[pick[chosen]]
+    reading = columns.at(picked)
     for name, expression in params["take"].items():
-        found[f"{feature.name}_{name}"][mine[chosen]] = number(expression, columns, thresholds)[
-            picked
-        ]
+        found[f"{feature.name}_{name}"][mine[chosen]] = number(expression, reading, thresholds)
     found[f"{feature.name}_row"][mine[chosen]] = out["row"].to_numpy(dtype=float)[picked]
     return found
 

@@ -482,13 +482,13 @@ def _normalise_rows(
     sex = rows.per_unique("patient_id", lambda p: sex_of.get(str(p).strip(), ""))
     ref_factor, ref_note = _reference_units(rows, factor)
     percent = _percent_rows(rows)
-    given = _lab_gave_bounds(rows)
-    ref_factor = np.where(percent, np.nan, ref_factor)  # a % interval is not a count's interval
-    ref_note = np.where(
-        percent & given,
-        "the lab's interval is a percentage of the white cells: the default interval applies",
-        ref_note,
-    )
+    if percent.any():  # a % interval is not a count's interval
+        ref_factor = np.where(percent, np.nan, ref_factor)
+        ref_note = np.where(
+            percent & _lab_gave_bounds(rows),
+            "the lab's interval is a percentage of the white cells: the default interval applies",
+            ref_note,
+        )
     lab_low, lab_high, bound_issues = _lab_bounds(rows, ref_factor, ref_note)
     ref_low, ref_high, ref_source = reference_intervals(
         [book[key] if key else None for key in rows.analytes],
@@ -508,10 +508,11 @@ def _normalise_rows(
         ),
         "",
     )
+    some = without_base.any()  # (np.where makes a new text column pandas reads again)
     columns = {
-        "analyte": np.where(without_base, "", rows.analyte),
+        "analyte": np.where(without_base, "", rows.analyte) if some else rows.analyte,
         "status": _labels(scored, ["not_scored", "scored"]),
-        "status_reason": np.where(without_base, no_base, rows.reason),
+        "status_reason": np.where(without_base, no_base, rows.reason) if some else rows.reason,
         "kind": rows.kind,
         "raw_value": rows.raw_values,
         "raw_unit": frame["unit"].to_numpy(dtype=object),
