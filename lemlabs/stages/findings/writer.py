@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -67,10 +67,29 @@ def _iso(times: np.ndarray) -> list[str]:
     return texts
 
 
-def records_of(needed: pd.DataFrame) -> dict[int, dict[str, Any]]:
-    """Context rows by row number as dicts, times as Python datetimes (fast to compare),
-    ``stamp`` (whole seconds since 1900), ``collected_iso`` (the time as evidence writes it)
-    and ``day_text`` (the day as messages write it)."""
+class Record(Mapping[str, Any]):
+    """One context row, read by field name from the columns it shares with the other rows (no
+    dict per row: a finding run reads a few fields of hundreds of thousands of rows)."""
+
+    __slots__ = ("_at", "_columns")
+
+    def __init__(self, columns: dict[str, list[Any]], at: int) -> None:
+        self._columns, self._at = columns, at
+
+    def __getitem__(self, name: str) -> Any:
+        return self._columns[name][self._at]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+
+def records_of(needed: pd.DataFrame) -> dict[int, Record]:
+    """Context rows by row number as records (:class:`Record`), times as Python datetimes (fast to
+    compare), ``stamp`` (whole seconds since 1900), ``collected_iso`` (the time as evidence
+    writes it) and ``day_text`` (the day as messages write it)."""
     columns = list(needed.columns)
     times = ("collected_at", "window_end")  # pandas' Timestamps are slow to make and compare
     values = {name: needed[name].tolist() for name in columns if name not in times}
@@ -80,10 +99,7 @@ def records_of(needed: pd.DataFrame) -> dict[int, dict[str, Any]]:
     values["collected_iso"] = _iso(needed["collected_at"].to_numpy(dtype="datetime64[us]"))
     days = needed["collected_at"].to_numpy(dtype="datetime64[D]")
     values["day_text"] = np.datetime_as_string(days).tolist()
-    names = [*columns, "stamp", "collected_iso", "day_text"]
-    rows = zip(*(values[name] for name in names), strict=True)
-    records = [dict(zip(names, row, strict=True)) for row in rows]
-    return dict(zip(needed.index.tolist(), records, strict=True))
+    return {row: Record(values, at) for at, row in enumerate(needed.index.tolist())}
 
 
 def _plain(when: Any) -> dt.datetime:
