@@ -196,6 +196,9 @@ class _Rows:
         self.quantitative = self.kind == "quantitative"
         self.counts = self.kind == "count_per_hpf"
         self.ordinal = self.kind == "ordinal"
+        # a percentage of another analyte (a neutrophil % of the white cells: ``percent_of``)
+        self.percent_of = self.attribute("percent_of", "")
+        self.percent = np.asarray((self.percent_of != "") & (self.unit_text == "%"), dtype=bool)
 
     def coded(self, name: str) -> Coded:
         """A column of the lab table, factorized once (all ``""`` where the table has none)."""
@@ -319,7 +322,7 @@ def _convert(rows: _Rows, shape: np.ndarray) -> np.ndarray:
     (analyte, unit, target); a unit that cannot be converted is a data issue."""
     mass_protein = _mass_protein(rows, shape)
     needs_unit = rows.quantitative | mass_protein | (rows.counts & (rows.unit_text != ""))
-    needs_unit &= ~_percent_rows(rows)  # converted with the same sample's base (_percentages)
+    needs_unit &= ~rows.percent  # converted with the same sample's base (_percentages)
     none = len(rows.analytes)  # the code of "" appended to the analytes and their mass units
     mass_units = [rows.book[key].mass_unit or "" if key else "" for key in rows.analytes]
     analyte = np.where(needs_unit, rows.codes, none), np.append(rows.analytes, "")
@@ -337,20 +340,6 @@ def _convert(rows: _Rows, shape: np.ndarray) -> np.ndarray:
     return factor.astype(float)
 
 
-def _percent_rows(rows: _Rows) -> np.ndarray:
-    """Rows holding a percentage of another analyte (a neutrophil %: ``percent_of``)."""
-    shares = rows.attribute("percent_of", "") != ""
-    return np.asarray(shares & (rows.unit_text == "%"), dtype=bool)
-
-
-def _lab_gave_bounds(rows: _Rows) -> np.ndarray:
-    given = np.zeros(len(rows.frame), dtype=bool)
-    for name in BOUND_FIELDS:
-        if name in rows.frame.columns:
-            given |= rows.per_unique(name, lambda text: str(text).strip() != "", bool)
-    return given
-
-
 def _percentages(
     rows: _Rows, shape: np.ndarray, value: np.ndarray, censor: np.ndarray, factor: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -358,7 +347,7 @@ def _percentages(
     same sample's result of its base analyte (same patient, same collection time; a usable,
     uncensored number) in the canonical unit ÷ 100; and the percentage rows without one (not
     scored, with the reason). A percentage above 100 is a data issue."""
-    percent = _percent_rows(rows)
+    percent = rows.percent
     without = np.zeros(len(percent), dtype=bool)
     if not percent.any():
         return factor, without
@@ -367,7 +356,7 @@ def _percentages(
         "value",
         lambda i: f"a percentage above 100 ({_clip(str(rows.raw_values[i]))})",
     )
-    base = rows.attribute("percent_of", "")
+    base = rows.percent_of
     low, high = rows.bounds("plausible")
     canonical = value * factor
     usable = rows.problems.ok & (shape == "number") & (censor == "") & rows.quantitative
@@ -481,14 +470,6 @@ def _normalise_rows(
     sex_of = {} if people is None else dict(zip(people["patient_id"], people["sex"], strict=True))
     sex = rows.per_unique("patient_id", lambda p: sex_of.get(str(p).strip(), ""))
     ref_factor, ref_note = _reference_units(rows, factor)
-    percent = _percent_rows(rows)
-    if percent.any():  # a % interval is not a count's interval
-        ref_factor = np.where(percent, np.nan, ref_factor)
-        ref_note = np.where(
-            percent & _lab_gave_bounds(rows),
-            "the lab's interval is a percentage of the white cells: the default interval applies",
-            ref_note,
-        )
     lab_low, lab_high, bound_issues = _lab_bounds(rows, ref_factor, ref_note)
     ref_low, ref_high, ref_source = reference_intervals(
         [book[key] if key else None for key in rows.analytes],
@@ -546,7 +527,7 @@ def _lab_bounds(
     refused), and those issues.
     """
     frame = rows.frame
-    texts = [rows.per_unique(name, lambda text: str(text).strip()) for name in BOUND_FIELDS]
+    texts = _bound_texts(rows)
     numbers = [rows.per_unique(name, _bound_number, float) for name in BOUND_FIELDS]
     given = [text != "" for text in texts]
     checked = rows.quantitative & rows.problems.ok & (given[0] | given[1]) & ~np.isnan(ref_factor)
@@ -650,20 +631,33 @@ def _tables(
     return results, issues
 
 
+def _bound_texts(rows: _Rows) -> list[np.ndarray]:
+    """The lab's own bounds (``ref_low``, ``ref_high``) as stripped text, ``""`` where none."""
+    return [rows.per_unique(name, lambda text: str(text).strip()) for name in BOUND_FIELDS]
+
+
 def _reference_units(rows: _Rows, factor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The factor that brings a row's own reference bounds to the canonical unit, and a note
     where they cannot be used (then the default interval applies, and the result says so).
 
     Bounds are in the row's unit unless ``ref_unit`` names another one (a FHIR referenceRange
-    may say ``mIU/L`` where the value says ``m[IU]/L``): that unit is converted with pint.
+    may say ``mIU/L`` where the value says ``m[IU]/L``): that unit is converted with pint. A
+    percentage's bounds are a share's, not a count's: never used.
     """
     analyte, unit_text, quantitative = rows.analyte, rows.unit_text, rows.quantitative
-    ref_factor = np.where(quantitative, factor, np.nan)
+    ref_factor = np.where(quantitative & ~rows.percent, factor, np.nan)
     note = rows.per_unique("ref_note", lambda text: str(text).strip())
+    if rows.percent.any():
+        given = np.logical_or.reduce([text != "" for text in _bound_texts(rows)])
+        note = np.where(
+            rows.percent & given,
+            "the lab's interval is a percentage of the white cells: the default interval applies",
+            note,
+        )
     if "ref_unit" not in rows.frame.columns:
         return ref_factor, note
     ref_unit = rows.per_unique("ref_unit", lambda text: str(text).strip())
-    own = np.flatnonzero(quantitative & (ref_unit != "") & (ref_unit != unit_text))
+    own = np.flatnonzero(quantitative & ~rows.percent & (ref_unit != "") & (ref_unit != unit_text))
     if not len(own):
         return ref_factor, note
     keys = pd.Series(analyte[own], dtype=object) + "\x1f" + pd.Series(ref_unit[own], dtype=object)
