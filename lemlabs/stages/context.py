@@ -166,7 +166,7 @@ def _rise_within(out: pd.DataFrame, rows: _Sorted, feature: Feature, hours: floa
     analyte in the ``hours`` before it (``[t - hours, t)``, as pandas' time-based
     ``rolling(closed="left")`` counts), for the feature's analytes; NaN otherwise."""
     rise = np.full(len(out), np.nan)
-    mine = np.flatnonzero(np.isin(rows.analyte, feature.analytes))
+    mine = rows.of(feature.analytes)
     if not len(mine):
         return rise
     times = rows.times[mine].astype("int64")
@@ -188,9 +188,9 @@ def _months_later(out: pd.DataFrame, rows: _Sorted, feature: Feature, months: fl
     """``months_later``: the day (days since 1970) ``months`` calendar months after the
     result's day, for the feature's analytes; NaN otherwise."""
     later = np.full(len(out), np.nan)
-    mine = np.isin(rows.analyte, feature.analytes)
-    if mine.any():
-        day = out.loc[mine, "collected_at"].dt.normalize()
+    mine = rows.of(feature.analytes)
+    if len(mine):
+        day = out["collected_at"].iloc[mine].dt.normalize()
         later[mine] = ((day + pd.DateOffset(months=int(months))) - _EPOCH).dt.days.to_numpy()
     return later
 
@@ -223,8 +223,8 @@ def _pair(
 ) -> pd.DataFrame:
     """For each ``left`` result, the nearest ``right`` result of the patient within ``days``."""
     names = list(dict.fromkeys(["value", *taken, "collected_at", "row"]))
-    a = results.loc[rows.analyte == left, ["patient_id", "collected_at"]].reset_index()
-    b = results.loc[rows.analyte == right, ["patient_id", *names]]
+    a = results[["patient_id", "collected_at"]].iloc[rows.of([left])].reset_index()
+    b = results[["patient_id", *names]].iloc[rows.of([right])]
     b = b.sort_values(["collected_at", "value", "row"])
     if a.empty or b.empty:
         return pd.DataFrame(columns=taken, index=results.index[:0])
@@ -252,12 +252,12 @@ def _same_day(out: pd.DataFrame, rows: _Sorted, feature: Feature) -> np.ndarray:
     or lowest ``take`` of the patient's results of analyte ``of`` on the same day; NaN without
     one."""
     found = np.full(len(out), np.nan)
-    of = rows.analyte == feature.params["of"]
-    mine = np.isin(rows.analyte, feature.analytes)
-    if not of.any() or not mine.any():
+    of = rows.of([feature.params["of"]])
+    mine = rows.of(feature.analytes)
+    if not len(of) or not len(mine):
         return found
     keys = _patient_day(rows.patient, rows.day)
-    by_day = out[feature.params["take"]][of].groupby(keys[of])
+    by_day = out[feature.params["take"]].iloc[of].groupby(keys[of])
     per_day = by_day.max() if feature.params["how"] == "max" else by_day.min()
     found[mine] = per_day.reindex(keys[mine]).to_numpy(dtype=float)
     return found
