@@ -973,32 +973,7 @@ def compile_book(
     if twice:
         raise RuleDefinitionError(f"rule ids used twice: {', '.join(twice)}")
     codes = {rule.code for rule in rules}
-    over: dict[str, str] = {}
-    for rule in rules:
-        for code in rule.supersedes:
-            if code not in codes:
-                raise RuleDefinitionError(f"rule {rule.id!r}: supersedes {code!r}: no such code")
-            over[code] = rule.code
-    rules = [
-        replace(rule, superseded_by=over[rule.code])
-        if rule.code in over and rule.superseded_by is None
-        else rule
-        for rule in rules
-    ]
-    for note in checker.notes.values():
-        unknown = sorted(set(note.on) - codes)
-        if unknown:
-            raise RuleDefinitionError(f"note {note.name!r}: on: no rule has code {unknown[0]!r}")
-    rules = [
-        replace(rule, notes=(*rule.notes, *extra))
-        if (
-            extra := [
-                n for n in checker.notes.values() if rule.code in n.on and n not in rule.notes
-            ]
-        )
-        else rule
-        for rule in rules
-    ]
+    rules = _said_of_others(rules, checker.notes.values(), codes)
     for rule in rules:
         if rule.superseded_by and rule.superseded_by not in codes:
             raise RuleDefinitionError(
@@ -1015,6 +990,31 @@ def compile_book(
         dict(checker.notes),
         computed,
     )
+
+
+def _said_of_others(
+    rules: list[Rule], notes: Iterable[Note], codes: Collection[str]
+) -> list[Rule]:
+    """The rules with what other packs say of their codes: ``supersedes`` (the rule becomes
+    ``superseded_by`` the code that says it) and notes ``on`` them; a code no rule has is
+    refused by name."""
+    over: dict[str, str] = {}
+    for rule in rules:
+        for code in rule.supersedes:
+            if code not in codes:
+                raise RuleDefinitionError(f"rule {rule.id!r}: supersedes {code!r}: no such code")
+            over[code] = rule.code
+    attached = [note for note in notes if note.on]
+    for note in attached:
+        unknown = sorted(set(note.on) - set(codes))
+        if unknown:
+            raise RuleDefinitionError(f"note {note.name!r}: on: no rule has code {unknown[0]!r}")
+    out = []
+    for rule in rules:
+        extra = tuple(n for n in attached if rule.code in n.on and n not in rule.notes)
+        superseded = rule.superseded_by or over.get(rule.code)
+        out.append(replace(rule, notes=(*rule.notes, *extra), superseded_by=superseded))
+    return out
 
 
 def _computed_field(name: str) -> FactField:
