@@ -64,11 +64,15 @@ Condition.MONITORING = Condition("monitoring")
 _SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 
 
+UNITLESS = "1"
+"""The canonical unit of a ratio without one (the INR), as pint and UCUM write unity."""
+
+
 @cache
 def unit_text(unit: str) -> str:
     """A canonical unit as people read it: ``10^9/L`` → ``×10⁹/L``, ``umol/L`` → ``µmol/L``,
     ``1`` (a ratio without a unit: the INR) → nothing."""
-    if unit == "1":
+    if unit == UNITLESS:
         return ""
     text = re.sub(r"^10\^(-?\d+)", lambda m: "×10" + m.group(1).translate(_SUPERSCRIPTS), unit)
     return re.sub(r"(?<![A-Za-z])u(?=[a-zA-Z])", "µ", text)

@@ -992,9 +992,7 @@ def compile_book(
     )
 
 
-def _said_of_others(
-    rules: list[Rule], notes: Iterable[Note], codes: Collection[str]
-) -> list[Rule]:
+def _said_of_others(rules: list[Rule], notes: Iterable[Note], codes: Collection[str]) -> list[Rule]:
     """The rules with what other packs say of their codes: ``supersedes`` (the rule becomes
     ``superseded_by`` the code that says it) and notes ``on`` them; a code no rule has is
     refused by name."""

@@ -25,6 +25,7 @@ from lemlabs.formats.sdtm import DM_ARMS
 from lemlabs.packs import Packs
 from lemlabs.packs.units import conversion
 from lemlabs.stages.context import add_context, course_table
+from lemlabs.vocabulary import UNITLESS
 
 if TYPE_CHECKING:
     from lemlabs.pipeline import Report
@@ -209,7 +210,7 @@ def to_adlb(report: Report) -> pd.DataFrame:
     out["SRCDOM"] = np.where(out["SRCSEQ"].notna(), "LB", "")
     out["PARAMCD"] = context["analyte"].map(lambda analyte: paramcd(analyte, packs))
     standard = _standard(context, packs)
-    out["AVALU"] = standard["unit"].replace("1", "")  # a ratio without a unit: the INR
+    out["AVALU"] = standard["unit"].replace(UNITLESS, "")  # a ratio without a unit: the INR
     out["PARAM"] = [
         f"{packs.label(a)} ({u})" if u else packs.label(a)
         for a, u in zip(context["analyte"], out["AVALU"], strict=True)
