@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import tomllib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -78,6 +79,43 @@ def score_cases(cases: Iterable[dict[str, Any]]) -> lemlabs.Report:
         columns=["patient_id", "sex", "course_dates"],
     )
     return lemlabs.score_frame(pd.DataFrame(rows, columns=columns), patients)
+
+
+@dataclass(frozen=True)
+class GradeCase:
+    """One row of admiral's grading tests as one patient: a baseline record (``base``, when
+    given) on 2021-01-01, then the graded ``value`` on 2021-02-01, both against the row's own
+    interval; ``direction`` L or H picks the grade read."""
+
+    number: int
+    test: str
+    unit: str
+    base: str
+    value: str
+    low: str
+    high: str
+    direction: str
+
+
+def grades_of(cases: Iterable[GradeCase], version: str) -> dict[int, str]:
+    """Each case's grade under CTCAE ``version`` ('' for none), all cases scored in one run."""
+    cases = list(cases)
+    labs = []
+    for case in cases:
+        patient, interval = f"R{case.number}", (case.low, case.high)
+        if case.base:
+            labs.append((patient, "2021-01-01", case.test, case.base, case.unit, *interval))
+        labs.append((patient, "2021-02-01", case.test, case.value, case.unit, *interval))
+    columns = ["patient_id", "collected_at", "test", "value", "unit", "ref_low", "ref_high"]
+    results = lemlabs.score_frame(pd.DataFrame(labs, columns=columns), ctcae=version).results
+    graded = results[results["collected_at"] == pd.Timestamp("2021-02-01")]
+    by_patient = graded.set_index("patient_id")
+    found = {}
+    for case in cases:
+        column = {"L": "ctcae_grade_low", "H": "ctcae_grade_high"}[case.direction]
+        grade = by_patient[column].get(f"R{case.number}", pd.NA)
+        found[case.number] = "" if pd.isna(grade) else str(int(grade))
+    return found
 
 
 def book_of(text: str, condition: str = "itp") -> RuleBook:

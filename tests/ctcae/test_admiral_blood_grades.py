@@ -13,10 +13,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import pandas as pd
 import pytest
-
-import lemlabs
+from rules_helpers import GradeCase, grades_of
 
 ROWS = list(
     csv.DictReader((Path(__file__).parents[1] / "data" / "admiral_blood_grades.csv").open())
@@ -85,27 +83,14 @@ def grades() -> dict[int, str]:
     """Row number → lemlabs' grade ('' for none), one scoring run per CTCAE version."""
     found: dict[int, str] = {}
     for version in ("4", "5", "6"):
-        labs = []
+        cases = []
         for number, row in GRADED:
-            if row["version"] != version:
-                continue
-            test, _, _ = TEST[row["term"].lower()]
-            aval, unit, low, high = _inputs(row)
-            base = _baseline(row)
-            if base:
-                labs.append((f"R{number}", "2021-01-01", test, base, unit, low, high))
-            labs.append((f"R{number}", "2021-02-01", test, aval, unit, low, high))
-        columns = ["patient_id", "collected_at", "test", "value", "unit", "ref_low", "ref_high"]
-        frame = pd.DataFrame(labs, columns=columns)
-        patients = pd.DataFrame({"patient_id": frame["patient_id"].unique(), "course_dates": ""})
-        results = lemlabs.score_frame(frame, patients, ctcae=version).results
-        results = results[results["collected_at"] == pd.Timestamp("2021-02-01")]
-        for number, row in GRADED:
-            if row["version"] != version:
-                continue
-            column = {"L": "ctcae_grade_low", "H": "ctcae_grade_high"}[TEST[row["term"].lower()][2]]
-            mine = results.loc[results["patient_id"] == f"R{number}", column]
-            found[number] = "" if mine.empty or pd.isna(mine.iloc[0]) else str(int(mine.iloc[0]))
+            if row["version"] == version:
+                test, _, direction = TEST[row["term"].lower()]
+                aval, unit, low, high = _inputs(row)
+                cases.append(GradeCase(number, test, unit, _baseline(row), aval, low, high,
+                                       direction))  # fmt: skip
+        found.update(grades_of(cases, version))
     return found
 
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import pandas as pd
 import pytest
-
-import lemlabs
+from rules_helpers import GradeCase, grades_of
 
 ROWS = list(
     csv.DictReader((Path(__file__).parents[1] / "data" / "admiral_liver_grades.csv").open())
@@ -50,20 +48,13 @@ def grades() -> dict[int, str]:
     """Row number → lemlabs' grade ('' for none), one scoring run per CTCAE version."""
     found: dict[int, str] = {}
     for version in ("4", "5", "6"):
-        labs = []
-        for number, row in enumerate(ROWS):
-            if row["version"] != version:
-                continue
-            test, unit = TEST[row["term"].lower()]
-            if row["base"]:
-                labs.append((f"R{number}", "2021-01-01", test, row["base"], unit, row["anrhi"]))
-            labs.append((f"R{number}", "2021-02-01", test, row["aval"], unit, row["anrhi"]))
-        columns = ["patient_id", "collected_at", "test", "value", "unit", "ref_high"]
-        results = lemlabs.score_frame(pd.DataFrame(labs, columns=columns), ctcae=f"v{version}")
-        graded = results.results
-        graded = graded[(graded["collected_at"] == "2021-02-01") & (graded["status"] == "scored")]
-        for patient, grade in zip(graded["patient_id"], graded["ctcae_grade_high"], strict=True):
-            found[int(patient[1:])] = "" if pd.isna(grade) else str(int(grade))
+        cases = [
+            GradeCase(number, *TEST[row["term"].lower()], row["base"], row["aval"], "",
+                      row["anrhi"], "H")
+            for number, row in enumerate(ROWS)
+            if row["version"] == version
+        ]  # fmt: skip
+        found.update(grades_of(cases, f"v{version}"))
     return found
 
 
