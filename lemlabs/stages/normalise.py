@@ -649,11 +649,15 @@ def _reference_units(rows: _Rows, factor: np.ndarray) -> tuple[np.ndarray, np.nd
     note = rows.per_unique("ref_note", lambda text: str(text).strip())
     if rows.percent.any():
         given = np.logical_or.reduce([text != "" for text in _bound_texts(rows)])
-        note = np.where(
-            rows.percent & given,
-            "the lab's interval is a percentage of the white cells: the default interval applies",
-            note,
+        shares = rows.per_analyte(
+            lambda entry: (
+                entry.percent_of
+                and f"the lab's interval is a percentage of the {rows.book.label(entry.percent_of)}"
+                ": the default interval applies"
+            ),
+            "",
         )
+        note = np.where(rows.percent & given, shares, note)
     if "ref_unit" not in rows.frame.columns:
         return ref_factor, note
     ref_unit = rows.per_unique("ref_unit", lambda text: str(text).strip())
