@@ -584,12 +584,15 @@ def _score_dask(args: argparse.Namespace, out: TextIO) -> int:
         write_issues(issues, args.issues)
         _wrote(args, out, args.issues, len(issues), "data issue")
     out.write(json.dumps(summary, indent=1) + "\n")
-    worst = (
-        findings["severity"].map({str(s): int(s) for s in Severity}).max() if len(findings) else -1
-    )
-    if args.fail_on is not None and worst >= int(args.fail_on):
-        return EXIT_FAIL_ON
-    return EXIT_OK
+    return _exit_for(findings["severity"], args.fail_on)
+
+
+def _exit_for(severities: pd.Series, fail_on: Severity | None) -> int:
+    """:data:`EXIT_FAIL_ON` when a finding's severity (their names) reaches ``fail_on``."""
+    if fail_on is None or not len(severities):
+        return EXIT_OK
+    worst = severities.astype(str).map({str(s): int(s) for s in Severity}).max()
+    return EXIT_FAIL_ON if worst >= int(fail_on) else EXIT_OK
 
 
 def _threshold_line(entry: Threshold) -> str:
@@ -679,17 +682,15 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         if _output_format(args.output) == ".xlsx":
             report.to_excel(args.output, thresholds)
         else:
-            write_findings(report.finding_list, args.output, packs)
-        _wrote(args, out, args.output, len(report.finding_list), "finding")
+            write_findings(report.findings, args.output, packs)
+        _wrote(args, out, args.output, len(report.findings), "finding")
     if args.command == "score" and args.issues is not None:
         write_issues(report.issues, args.issues)
         _wrote(args, out, args.issues, len(report.issues), "data issue")
     if args.command == "demo" or args.output is None:
         _print_report(report, out)
     _check_some_row_used(report)
-    if args.fail_on is not None and any(f.severity >= args.fail_on for f in report.finding_list):
-        return EXIT_FAIL_ON
-    return EXIT_OK
+    return _exit_for(report.findings["severity"], args.fail_on)
 
 
 def _wrote(args: argparse.Namespace, out: TextIO, path: Path, count: int, what: str) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from lemlabs.ctcae import GRADE_COLUMNS, Criteria, grade_results, with_version
@@ -27,8 +27,9 @@ from lemlabs.stages.findings import assemble, in_row_order
 from lemlabs.stages.findings.reference import assemble_plainly
 from lemlabs.stages.ingest import check_as_of, rows_as_frame
 from lemlabs.stages.monitoring import monitoring
-from lemlabs.stages.normalise import normalise_prepared
+from lemlabs.stages.normalise import HEADER_LINES, LAB_ISSUE_SOURCES, normalise_prepared
 from lemlabs.stages.schedule import schedule_table
+from lemlabs.stages.summary import Tally
 from lemlabs.tables import ISSUE_TEXT, frame_of_columns, rows_of_frame, stable_dtypes
 
 ThresholdInput = Thresholds | Mapping[str, Any] | str | os.PathLike[str] | None
@@ -102,31 +103,6 @@ class Report:
         return [DataIssue(**{str(k): v for k, v in record.items()}) for record in records]
 
 
-def _not_scored(results: pd.DataFrame, packs: Packs) -> dict[str, dict[str, Any]]:
-    """Every test name that was not scored, with its row count, reasons, codes (LOINC, SDTM
-    ``LBTEST``) and the monitored analyte it looks like; those that look like one come first,
-    then most rows first."""
-    skipped = results[results["status"] == "not_scored"]
-    counts = Counter(zip(skipped["test"], skipped["status_reason"], strict=True))
-    out: dict[str, dict[str, Any]] = {}
-    for (test, reason), rows in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
-        entry = out.setdefault(str(test), {"rows": 0, "reasons": {}, "looks_like": ""})
-        entry["rows"] += rows
-        entry["reasons"][str(reason)] = rows
-        entry["looks_like"] = entry["looks_like"] or packs.catalogue.looks_like(
-            str(test), str(reason)
-        )
-    for column, key in (("loinc", "loinc"), ("test_name", "names")):
-        if column in skipped.columns:
-            for test, values in skipped.groupby("test", sort=False)[column]:
-                found = sorted({str(v).strip() for v in values if str(v).strip()})
-                if found:
-                    out[str(test)][key] = found
-    return dict(
-        sorted(out.items(), key=lambda item: (not item[1]["looks_like"], -item[1]["rows"], item[0]))
-    )
-
-
 def _summary(
     rows_in: int,
     results: pd.DataFrame,
@@ -134,19 +110,9 @@ def _summary(
     findings: pd.DataFrame,
     packs: Packs,
 ) -> dict[str, Any]:
-    lab_issues = issues[issues["source"] == "labs"]
-    return {
-        "rows_in": rows_in,
-        "rows_normalised": len(results),
-        "rows_rejected": int(lab_issues["row"].nunique()),
-        "rows_not_scored": int((results["status"] == "not_scored").sum()),
-        "not_scored_by_test": _not_scored(results, packs),
-        "patient_issues": int((issues["source"] == "patients").sum()),
-        "patients": int(results["patient_id"].nunique()),
-        "findings": len(findings),
-        "findings_by_condition": dict(sorted(Counter(findings["condition"].tolist()).items())),
-        "findings_by_severity": dict(sorted(Counter(findings["severity"].tolist()).items())),
-    }
+    tally = Tally()
+    tally.add(rows_in, results, findings)
+    return tally.summary(issues, packs)
 
 
 def score_frame(
@@ -209,6 +175,28 @@ def _score(
     report("read", 0, 1)
     frame = read_labs(labs, packs=loaded)
     people = read_patients(patients) if patients is not None else None
+    return score_prepared(
+        frame, people, table, loaded, post_all=post_all, plain=plain, progress=report, as_of=as_of
+    )
+
+
+def score_prepared(
+    frame: pd.DataFrame,
+    people: pd.DataFrame | None,
+    table: Thresholds,
+    loaded: Packs,
+    *,
+    post_all: bool = False,
+    plain: bool = False,
+    progress: Progress | None = None,
+    as_of: dt.date | str | None = None,
+    rows: np.ndarray | None = None,
+) -> Report:
+    """Score a prepared lab table (:func:`read_labs`) with its prepared patients, the
+    thresholds ``table`` (its CTCAE version set) and the packs. ``rows``: the input row of each
+    of ``frame``'s rows, when it is a part of a larger input (a batch of patients): results,
+    issues and evidence then name those rows."""
+    report = progress or (lambda stage, done, total: None)
     report("normalise", 0, 1)
     rows_in = len(frame)
     try:
@@ -216,6 +204,8 @@ def _score(
     except MemoryError:
         raise _out_of_memory(frame["patient_id"], rows_in) from None
     del frame  # the results hold what is needed of it; its columns are memory the engine can use
+    if rows is not None:
+        results, issues = _renumbered(results, issues, rows)
     try:
         report("context", 0, 1)
         context = add_context(results[results["status"] == "scored"], people, table, loaded.book)
@@ -244,6 +234,21 @@ def _score(
         patients=people,
         packs=loaded,
     )
+
+
+def _renumbered(
+    results: pd.DataFrame, issues: pd.DataFrame, rows: np.ndarray
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Results and issues of a part of an input, their rows (and issues' lines) renamed to the
+    input's: ``rows[i]`` is the input row of the part's row ``i``."""
+    results["row"] = rows[results["row"].to_numpy()]
+    of_labs = issues["source"].isin(LAB_ISSUE_SOURCES).to_numpy()
+    if of_labs.any():
+        issues = issues.copy()
+        moved = rows[issues.loc[of_labs, "row"].to_numpy()]
+        issues.loc[of_labs, "row"] = moved
+        issues.loc[of_labs, "line"] = moved + HEADER_LINES + 1
+    return results, issues
 
 
 def _out_of_memory(ids: pd.Series, rows: int) -> ResourceError:

@@ -17,7 +17,7 @@ import pandas as pd
 from lemlabs.errors import OutputError
 from lemlabs.models import Finding
 from lemlabs.packs import Packs
-from lemlabs.tables import FINDING_COLUMNS
+from lemlabs.tables import FINDING_COLUMNS, rows_of_frame
 
 FORMATS = (".csv", ".json", ".jsonl", ".parquet", ".fhir.json", ".xlsx")
 JSON_COLUMNS = ("evidence", "notes")
@@ -49,8 +49,23 @@ def guard_table(table: pd.DataFrame) -> pd.DataFrame:
     what lemlabs writes to any CSV file (findings, issues, schedule)."""
     out = table.copy()
     for column in _text_columns(out):
-        out[column] = out[column].map(lambda v: guard_cell(v) if isinstance(v, str) else v)
+        out[column] = _guard_column(out[column])
     return out
+
+
+def _guard_column(cells: pd.Series) -> pd.Series:
+    """A text column through :func:`guard_cell`: only the cells that begin with a character
+    it looks at are read one by one."""
+    try:
+        starts = cells.str.startswith((*FORMULA_STARTS, GUARD))
+    except AttributeError:  # no text in it (all empty)
+        return cells
+    flagged = starts.fillna(False).to_numpy(dtype=bool)
+    if not flagged.any():
+        return cells
+    out = cells.astype(object)
+    out[flagged] = [guard_cell(text) for text in out[flagged]]
+    return out.astype(cells.dtype)
 
 
 def _text_columns(table: pd.DataFrame) -> list[Any]:
@@ -89,6 +104,32 @@ def findings_table(findings: Sequence[Finding]) -> pd.DataFrame:
         for column in JSON_COLUMNS:
             row[column] = json.dumps(row[column], ensure_ascii=False)
     frame = pd.DataFrame(rows, columns=FINDING_COLUMNS)
+    return frame.astype(
+        {"ctcae_grade": "Int64", "days_from_course": "Int64", "results_in_episode": "int64"}
+    )
+
+
+def flat_findings(findings: pd.DataFrame) -> pd.DataFrame:
+    """A typed findings table (``Report.findings``) as :func:`findings_table` gives it for the
+    same findings, without making a :class:`Finding` of each row: what the writers write."""
+    if findings.empty:
+        return findings_table(())
+    columns: dict[str, list[Any]] = {}
+    for name in FINDING_COLUMNS:
+        values = findings[name].tolist()
+        if name in JSON_COLUMNS:
+            values = [
+                json.dumps(list(items), ensure_ascii=False) if items else "[]" for items in values
+            ]
+        elif name in ("date", "episode_start"):
+            days = findings[name].dt.strftime("%Y-%m-%d")
+            values = days.astype(object).where(days.notna(), None).tolist()
+        elif name in ("ctcae_grade", "days_from_course"):
+            values = [None if pd.isna(number) else int(number) for number in values]
+        elif name == "severity":
+            values = [str(severity) for severity in values]
+        columns[name] = values
+    frame = pd.DataFrame(columns, columns=FINDING_COLUMNS)
     return frame.astype(
         {"ctcae_grade": "Int64", "days_from_course": "Int64", "results_in_episode": "int64"}
     )
@@ -138,12 +179,18 @@ def write_findings_table(table: pd.DataFrame, path: str | Path) -> None:
 
 
 def write_findings(
-    findings: Sequence[Finding], path: str | Path, packs: Packs | None = None
+    findings: Sequence[Finding] | pd.DataFrame, path: str | Path, packs: Packs | None = None
 ) -> None:
-    """Write findings (format by suffix); a ``.fhir.json`` file is a FHIR Bundle of
-    DetectedIssues (``fhir`` extra). ``packs``: those the findings were scored with (titles),
-    the built-in ones unless given."""
+    """Write findings (format by suffix): records, or a typed findings table
+    (``Report.findings``); a ``.fhir.json`` file is a FHIR Bundle of DetectedIssues (``fhir``
+    extra). ``packs``: those the findings were scored with (titles), the built-in ones unless
+    given."""
     path = Path(path)
+    if isinstance(findings, pd.DataFrame):
+        if _format(path) not in (".fhir.json", ".xlsx"):
+            write_findings_table(flat_findings(findings), path)
+            return
+        findings = [Finding.from_dict(row) for row in rows_of_frame(findings)]
     if _format(path) == ".fhir.json":
         from lemlabs.formats.fhir import findings_bundle
 

@@ -68,6 +68,8 @@ BOUNDED_FIELDS = (
 #: the ``source`` of an issue about the lab's own reference bound: the row is kept (with the
 #: default interval), so it is neither rejected nor counted in ``rows_rejected``
 REFERENCE_SOURCE = "reference"
+#: the ``source`` of the issues about a lab row (the others are about the patients table)
+LAB_ISSUE_SOURCES = ("labs", REFERENCE_SOURCE)
 
 
 def _bound_number(text: Any) -> float:
