@@ -26,6 +26,7 @@ from lemlabs.models import Condition, DataIssue, Evidence, Finding, Severity
 from lemlabs.packs import Packs, default_thresholds, load_packs, load_thresholds
 from lemlabs.packs.thresholds import Thresholds, rules_version
 from lemlabs.pipeline import Report, normalise, schedule, score, score_frame
+from lemlabs.streaming import Scored, score_file
 from lemlabs.version import __version__
 
 _moved.install()  # old module names (lemlabs.ingest, ...) still import, with a warning
@@ -45,6 +46,7 @@ __all__ = [
     "Report",
     "ResourceError",
     "RuleError",
+    "Scored",
     "Severity",
     "ThresholdError",
     "Thresholds",
@@ -60,5 +62,6 @@ __all__ = [
     "rules_version",
     "schedule",
     "score",
+    "score_file",
     "score_frame",
 ]

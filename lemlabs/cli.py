@@ -14,7 +14,7 @@ import re
 import sys
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -25,6 +25,8 @@ from lemlabs import examples
 from lemlabs.errors import LabInputError, LemlabsError, require_extra
 from lemlabs.formats.export import (
     FORMATS,
+    RESULT_DATES,
+    FindingsFile,
     write_csv,
     write_findings,
     write_findings_table,
@@ -37,6 +39,7 @@ from lemlabs.packs.listing import rules_text
 from lemlabs.packs.thresholds import site_template
 from lemlabs.pipeline import Report
 from lemlabs.stages.ingest import DATE_FORMATS, check_as_of
+from lemlabs.streaming import BATCH_ROWS, score_file
 from lemlabs.vocabulary import printable
 
 EXIT_OK, EXIT_INPUT, EXIT_FAIL_ON = 0, 2, 3
@@ -80,7 +83,7 @@ class _Progress:
         width = 30
         filled = width * done // max(total, 1)
         bar = "#" * filled + "-" * (width - filled)
-        end = "\n" if done >= total and stage == "findings" else ""
+        end = "\n" if done >= total and stage in ("findings", "batch") else ""
         self.stream.write(f"\r{stage:<15} [{bar}] {done}/{total}{end}")
         self.stream.flush()
 
@@ -221,6 +224,20 @@ def _parser() -> argparse.ArgumentParser:
         "parquet, .fhir.json the extra fhir, .xlsx the extra excel); default: print a summary",
     )
     score.add_argument("--issues", type=Path, metavar="CSV", help="write data issues to this CSV")
+    score.add_argument(
+        "--results",
+        type=Path,
+        metavar="CSV",
+        help="write the normalised, graded results to this CSV (one row per accepted row)",
+    )
+    score.add_argument(
+        "--batch-rows",
+        type=_positive,
+        default=BATCH_ROWS,
+        metavar="N",
+        help=f"score about N rows of whole patients at a time (default {BATCH_ROWS}); "
+        "less memory with fewer (-o .csv, .json or .jsonl; other outputs score in one pass)",
+    )
     score.add_argument("--thresholds", type=Path, metavar="FILE", help="a site table (.toml/.json)")
     score.add_argument(
         "--as-of", type=_date, metavar="DATE", help="also report tests overdue on this date (ISO)"
@@ -344,6 +361,16 @@ def _parser() -> argparse.ArgumentParser:
         quiet = "no progress bar, no 'wrote' line" if sub is score else "no progress bar"
         sub.add_argument("-q", "--quiet", action="store_true", help=quiet)
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    return number
 
 
 def _date(text: str) -> dt.date:
@@ -584,15 +611,15 @@ def _score_dask(args: argparse.Namespace, out: TextIO) -> int:
         write_issues(issues, args.issues)
         _wrote(args, out, args.issues, len(issues), "data issue")
     out.write(json.dumps(summary, indent=1) + "\n")
-    return _exit_for(findings["severity"], args.fail_on)
+    return _exit_for(findings["severity"].unique(), args.fail_on)
 
 
-def _exit_for(severities: pd.Series, fail_on: Severity | None) -> int:
-    """:data:`EXIT_FAIL_ON` when a finding's severity (their names) reaches ``fail_on``."""
-    if fail_on is None or not len(severities):
+def _exit_for(severities: Iterable[Any], fail_on: Severity | None) -> int:
+    """:data:`EXIT_FAIL_ON` when one of the findings' severities (names) reaches ``fail_on``."""
+    if fail_on is None:
         return EXIT_OK
-    worst = severities.astype(str).map({str(s): int(s) for s in Severity}).max()
-    return EXIT_FAIL_ON if worst >= int(fail_on) else EXIT_OK
+    reached = any(Severity.parse(str(severity)) >= fail_on for severity in severities)
+    return EXIT_FAIL_ON if reached else EXIT_OK
 
 
 def _threshold_line(entry: Threshold) -> str:
@@ -645,7 +672,7 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
     if not args.quiet:
         size = args.output.stat().st_size / 1024
         out.write(f"wrote {args.output} ({size:.0f} KB, {seconds:.1f} s)\n")
-    _check_some_row_used(report)
+    _check_some_row_used(report.summary, report.issues)
     return EXIT_OK
 
 
@@ -662,6 +689,8 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             return _score_dask(args, out)
     packs = _packs(args)
     progress = _Progress(not args.quiet)
+    if args.command == "score" and _streams(args):
+        return _score_batches(args, out, packs, progress)
     if args.command == "demo":
         labs, patients, thresholds = examples.path("labs"), examples.path("patients"), None
         as_of = None
@@ -687,10 +716,55 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     if args.command == "score" and args.issues is not None:
         write_issues(report.issues, args.issues)
         _wrote(args, out, args.issues, len(report.issues), "data issue")
+    if args.command == "score" and args.results is not None:
+        write_csv(report.results, args.results, dates=RESULT_DATES)
+        _wrote(args, out, args.results, len(report.results), "result")
     if args.command == "demo" or args.output is None:
         _print_report(report, out)
-    _check_some_row_used(report)
-    return _exit_for(report.findings["severity"], args.fail_on)
+    _check_some_row_used(report.summary, report.issues)
+    return _exit_for(report.findings["severity"].unique(), args.fail_on)
+
+
+def _streams(args: argparse.Namespace) -> bool:
+    """Whether ``lemlabs score`` scores in batches of patients: findings to a file written a
+    batch at a time, from a lab table (not FHIR, nor SDTM with --dm/--ex: those read whole)."""
+    return (
+        args.output is not None
+        and not args.adlb
+        and _output_format(args.output) in FindingsFile.FORMATS
+        and args.labs.suffix.lower() not in FHIR_SUFFIXES
+        and (args.patients is None or args.patients.suffix.lower() not in FHIR_SUFFIXES)
+        and args.dm is None
+        and args.ex is None
+    )
+
+
+def _score_batches(args: argparse.Namespace, out: TextIO, packs: Packs, progress: _Progress) -> int:
+    """``lemlabs score`` in batches of patients (:func:`lemlabs.score_file`)."""
+    scored = score_file(
+        args.labs,
+        args.patients,
+        args.thresholds,
+        findings=args.output,
+        issues=args.issues,
+        results=args.results,
+        batch_rows=args.batch_rows,
+        progress=progress,
+        as_of=args.as_of,
+        ctcae=args.ctcae,
+        packs=packs,
+        columns=args.columns,
+        sep=args.sep,
+        date_format=args.date_format,
+    )
+    summary = scored.summary
+    _wrote(args, out, args.output, summary["findings"], "finding")
+    if args.issues is not None:
+        _wrote(args, out, args.issues, len(scored.issues), "data issue")
+    if args.results is not None:
+        _wrote(args, out, args.results, summary["rows_normalised"], "result")
+    _check_some_row_used(summary, scored.issues)
+    return _exit_for(summary["findings_by_severity"], args.fail_on)
 
 
 def _wrote(args: argparse.Namespace, out: TextIO, path: Path, count: int, what: str) -> None:
@@ -702,13 +776,12 @@ def _wrote(args: argparse.Namespace, out: TextIO, path: Path, count: int, what: 
         )
 
 
-def _check_some_row_used(report: Report) -> None:
+def _check_some_row_used(summary: dict[str, Any], issues: pd.DataFrame) -> None:
     """A run where every row was rejected is an input error, not "nothing found": one line
     with the commonest reason (the outputs, issues included, are written first)."""
-    rows = int(report.summary["rows_in"])
-    if rows == 0 or int(report.summary["rows_rejected"]) < rows:
+    rows = int(summary["rows_in"])
+    if rows == 0 or int(summary["rows_rejected"]) < rows:
         return
-    issues = report.issues
     reasons = issues["reason"].astype(str).str.split(":", n=1).str[0]
     pairs = list(zip(issues["field"].astype(str), reasons, strict=True))
     (field, why), count = Counter(pairs).most_common(1)[0]  # the first seen on a tie

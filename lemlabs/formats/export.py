@@ -6,6 +6,7 @@ CSV and Parquet files hold and what :mod:`lemlabs.dask` returns.
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from collections.abc import Sequence
@@ -76,18 +77,33 @@ def _text_columns(table: pd.DataFrame) -> list[Any]:
     ]
 
 
-def write_csv(table: pd.DataFrame, path: str | Path) -> None:
-    """A table as CSV with every text cell guarded against formula injection.
+def write_csv(table: pd.DataFrame, path: str | Path, dates: str | None = None) -> None:
+    """A table as CSV with every text cell guarded against formula injection; ``dates``: the
+    ``strftime`` format of its datetimes (by default pandas' shortest for the column).
 
     Lines end in ``\\n``; when a cell holds a carriage return, in ``\\r\\n`` (RFC 4180), the
     only way to have the CSV writer quote that cell, so that it reads back as one cell.
     """
-    guarded = guard_table(table)
-    has_cr = any(
-        guarded[c].map(lambda v: isinstance(v, str) and "\r" in v).any()
-        for c in _text_columns(guarded)
-    )
-    guarded.to_csv(Path(path), index=False, lineterminator="\r\n" if has_cr else "\n")
+    out = CsvFile(path, dates)
+    try:
+        out.write(table)
+    finally:
+        out.close()
+
+
+RESULT_DATES = "%Y-%m-%dT%H:%M:%S"
+"""How results files write their datetimes: the same in every batch of a run."""
+
+
+def _has_cr(table: pd.DataFrame) -> bool:
+    """Whether a text cell of ``table`` holds a carriage return."""
+    for column in _text_columns(table):
+        try:
+            if table[column].str.contains("\r", regex=False).fillna(False).any():
+                return True
+        except AttributeError:  # no text in it
+            continue
+    return False
 
 
 def _format(path: Path) -> str:
@@ -155,6 +171,88 @@ def table_records(table: pd.DataFrame) -> list[dict[str, Any]]:
         record["results_in_episode"] = int(record["results_in_episode"])
         records.append(record)
     return records
+
+
+class CsvFile:
+    """A CSV file written a table at a time, as :func:`write_csv` writes the tables' rows at
+    once: text cells guarded, lines ending in ``\\r\\n`` when a cell holds a carriage
+    return (the lines written before are rewritten so), dates in one ``dates`` format."""
+
+    def __init__(self, path: str | Path, dates: str | None = None) -> None:
+        self.path, self.dates = Path(path), dates
+        self.started = self._crlf = False
+        self._handle = self.path.open("w", encoding="utf-8", newline="")
+
+    def write(self, table: pd.DataFrame) -> None:
+        """Append ``table``'s rows (its header first, when it is the first table)."""
+        guarded = guard_table(table)
+        if not self._crlf and _has_cr(guarded):
+            self._handle.close()
+            with self.path.open(encoding="utf-8", newline="") as handle:
+                rows = list(csv.reader(handle))  # no carriage return in a cell before this one
+            self._handle = self.path.open("w", encoding="utf-8", newline="")
+            csv.writer(self._handle, lineterminator="\r\n").writerows(rows)
+            self._crlf = True
+        guarded.to_csv(
+            self._handle,
+            index=False,
+            header=not self.started,
+            lineterminator="\r\n" if self._crlf else "\n",
+            date_format=self.dates,
+        )
+        self.started = True
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+class FindingsFile:
+    """A findings file written a part at a time (CSV, JSON or JSON Lines): the same file
+    :func:`write_findings` writes from all the parts' findings at once, in the parts' order.
+    :meth:`write` each part's typed findings table (``Report.findings``), then :meth:`close`."""
+
+    FORMATS = (".csv", ".json", ".jsonl")
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.suffix = _format(self.path)
+        if self.suffix not in self.FORMATS:
+            raise OutputError(
+                f"{self.path}: findings are written a batch at a time as "
+                f"{', '.join(self.FORMATS)}, not {self.suffix}"
+            )
+        self.count = 0
+        self._csv = CsvFile(self.path) if self.suffix == ".csv" else None
+        self._handle = None if self._csv else self.path.open("w", encoding="utf-8")
+
+    def write(self, findings: pd.DataFrame) -> None:
+        """Append one part's findings."""
+        if not findings.empty:
+            self._write(flat_findings(findings))
+
+    def _write(self, table: pd.DataFrame) -> None:
+        if self._csv is not None:
+            self._csv.write(table)
+        elif self._handle is not None:
+            for record in table_records(table):
+                if self.suffix == ".jsonl":
+                    self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                else:  # an item of json.dumps(records, indent=1)
+                    text = json.dumps(record, ensure_ascii=False, indent=1).replace("\n", "\n ")
+                    self._handle.write(("[\n " if self.count == 0 else ",\n ") + text)
+                    self.count += 1
+        self.count = self.count if self.suffix == ".json" else self.count + len(table)
+
+    def close(self) -> None:
+        """End the file: the header of a CSV without findings, a JSON array's bracket."""
+        if self._csv is not None:
+            if not self._csv.started:
+                self._csv.write(findings_table(()))
+            self._csv.close()
+        elif self._handle is not None:
+            if self.suffix == ".json":
+                self._handle.write("\n]\n" if self.count else "[]\n")
+            self._handle.close()
 
 
 def write_findings_table(table: pd.DataFrame, path: str | Path) -> None:

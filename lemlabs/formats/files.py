@@ -7,6 +7,8 @@ import bz2
 import gzip
 import lzma
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -108,21 +110,51 @@ def _read_csv(source: Source, sep: str | None = None) -> pd.DataFrame:
         return _read_parquet(Path(source))
     if isinstance(source, str | os.PathLike) and Path(source).suffix.lower() == ".xpt":
         return read_dataset(source)
+    with _csv_errors(name):
+        options = _csv_options(source, sep, name)
+        frame: pd.DataFrame = pd.read_csv(source, **options)  # type: ignore[arg-type,assignment]
+    _check_mangled(frame, name)
+    return unshift(frame, name)
+
+
+def read_csv_chunks(
+    path: str | os.PathLike[str], rows: int, sep: str | None = None
+) -> Iterator[pd.DataFrame]:
+    """A CSV file (not Parquet or SAS) as :func:`read_frame` reads it, ``rows`` rows at a
+    time; errors as there, raised where the chunk that has them is read."""
+    name = _describe(path)
+    if not Path(path).is_file():
+        raise LabInputError(f"{name}: no such file")
+    with _csv_errors(name):
+        reader = pd.read_csv(path, chunksize=rows, **_csv_options(path, sep, name))
+        with reader:
+            for frame in reader:
+                _check_mangled(frame, name)
+                yield unshift(frame, name).reset_index(drop=True)
+
+
+def _csv_options(source: Source, sep: str | None, name: str) -> dict[str, Any]:
+    """How lemlabs reads a CSV: text columns, the delimiter sniffed unless given."""
     if sep is None:
         sep = sniff_delimiter(_peek(source), name)
     sep = "\t" if sep in ("\\t", "tab", "TAB") else sep
     if len(sep) != 1:
         raise LabInputError(f"{name}: the delimiter {sep!r} is not one character")
+    return {
+        "sep": sep,
+        "dtype": object,
+        "keep_default_na": False,
+        "na_filter": False,
+        "encoding": "utf-8-sig",
+        "skipinitialspace": False,
+    }
+
+
+@contextmanager
+def _csv_errors(name: str) -> Iterator[None]:
+    """pandas' errors for a file that is not a readable CSV table, as :class:`LabInputError`."""
     try:
-        frame = pd.read_csv(
-            source,  # type: ignore[arg-type]
-            sep=sep,
-            dtype=object,
-            keep_default_na=False,
-            na_filter=False,
-            encoding="utf-8-sig",
-            skipinitialspace=False,
-        )
+        yield
     except pd.errors.EmptyDataError as error:
         raise LabInputError(f"{name}: the file is empty (no header row)") from error
     except UnicodeDecodeError as error:
@@ -134,8 +166,6 @@ def _read_csv(source: Source, sep: str | None = None) -> pd.DataFrame:
         raise LabInputError(f"{name}: not a readable CSV table ({str(error).strip()})") from error
     except (ValueError, OverflowError, MemoryError) as error:  # e.g. a NUL byte in a header
         raise LabInputError(f"{name}: not a readable CSV table ({error})") from error
-    _check_mangled(frame, name)
-    return unshift(frame, name)
 
 
 def unshift(frame: pd.DataFrame, name: str) -> pd.DataFrame:

@@ -60,6 +60,18 @@ def read_labs(
     if columns is None and date_format is None and is_prepared(path_or_buffer):
         return path_or_buffer  # type: ignore[return-value]
     frame, name = read_frame(path_or_buffer, sep)
+    return labs_of(frame, name, columns, packs, date_format)
+
+
+def labs_of(
+    frame: pd.DataFrame,
+    name: str,
+    columns: Mapping[str, str] | None = None,
+    packs: Packs | None = None,
+    date_format: str | None = None,
+) -> pd.DataFrame:
+    """A table as read (text columns; ``name`` is how messages call it) in lemlabs' shape, as
+    :func:`read_labs` gives it: an SDTM LB table recognised by its columns."""
     if columns is None and is_lb(frame.columns) and "patient_id" not in frame.columns:
         frame = lb_to_labs(frame, name)  # SDTM LB, recognised by its columns
     return prepare_labs(frame, columns, name, reserved_columns(packs), date_format)

@@ -628,7 +628,7 @@ def _tables(
         issues = pd.concat([issues, bound_issues], ignore_index=True)
         issues = issues.sort_values("row", kind="mergesort", ignore_index=True)
     if people is not None:
-        issues = pd.concat([issues, _patient_issues(people)], ignore_index=True)
+        issues = pd.concat([issues, patient_issues(people)], ignore_index=True)
     issues = issues.astype({"row": "int64", "line": "int64"})
     return results, issues
 
@@ -700,7 +700,7 @@ def _raw_for(frame: pd.DataFrame, problems: _Problems, mask: np.ndarray) -> list
     ]
 
 
-def _patient_issues(people: pd.DataFrame) -> pd.DataFrame:
+def patient_issues(people: pd.DataFrame) -> pd.DataFrame:
     """The patients table's issues: unreadable course dates, a reader's per-patient problems
     (``ex_problem``: SDTM EX rows not counted) and its table-level ones (``attrs["issues"]``:
     a study whose EX names no row of the treatment; row -1, line 0: no row of the table)."""

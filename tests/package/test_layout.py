@@ -19,7 +19,7 @@ LAYERS = (
     ("lemlabs.packs", "lemlabs.ctcae", "lemlabs.engine"),
     ("lemlabs.stages",),
     ("lemlabs.formats",),
-    ("lemlabs.pipeline", "lemlabs.frame"),
+    ("lemlabs.pipeline", "lemlabs.frame", "lemlabs.streaming"),
     ("lemlabs.dask", "lemlabs.cli", "lemlabs.strategies", "lemlabs.synthetic", "lemlabs"),
 )
 # outward on purpose: Finding.to_fhir() and to_cds_card() call the FHIR writer when asked (it

@@ -1,0 +1,270 @@
+"""Scoring a lab file in batches of patients (:func:`score_file`): each batch goes through
+every stage and its findings are written before the next batch is read, so that memory is set
+by the batch, not by the file.
+
+A CSV file is read twice, a chunk at a time: once for its patients (how many rows each has),
+then to set each batch's rows aside in a temporary file. Patients are batched in the order the
+findings are sorted in (their ids), never split, so that the batches' findings, written one
+after the other, are the file a single pass writes. Other inputs (Parquet, SAS, a DataFrame or
+an open file) are read whole and scored in batches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import pickle
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lemlabs.ctcae import with_version
+from lemlabs.formats.export import RESULT_DATES, CsvFile, FindingsFile, write_issues
+from lemlabs.formats.files import Source, read_csv_chunks
+from lemlabs.formats.labs import labs_of, read_labs, read_patients
+from lemlabs.packs import Packs, packs_of
+from lemlabs.pipeline import PackInput, ThresholdInput, score_prepared
+from lemlabs.stages.facts import Progress
+from lemlabs.stages.normalise import LAB_ISSUE_SOURCES, patient_issues
+from lemlabs.stages.summary import Tally
+from lemlabs.tables import ISSUE_TEXT, stable_dtypes
+
+BATCH_ROWS = 250_000
+"""Rows per batch unless told (a patient with more rows is a batch of its own)."""
+CHUNK_ROWS = 100_000
+"""Rows read from a CSV file at a time."""
+READ_SUFFIXES = (".parquet", ".xpt")
+"""Files read whole rather than a chunk at a time."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What :func:`score_file` returns (the findings are in the file it wrote)."""
+
+    summary: dict[str, Any]
+    """As ``Report.summary``."""
+    issues: pd.DataFrame
+    """As ``Report.issues``."""
+    batches: int
+    """How many batches the patients were scored in."""
+
+
+def score_file(
+    labs: Source,
+    patients: Source | None = None,
+    thresholds: ThresholdInput = None,
+    *,
+    findings: str | os.PathLike[str] | None = None,
+    issues: str | os.PathLike[str] | None = None,
+    results: str | os.PathLike[str] | None = None,
+    batch_rows: int = BATCH_ROWS,
+    progress: Progress | None = None,
+    as_of: dt.date | str | None = None,
+    ctcae: str | None = None,
+    packs: PackInput = None,
+    columns: Mapping[str, str] | None = None,
+    sep: str | None = None,
+    date_format: str | None = None,
+) -> Scored:
+    """Score a lab file in batches of about ``batch_rows`` rows of whole patients, writing
+    each batch's ``findings`` (CSV, JSON or JSON Lines) and, when asked, its normalised
+    ``results`` (CSV) before the next batch; the data ``issues`` (CSV) are written at the end.
+
+    The findings file, the issues and the summary are those :func:`lemlabs.score_frame`
+    gives for the same input in one pass; the results file holds the same rows batch by batch
+    (sort it by ``row`` for the input's order). Memory is set by the largest batch and by the
+    patients' ids, not by the file. The other arguments are those of :func:`score_frame` and
+    :func:`lemlabs.read_labs`; ``progress(stage, done, total)`` is called as batches are done
+    (stage ``"batch"``).
+    """
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be at least 1, not {batch_rows}")
+    loaded = packs_of(packs)
+    table = with_version(loaded.thresholds(thresholds), ctcae)
+    people = read_patients(patients, date_format=date_format) if patients is not None else None
+    report = progress or (lambda stage, done, total: None)
+    tally, lab_issues, count = Tally(), [], 0
+    writer = FindingsFile(Path(findings)) if findings is not None else None
+    kept = CsvFile(Path(results), RESULT_DATES) if results is not None else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="lemlabs-") as spill:
+            read = _Batches(labs, columns, sep, date_format, loaded, people, batch_rows)
+            for count, (frame, rows, folks) in enumerate(read.batches(Path(spill)), start=1):
+                part = score_prepared(frame, folks, table, loaded, as_of=as_of, rows=rows)
+                del frame
+                tally.add(len(rows), part.results, part.findings)
+                if writer is not None:
+                    writer.write(part.findings)
+                if kept is not None:
+                    kept.write(part.results)
+                lab_issues.append(part.issues[part.issues["source"].isin(LAB_ISSUE_SOURCES)])
+                report("batch", count, read.count)
+    finally:
+        for out in (writer, kept):
+            if out is not None:
+                out.close()
+    all_issues = _issues(lab_issues, people)
+    if issues is not None:
+        write_issues(all_issues, Path(issues))
+    return Scored(tally.summary(all_issues, loaded), all_issues, count)
+
+
+def _issues(lab_issues: list[pd.DataFrame], people: pd.DataFrame | None) -> pd.DataFrame:
+    """The run's issues as one pass has them: the lab rows' in row order, then the patients'."""
+    found = pd.concat(lab_issues, ignore_index=True).sort_values(
+        "row", kind="mergesort", ignore_index=True
+    )
+    if people is not None:
+        found = pd.concat([found, patient_issues(people)], ignore_index=True)
+    found = found.astype({"row": "int64", "line": "int64"})
+    text = [column for column in ISSUE_TEXT if column in found.columns]
+    return stable_dtypes(found).astype(dict.fromkeys(text, object))
+
+
+class _Batches:
+    """A lab input's batches of whole patients: ``(prepared rows, their input rows, their
+    patients)``, batch after batch, in patient-id order."""
+
+    def __init__(
+        self,
+        labs: Source,
+        columns: Mapping[str, str] | None,
+        sep: str | None,
+        date_format: str | None,
+        packs: Packs,
+        people: pd.DataFrame | None,
+        batch_rows: int,
+    ) -> None:
+        self.labs, self.columns, self.sep = labs, columns, sep
+        self.date_format, self.packs, self.people = date_format, packs, people
+        self.batch_rows = batch_rows
+        self.count = 0
+        self._columns = pd.DataFrame()
+
+    def batches(
+        self, spill: Path
+    ) -> Iterator[tuple[pd.DataFrame, np.ndarray, pd.DataFrame | None]]:
+        if not self._chunked():
+            frame = read_labs(
+                self.labs, self.columns, self.sep, packs=self.packs, date_format=self.date_format
+            )
+            yield from self._in_memory(frame)
+            return
+        held: list[pd.DataFrame] = []
+        counts: Counter[str] = Counter()
+        total = 0
+        for chunk in self._chunks():
+            self._columns = chunk.head(0)
+            counts.update(_rows_per_patient(chunk))
+            total += len(chunk)
+            if total <= self.batch_rows:
+                held.append(chunk)
+            else:
+                held.clear()
+        if held or total == 0:  # the whole file is one batch: no second reading
+            frame = pd.concat(held, ignore_index=True) if held else self._empty()
+            yield from self._in_memory(frame)
+            return
+        plan = self._plan(counts)
+        files = self._spill(plan, spill)
+        for number, path in enumerate(files):
+            frame, rows = _load(path, self._columns)
+            yield frame, rows, self._people_of(plan, number)
+
+    def _chunked(self) -> bool:
+        return isinstance(self.labs, str | os.PathLike) and (
+            Path(self.labs).suffix.lower() not in READ_SUFFIXES
+        )
+
+    def _chunks(self) -> Iterator[pd.DataFrame]:
+        assert isinstance(self.labs, str | os.PathLike)
+        name = os.fspath(self.labs)
+        for chunk in read_csv_chunks(self.labs, CHUNK_ROWS, self.sep):
+            yield labs_of(chunk, name, self.columns, self.packs, self.date_format)
+
+    def _empty(self) -> pd.DataFrame:
+        """A header-only file, read whole (its columns are checked as in one pass)."""
+        return read_labs(
+            self.labs, self.columns, self.sep, packs=self.packs, date_format=self.date_format
+        )
+
+    def _in_memory(
+        self, frame: pd.DataFrame
+    ) -> Iterator[tuple[pd.DataFrame, np.ndarray, pd.DataFrame | None]]:
+        plan = self._plan(_rows_per_patient(frame))
+        if self.count <= 1:
+            yield frame, np.arange(len(frame)), self.people
+            return
+        batch = frame["patient_id"].map(plan).to_numpy()
+        for number in range(self.count):
+            rows = np.flatnonzero(batch == number)
+            part = frame.take(rows).reset_index(drop=True)
+            yield part, rows, self._people_of(plan, number)
+
+    def _plan(self, counts: Counter[str]) -> dict[str, int]:
+        """Each patient's batch: ids in order, a batch filled up to ``batch_rows`` rows (the
+        patients table's ids without rows too, for the schedule's findings)."""
+        if self.people is not None:
+            for patient in self.people["patient_id"]:
+                counts.setdefault(str(patient), 0)
+        plan, number, filled = {}, 0, 0
+        for patient in sorted(counts):
+            if filled and filled + counts[patient] > self.batch_rows:
+                number, filled = number + 1, 0
+            plan[patient] = number
+            filled += counts[patient]
+        self.count = number + 1 if plan else 1
+        return plan
+
+    def _people_of(self, plan: dict[str, int], number: int) -> pd.DataFrame | None:
+        if self.people is None or self.count <= 1:
+            return self.people
+        ids = self.people["patient_id"].astype(str)
+        mine: pd.DataFrame = self.people[ids.map(plan).to_numpy() == number]
+        return mine
+
+    def _spill(self, plan: dict[str, int], spill: Path) -> list[Path]:
+        """Each batch's rows set aside in a file of its own (read again, a chunk at a time)."""
+        files = [spill / f"batch{number}.pickle" for number in range(self.count)]
+        handles = [path.open("wb") for path in files]
+        try:
+            offset = 0
+            for chunk in self._chunks():
+                batch = chunk["patient_id"].map(plan).to_numpy()
+                for number in np.unique(batch):
+                    mine = np.flatnonzero(batch == number)
+                    part = (chunk.take(mine), mine + offset)
+                    pickle.dump(part, handles[int(number)], protocol=pickle.HIGHEST_PROTOCOL)
+                offset += len(chunk)
+        finally:
+            for handle in handles:
+                handle.close()
+        return files
+
+
+def _rows_per_patient(frame: pd.DataFrame) -> Counter[str]:
+    return Counter(
+        {str(patient): int(n) for patient, n in frame["patient_id"].value_counts().items()}
+    )
+
+
+def _load(path: Path, columns: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """A batch's rows as set aside, in input order, and their input rows (``columns``: the
+    prepared table's columns, for a batch of patients without rows)."""
+    frames, rows = [columns], [np.zeros(0, dtype="int64")]
+    with path.open("rb") as handle:
+        while True:
+            try:
+                frame, positions = pickle.load(handle)
+            except EOFError:
+                break
+            frames.append(frame)
+            rows.append(positions)
+    path.unlink()
+    return pd.concat(frames, ignore_index=True), np.concatenate(rows)
