@@ -3,7 +3,8 @@
     python benchmarks/run.py                 # 10k, 100k and 1M rows
     python benchmarks/run.py --rows 100000   # one size
     python benchmarks/run.py --rows 100000 --abnormal 0.01 0.10 0.25 --stage score
-    python benchmarks/run.py --targets       # issue #14's targets: measured, met or not
+    python benchmarks/run.py --targets       # issue #28's targets: measured, met or not
+    python benchmarks/run.py --targets --cohort pilot --pilot DIR   # on the resampled pilot
 
 Each run is a fresh process, so that its peak resident memory is its own; the median of
 ``--repeat`` runs (3 by default) is shown, since single runs on a shared machine vary by ±30 %.
@@ -74,37 +75,95 @@ def _median(runs: list[dict[str, float] | None]) -> dict[str, float] | None:
     return measured[len(measured) // 2]
 
 
-# issue #14's targets (2-core machine): read + score seconds and peak MB
-TARGETS = [
-    ("1M rows, 25 % abnormal: read + score < 20 s", 1_000_000, 0.25, False, "seconds", 20.0),
-    ("1M rows, 25 % abnormal: peak < 2 GB", 1_000_000, 0.25, False, "peak_mb", 2048.0),
-    ("1M rows, 1 % abnormal: read + score < 6 s", 1_000_000, 0.01, False, "seconds", 6.0),
-    ("1M rows of one patient (25 %): peak < 3 GB", 1_000_000, 0.25, True, "peak_mb", 3072.0),
-]
+# issue #28's targets (2-core machine), each measured in fresh processes, ratios in one run
+TARGET_TEXT = {
+    "read": "1M rows, 25 % abnormal: read + score <= 8x a bare read_csv",
+    "big_peak": "10M rows, 25 % abnormal, CLI: peak < 4 GB",
+    "big_time": "10M rows, 25 % abnormal, CLI: time <= 12x the 1M CLI run",
+    "cli": "CLI <= 1.3x the API on the same 1M file",
+    "cost": "cost ratio 25 % / 1 % abnormal <= 2.5x",
+    "one": "1M rows of one patient (25 %): peak < 3 GB",
+}
 
 
-def _targets(repeat: int, limit: float) -> None:
-    """Measure what the targets name and say, for each, whether it is met."""
-    measured: dict[tuple[int, float, bool], dict[str, float] | None] = {}
-    for _, rows, share, one, _, _ in TARGETS:
-        if (rows, share, one) not in measured:
-            labs, patients = _cohort(rows, share, one)
-            times = 1 if one else repeat
-            measured[rows, share, one] = _median(
-                [_run("score", labs, patients, limit) for _ in range(times)]
-            )
-    for text, rows, share, one, key, bound in TARGETS:
-        m = measured[rows, share, one]
-        shown = f"over {limit:g} s (stopped)" if m is None else f"{m[key]:,.2f}"
-        met = m is not None and m[key] < bound
-        print(f"{'met    ' if met else 'NOT met'}  {text:<48} measured {shown}", flush=True)
-    low, high = measured[1_000_000, 0.01, False], measured[1_000_000, 0.25, False]
-    if low and high:
-        ratio = high["seconds"] / low["seconds"]
-        print(
-            f"{'met    ' if ratio <= 2.5 else 'NOT met'}  {'cost ratio 25 % / 1 % <= 2.5x':<48} "
-            f"measured {ratio:.2f}x (engine share {high['engine_share']:.0%} at 25 %)"
+def _cli(labs: Path, patients: Path, limit: float) -> dict[str, float] | None:
+    """``lemlabs score`` on a file, its findings and issues written as CSV, in a process of its
+    own: seconds and peak resident MB (``None`` when it ran past ``limit`` seconds)."""
+    out = DATA / "out"
+    out.mkdir(exist_ok=True)
+    command = ["-m", "lemlabs", "score", str(labs), "--patients", str(patients), "-q"]
+    command += ["-o", str(out / "findings.csv"), "--issues", str(out / "issues.csv")]
+    probe = (
+        "import json, resource, subprocess, sys, time; started = time.perf_counter(); "
+        "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+        "print(json.dumps({'seconds': time.perf_counter() - started, "
+        "'peak_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", probe, sys.executable, *command],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=limit,
         )
+    except subprocess.TimeoutExpired:
+        return None
+    result: dict[str, float] = json.loads(done.stdout)
+    return result
+
+
+def _targets(repeat: int, limit: float, cohort: str, pilot: Path | None) -> None:
+    """Measure what issue #28's targets name (on the synthetic cohort, or the resampled CDISC
+    pilot: benchmarks/pilot_cohort.py) and say, for each, whether it is met."""
+    files = _pilot_files(pilot) if cohort == "pilot" else None
+    million = files[1_000_000] if files else _cohort(1_000_000, 0.25)
+    ten = files[10_000_000] if files else _cohort(10_000_000, 0.25)
+    api = _median([_run("score", *million, limit) for _ in range(repeat)])
+    cli = _median([_cli(*million, limit) for _ in range(repeat)])
+    big = _cli(*ten, limit * 10)
+    rows: list[tuple[str, float | None, float, str]] = []
+    if api:
+        rows.append(("read", api["seconds"] / api["bare_seconds"], 8.0, "x"))
+    if big:
+        rows.append(("big_peak", big["peak_mb"], 4096.0, " MB"))
+    if big and cli:
+        rows.append(("big_time", big["seconds"] / cli["seconds"], 12.0, "x"))
+    if api and cli:
+        rows.append(("cli", cli["seconds"] / api["seconds"], 1.3, "x"))
+    if files is None:
+        low = _median([_run("score", *_cohort(1_000_000, 0.01), limit) for _ in range(repeat)])
+        if low and api:
+            rows.append(("cost", api["seconds"] / low["seconds"], 2.5, "x"))
+        one = _run("score", *_cohort(1_000_000, 0.25, one_patient=True), limit)
+        rows.append(("one", one["peak_mb"] if one else None, 3072.0, " MB"))
+    for key, value, bound, unit in rows:
+        met = value is not None and value <= bound
+        shown = "stopped" if value is None else f"{value:,.2f}{unit}"
+        print(f"{'met    ' if met else 'NOT met'}  {TARGET_TEXT[key]:<58} measured {shown}")
+    for name, m in (("API 1M", api), ("CLI 1M", cli), ("CLI 10M", big)):
+        if m:
+            extra = f", bare read_csv {m['bare_seconds']:.2f} s" if "bare_seconds" in m else ""
+            print(f"  {name}: {m['seconds']:.1f} s, peak {m['peak_mb']:,.0f} MB{extra}")
+
+
+def _pilot_files(pilot: Path | None) -> dict[int, tuple[Path, Path]]:
+    """The resampled pilot's 1M and 10M files (made by benchmarks/pilot_cohort.py from the
+    CSVs in ``pilot``: lb.csv, dm.csv, ex.csv)."""
+    found = {}
+    for rows in (1_000_000, 10_000_000):
+        labs, people = DATA / f"pilot_lb_{rows}.csv", DATA / f"pilot_patients_{rows}.csv"
+        if not labs.exists():
+            if pilot is None:
+                raise SystemExit(f"{labs} is missing: pass --pilot DIR (lb.csv, dm.csv, ex.csv)")
+            from pilot_cohort import build
+
+            table, folks = build(pilot / "lb.csv", pilot / "dm.csv", pilot / "ex.csv", rows)
+            DATA.mkdir(exist_ok=True)
+            table.to_csv(labs, index=False)
+            folks.to_csv(people, index=False)
+        found[rows] = (labs, people)
+    return found
 
 
 def _measure(stage: str, labs: str, patients: str) -> dict[str, float]:
@@ -116,6 +175,11 @@ def _measure(stage: str, labs: str, patients: str) -> dict[str, float]:
     def progress(name: str, done: int, total: int) -> None:
         marks.setdefault(f"{name}:{'end' if done >= total else 'start'}", time.perf_counter())
 
+    import pandas as pd
+
+    started = time.perf_counter()
+    pd.read_csv(labs)
+    bare = time.perf_counter() - started
     started = time.perf_counter()
     if stage == "normalise":
         frame = lemlabs.read_labs(labs)
@@ -137,6 +201,7 @@ def _measure(stage: str, labs: str, patients: str) -> dict[str, float]:
         "engine_share": engine / seconds,
         "abnormal": abnormal,
         "findings": findings,
+        "bare_seconds": bare,
     }
 
 
@@ -155,7 +220,14 @@ def main() -> None:
     parser.add_argument(
         "--one-patient", action="store_true", help="the same rows under one patient id"
     )
-    parser.add_argument("--targets", action="store_true", help="measure issue #14's targets")
+    parser.add_argument("--targets", action="store_true", help="measure issue #28's targets")
+    parser.add_argument(
+        "--cohort",
+        choices=("synthetic", "pilot"),
+        default="synthetic",
+        help="--targets on lemlabs' generator (default) or the resampled CDISC pilot",
+    )
+    parser.add_argument("--pilot", type=Path, help="folder of the pilot's lb.csv, dm.csv, ex.csv")
     parser.add_argument(
         "--limit", type=float, default=600, help="seconds before a run is stopped (default 600)"
     )
@@ -165,7 +237,7 @@ def main() -> None:
         print(json.dumps(_measure(*args.child)))
         return
     if args.targets:
-        _targets(args.repeat, args.limit)
+        _targets(args.repeat, args.limit, args.cohort, args.pilot)
         return
     sizes = args.rows or [10_000, 100_000, 1_000_000]
     stages = args.stage or ["normalise", "score"]
