@@ -4,4 +4,5 @@ import sys
 
 from lemlabs.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a process that scores batches (--jobs) imports it
+    sys.exit(main())

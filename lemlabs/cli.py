@@ -44,6 +44,8 @@ from lemlabs.vocabulary import printable
 
 EXIT_OK, EXIT_INPUT, EXIT_FAIL_ON = 0, 2, 3
 DASK_WORKERS = 2
+JOBS = min(2, os.cpu_count() or 1)
+"""Processes that score batches side by side unless --jobs says (more than one batch)."""
 
 
 class _Printable:
@@ -237,6 +239,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"score about N rows of whole patients at a time (default {BATCH_ROWS}); "
         "less memory with fewer (-o .csv, .json or .jsonl; other outputs score in one pass)",
+    )
+    score.add_argument(
+        "--jobs",
+        type=_positive,
+        default=JOBS,
+        metavar="N",
+        help="score N batches side by side, a process each (default 2; 1 on a one-core "
+        "machine); memory grows with N",
     )
     score.add_argument("--thresholds", type=Path, metavar="FILE", help="a site table (.toml/.json)")
     score.add_argument(
@@ -756,6 +766,7 @@ def _score_batches(args: argparse.Namespace, out: TextIO, packs: Packs, progress
         columns=args.columns,
         sep=args.sep,
         date_format=args.date_format,
+        jobs=args.jobs,
     )
     summary = scored.summary
     _wrote(args, out, args.output, summary["findings"], "finding")

@@ -12,12 +12,17 @@ an open file) are read whole and scored in batches.
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 import os
 import pickle
 import tempfile
-from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import partial
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,7 @@ from lemlabs.formats.export import RESULT_DATES, CsvFile, FindingsFile, write_is
 from lemlabs.formats.files import Source, read_csv_chunks
 from lemlabs.formats.labs import labs_of, read_labs, read_patients
 from lemlabs.packs import Packs, packs_of
+from lemlabs.packs.thresholds import Thresholds
 from lemlabs.pipeline import PackInput, ThresholdInput, score_prepared
 from lemlabs.stages.facts import Progress
 from lemlabs.stages.normalise import LAB_ISSUE_SOURCES, patient_issues
@@ -71,6 +77,7 @@ def score_file(
     columns: Mapping[str, str] | None = None,
     sep: str | None = None,
     date_format: str | None = None,
+    jobs: int = 1,
 ) -> Scored:
     """Score a lab file in batches of about ``batch_rows`` rows of whole patients, writing
     each batch's ``findings`` (CSV, JSON or JSON Lines) and, when asked, its normalised
@@ -81,10 +88,13 @@ def score_file(
     (sort it by ``row`` for the input's order). Memory is set by the largest batch and by the
     patients' ids, not by the file. The other arguments are those of :func:`score_frame` and
     :func:`lemlabs.read_labs`; ``progress(stage, done, total)`` is called as batches are done
-    (stage ``"batch"``).
+    (stage ``"batch"``). ``jobs``: processes that score batches side by side (each holds its
+    batch: memory grows with them).
     """
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, not {batch_rows}")
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, not {jobs}")
     loaded = packs_of(packs)
     table = with_version(loaded.thresholds(thresholds), ctcae)
     people = read_patients(patients, date_format=date_format) if patients is not None else None
@@ -92,18 +102,20 @@ def score_file(
     tally, lab_issues, count = Tally(), [], 0
     writer = FindingsFile(Path(findings)) if findings is not None else None
     kept = CsvFile(Path(results), RESULT_DATES) if results is not None else None
+    task = partial(_score_batch, table=table, packs=loaded, as_of=as_of, results=kept is not None)
     try:
-        with tempfile.TemporaryDirectory(prefix="lemlabs-") as spill:
+        with tempfile.TemporaryDirectory(prefix="lemlabs-") as spill, ExitStack() as stack:
             read = _Batches(labs, columns, sep, date_format, loaded, people, batch_rows)
-            for count, (frame, rows, folks) in enumerate(read.batches(Path(spill)), start=1):
-                part = score_prepared(frame, folks, table, loaded, as_of=as_of, rows=rows)
-                del frame
-                tally.add(len(rows), part.results, part.findings)
+            batches = read.batches(Path(spill))
+            first = next(batches)  # the batches are planned: processes only for more than one
+            run = stack.enter_context(_runner(jobs if read.count > 1 else 1))
+            for count, part in enumerate(run(task, chain([first], batches)), start=1):
+                tally.merge(part.tally)
                 if writer is not None:
                     writer.write(part.findings)
-                if kept is not None:
+                if kept is not None and part.results is not None:
                     kept.write(part.results)
-                lab_issues.append(part.issues[part.issues["source"].isin(LAB_ISSUE_SOURCES)])
+                lab_issues.append(part.issues)
                 report("batch", count, read.count)
     finally:
         for out in (writer, kept):
@@ -113,6 +125,72 @@ def score_file(
     if issues is not None:
         write_issues(all_issues, Path(issues))
     return Scored(tally.summary(all_issues, loaded), all_issues, count)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One batch of patients: its rows (or the file they were set aside in), their input rows
+    and the patients' records."""
+
+    frame: pd.DataFrame | None
+    rows: np.ndarray
+    people: pd.DataFrame | None
+    spilled: Path | None = None
+    columns: pd.DataFrame | None = None
+
+    def load(self) -> tuple[pd.DataFrame, np.ndarray]:
+        if self.spilled is None:
+            assert self.frame is not None
+            return self.frame, self.rows
+        assert self.columns is not None
+        return _load(self.spilled, self.columns)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """What scoring a batch gives the file's outputs."""
+
+    tally: Tally
+    findings: pd.DataFrame
+    issues: pd.DataFrame
+    """The batch's lab rows' issues (the patients' are the run's, written once)."""
+    results: pd.DataFrame | None
+
+
+def _score_batch(
+    batch: _Batch, table: Thresholds, packs: Packs, as_of: dt.date | str | None, results: bool
+) -> _Part:
+    frame, rows = batch.load()
+    part = score_prepared(frame, batch.people, table, packs, as_of=as_of, rows=rows)
+    tally = Tally()
+    tally.add(len(rows), part.results, part.findings)
+    lab_issues = part.issues[part.issues["source"].isin(LAB_ISSUE_SOURCES)]
+    return _Part(tally, part.findings, lab_issues, part.results if results else None)
+
+
+Run = Callable[[Callable[[_Batch], _Part], Iterator[_Batch]], Iterator[_Part]]
+
+
+@contextmanager
+def _runner(jobs: int) -> Iterator[Run]:
+    """How batches are scored: here, or by ``jobs`` processes side by side (at most ``jobs``
+    batches ahead of the one being written, their parts in the batches' order)."""
+    if jobs == 1:
+        yield lambda task, batches: map(task, batches)
+        return
+    context = multiprocessing.get_context("spawn")  # no fork of the rule engine's C state
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+
+        def run(task: Callable[[_Batch], _Part], batches: Iterator[_Batch]) -> Iterator[_Part]:
+            waiting: deque[Future[_Part]] = deque()
+            for batch in batches:
+                waiting.append(pool.submit(task, batch))
+                if len(waiting) > jobs:
+                    yield waiting.popleft().result()
+            while waiting:
+                yield waiting.popleft().result()
+
+        yield run
 
 
 def _issues(lab_issues: list[pd.DataFrame], people: pd.DataFrame | None) -> pd.DataFrame:
@@ -147,9 +225,7 @@ class _Batches:
         self.count = 0
         self._columns = pd.DataFrame()
 
-    def batches(
-        self, spill: Path
-    ) -> Iterator[tuple[pd.DataFrame, np.ndarray, pd.DataFrame | None]]:
+    def batches(self, spill: Path) -> Iterator[_Batch]:
         if not self._chunked():
             frame = read_labs(
                 self.labs, self.columns, self.sep, packs=self.packs, date_format=self.date_format
@@ -174,8 +250,8 @@ class _Batches:
         plan = self._plan(counts)
         files = self._spill(plan, spill)
         for number, path in enumerate(files):
-            frame, rows = _load(path, self._columns)
-            yield frame, rows, self._people_of(plan, number)
+            empty = np.zeros(0, dtype="int64")
+            yield _Batch(None, empty, self._people_of(plan, number), path, self._columns)
 
     def _chunked(self) -> bool:
         return isinstance(self.labs, str | os.PathLike) and (
@@ -194,18 +270,16 @@ class _Batches:
             self.labs, self.columns, self.sep, packs=self.packs, date_format=self.date_format
         )
 
-    def _in_memory(
-        self, frame: pd.DataFrame
-    ) -> Iterator[tuple[pd.DataFrame, np.ndarray, pd.DataFrame | None]]:
+    def _in_memory(self, frame: pd.DataFrame) -> Iterator[_Batch]:
         plan = self._plan(_rows_per_patient(frame))
         if self.count <= 1:
-            yield frame, np.arange(len(frame)), self.people
+            yield _Batch(frame, np.arange(len(frame)), self.people)
             return
         batch = frame["patient_id"].map(plan).to_numpy()
         for number in range(self.count):
             rows = np.flatnonzero(batch == number)
             part = frame.take(rows).reset_index(drop=True)
-            yield part, rows, self._people_of(plan, number)
+            yield _Batch(part, rows, self._people_of(plan, number))
 
     def _plan(self, counts: Counter[str]) -> dict[str, int]:
         """Each patient's batch: ids in order, a batch filled up to ``batch_rows`` rows (the

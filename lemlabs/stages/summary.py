@@ -51,6 +51,20 @@ class Tally:
         self.conditions.update(findings["condition"].tolist())
         self.severities.update(str(s) for s in findings["severity"].tolist())
 
+    def merge(self, other: Tally) -> None:
+        """Count another part, counted apart (a batch scored by another process)."""
+        self.rows_in += other.rows_in
+        self.rows_normalised += other.rows_normalised
+        self.rows_not_scored += other.rows_not_scored
+        self.patients += other.patients
+        self.findings += other.findings
+        self.skipped.update(other.skipped)
+        for test, codes in other.codes.items():
+            for key, found in codes.items():
+                self.codes.setdefault(test, {}).setdefault(key, set()).update(found)
+        self.conditions.update(other.conditions)
+        self.severities.update(other.severities)
+
     def summary(self, issues: pd.DataFrame, packs: Packs) -> dict[str, Any]:
         """The summary of the parts added, with the run's whole ``issues`` table."""
         lab_issues = issues[issues["source"] == "labs"]

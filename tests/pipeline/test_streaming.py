@@ -90,6 +90,25 @@ def test_batches_write_what_one_pass_writes(
         assert scored.batches > 1 + 12 * (batch_rows < 400)  # patients, the row without one
 
 
+def test_batches_scored_side_by_side_write_what_one_pass_writes(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    findings, issues = tmp_path / "f.csv", tmp_path / "issues.csv"
+    scored = lemlabs.score_file(
+        files["labs"],
+        files["patients"],
+        findings=findings,
+        issues=issues,
+        batch_rows=300,
+        as_of=AS_OF,
+        jobs=2,
+    )
+    assert scored.batches > 2
+    assert findings.read_bytes() == files["csv"].read_bytes()
+    assert issues.read_bytes() == files["issues"].read_bytes()
+    assert repr(scored.summary) == files["summary"].read_text()
+
+
 def test_a_table_in_memory_is_scored_in_batches_too(files: dict[str, Path], tmp_path: Path) -> None:
     labs = pd.read_csv(files["labs"], dtype=str, keep_default_na=False)
     findings = tmp_path / "f.csv"
@@ -160,6 +179,8 @@ def test_formats_written_whole_are_refused(tmp_path: Path) -> None:
         FindingsFile(tmp_path / "f.parquet")
     with pytest.raises(ValueError, match="batch_rows"):
         lemlabs.score_file(pd.DataFrame(), batch_rows=0)
+    with pytest.raises(ValueError, match="jobs"):
+        lemlabs.score_file(pd.DataFrame(), jobs=0)
 
 
 @given(
