@@ -142,6 +142,7 @@ def _targets(repeat: int, limit: float, cohort: str, pilot: Path | None) -> None
     ten = files[10_000_000] if files else _cohort(10_000_000, 0.25)
     api = _median([_run("score", *million, limit) for _ in range(repeat)])
     cli = _median([_cli(*million, limit) for _ in range(repeat)])
+    alone = _cli(*million, limit, jobs=1)
     big = _cli(*ten, limit * 10)
     rows: list[tuple[str, float | None, float, str]] = []
     if api:
@@ -162,7 +163,9 @@ def _targets(repeat: int, limit: float, cohort: str, pilot: Path | None) -> None
         met = value is not None and value <= bound
         shown = "stopped" if value is None else f"{value:,.2f}{unit}"
         print(f"{'met    ' if met else 'NOT met'}  {TARGET_TEXT[key]:<58} measured {shown}")
-    for name, m in (("API 1M", api), ("CLI 1M", cli), ("CLI 10M", big)):
+    if api and alone:
+        print(f"  (CLI --jobs 1: {alone['seconds'] / api['seconds']:.2f}x the API)")
+    for name, m in (("API 1M", api), ("CLI 1M", cli), ("CLI 1M --jobs 1", alone), ("CLI 10M", big)):
         if m:
             extra = f", bare read_csv {m['bare_seconds']:.2f} s" if "bare_seconds" in m else ""
             print(f"  {name}: {m['seconds']:.1f} s, peak {m['peak_mb']:,.0f} MB{extra}")

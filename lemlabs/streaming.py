@@ -19,6 +19,7 @@ import tempfile
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -30,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from lemlabs.ctcae import with_version
+from lemlabs.errors import ResourceError
 from lemlabs.formats.export import RESULT_DATES, CsvFile, FindingsFile, write_issues
 from lemlabs.formats.files import Source, read_csv_chunks
 from lemlabs.formats.labs import labs_of, read_labs, read_patients
@@ -190,7 +192,13 @@ def _runner(jobs: int) -> Iterator[Run]:
             while waiting:
                 yield waiting.popleft().result()
 
-        yield run
+        try:
+            yield run
+        except BrokenProcessPool as error:
+            raise ResourceError(
+                "a process scoring a batch ended abruptly (out of memory?): score with fewer "
+                "jobs or smaller batches (--jobs, --batch-rows)"
+            ) from error
 
 
 def _issues(lab_issues: list[pd.DataFrame], people: pd.DataFrame | None) -> pd.DataFrame:
@@ -206,8 +214,8 @@ def _issues(lab_issues: list[pd.DataFrame], people: pd.DataFrame | None) -> pd.D
 
 
 class _Batches:
-    """A lab input's batches of whole patients: ``(prepared rows, their input rows, their
-    patients)``, batch after batch, in patient-id order."""
+    """A lab input's batches of whole patients (:class:`_Batch`), in patient-id order;
+    ``count`` of them once the first is given."""
 
     def __init__(
         self,
@@ -304,21 +312,17 @@ class _Batches:
         return mine
 
     def _spill(self, plan: dict[str, int], spill: Path) -> list[Path]:
-        """Each batch's rows set aside in a file of its own (read again, a chunk at a time)."""
+        """Each batch's rows set aside in a file of its own (read again, a chunk at a time;
+        a file is opened only to add a chunk's rows to it: batches may be many)."""
         files = [spill / f"batch{number}.pickle" for number in range(self.count)]
-        handles = [path.open("wb") for path in files]
-        try:
-            offset = 0
-            for chunk in self._chunks():
-                batch = chunk["patient_id"].map(plan).to_numpy()
-                for number in np.unique(batch):
-                    mine = np.flatnonzero(batch == number)
-                    part = (chunk.take(mine), mine + offset)
-                    pickle.dump(part, handles[int(number)], protocol=pickle.HIGHEST_PROTOCOL)
-                offset += len(chunk)
-        finally:
-            for handle in handles:
-                handle.close()
+        offset = 0
+        for chunk in self._chunks():
+            batch = chunk["patient_id"].map(plan).to_numpy()
+            for number in np.unique(batch):
+                mine = np.flatnonzero(batch == number)
+                with files[int(number)].open("ab") as handle:
+                    pickle.dump((chunk.take(mine), mine + offset), handle, pickle.HIGHEST_PROTOCOL)
+            offset += len(chunk)
         return files
 
 
@@ -332,6 +336,8 @@ def _load(path: Path, columns: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """A batch's rows as set aside, in input order, and their input rows (``columns``: the
     prepared table's columns, for a batch of patients without rows)."""
     frames, rows = [columns], [np.zeros(0, dtype="int64")]
+    if not path.exists():  # a batch of the patients table's patients without rows
+        return columns, rows[0]
     with path.open("rb") as handle:
         while True:
             try:

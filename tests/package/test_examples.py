@@ -108,6 +108,7 @@ def test_the_readme_api_tour_runs_as_written(monkeypatch: pytest.MonkeyPatch) ->
     scope: dict[str, object] = {}
     exec(compile(code, "README tour", "exec"), scope)
     assert scope["finding"] == scope["report"].finding_list[0]  # type: ignore[attr-defined]
+    assert scope["scored"].summary == scope["report"].summary  # type: ignore[attr-defined]
     # the example cohort has no creatine kinase: a site pack adding it changes no finding, but
     # the findings name the rules they were scored with
     site, report = scope["site"].findings, scope["report"].findings  # type: ignore[attr-defined]

@@ -4,6 +4,7 @@ batch size and however the patients' rows are scattered through the file."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -205,3 +206,10 @@ def test_any_order_and_batch_size_give_the_one_pass_findings(
         assert written.read_bytes() == expected.read_bytes()
     assert batched.summary == one.summary
     pd.testing.assert_frame_equal(batched.issues, one.issues)
+
+
+def test_a_process_that_dies_is_a_resource_error() -> None:
+    from lemlabs.streaming import _runner
+
+    with pytest.raises(lemlabs.ResourceError, match="ended abruptly"), _runner(2) as run:
+        list(run(os._exit, iter([3, 3, 3])))
