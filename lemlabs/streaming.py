@@ -164,8 +164,7 @@ def _score_batch(
 ) -> _Part:
     frame, rows = batch.load()
     part = score_prepared(frame, batch.people, table, packs, as_of=as_of, rows=rows)
-    tally = Tally()
-    tally.add(len(rows), part.results, part.findings)
+    tally = Tally.of(part.summary)
     lab_issues = part.issues[part.issues["source"].isin(LAB_ISSUE_SOURCES)]
     return _Part(tally, part.findings, lab_issues, part.results if results else None)
 

@@ -4,6 +4,7 @@ batches of one input, so that a file scored in batches is summed up as if scored
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,13 +44,33 @@ class Tally:
         )
         for column, key in CODE_COLUMNS:
             if column in skipped.columns:
-                for test, values in skipped.groupby("test", sort=False)[column]:
-                    found = {str(v).strip() for v in values} - {""}
-                    if found:
-                        self.codes.setdefault(str(test), {}).setdefault(key, set()).update(found)
+                pairs = skipped[["test", column]].drop_duplicates()
+                for test, value in zip(pairs["test"], pairs[column], strict=True):
+                    code = str(value).strip()
+                    if code:
+                        self.codes.setdefault(str(test), {}).setdefault(key, set()).add(code)
         self.findings += len(findings)
         self.conditions.update(findings["condition"].tolist())
         self.severities.update(str(s) for s in findings["severity"].tolist())
+
+    @classmethod
+    def of(cls, summary: Mapping[str, Any]) -> Tally:
+        """The counts behind a summary (what :meth:`summary` gave)."""
+        tally = cls(
+            rows_in=summary["rows_in"],
+            rows_normalised=summary["rows_normalised"],
+            rows_not_scored=summary["rows_not_scored"],
+            patients=summary["patients"],
+            findings=summary["findings"],
+            conditions=Counter(summary["findings_by_condition"]),
+            severities=Counter(summary["findings_by_severity"]),
+        )
+        for test, entry in summary["not_scored_by_test"].items():
+            tally.skipped.update({(test, reason): n for reason, n in entry["reasons"].items()})
+            codes = {key: set(entry[key]) for _, key in CODE_COLUMNS if key in entry}
+            if codes:
+                tally.codes[test] = codes
+        return tally
 
     def merge(self, other: Tally) -> None:
         """Count another part, counted apart (a batch scored by another process)."""
