@@ -36,7 +36,7 @@ from lemlabs.packs import PackPath, load_packs
 from lemlabs.packs.thresholds import Thresholds
 from lemlabs.pipeline import ThresholdInput, score_frame
 from lemlabs.stages.ingest import LAB_COLUMNS, check_duplicates
-from lemlabs.stages.normalise import HEADER_LINES, ISSUE_COLUMNS, REFERENCE_SOURCE
+from lemlabs.stages.normalise import HEADER_LINES, ISSUE_COLUMNS, LAB_ISSUE_SOURCES
 from lemlabs.tables import typed_findings
 
 ROW = "__lemlabs_row"
@@ -197,7 +197,7 @@ def _score_partition(
         patients = patients[patients["patient_id"].isin(part["patient_id"].str.strip().unique())]
     frame = part.drop(columns=ROW).reset_index(drop=True)
     report = score_frame(frame, patients, thresholds, packs=load_packs(packs))
-    issues = report.issues[report.issues["source"].isin(["labs", REFERENCE_SOURCE])].copy()
+    issues = report.issues[report.issues["source"].isin(LAB_ISSUE_SOURCES)].copy()
     issues["row"] = rows[issues["row"].to_numpy()] if len(issues) else issues["row"]
     counts: dict[str, Any] = {key: int(report.summary[key]) for key in COUNTS}
     counts["findings_by_condition"] = report.summary["findings_by_condition"]

@@ -30,7 +30,7 @@ from lemlabs.stages.monitoring import monitoring
 from lemlabs.stages.normalise import HEADER_LINES, LAB_ISSUE_SOURCES, normalise_prepared
 from lemlabs.stages.schedule import schedule_table
 from lemlabs.stages.summary import Tally
-from lemlabs.tables import ISSUE_TEXT, frame_of_columns, rows_of_frame, stable_dtypes
+from lemlabs.tables import frame_of_columns, rows_of_frame, stable_dtypes, typed_issues
 
 ThresholdInput = Thresholds | Mapping[str, Any] | str | os.PathLike[str] | None
 PackInput = Packs | PackPath | Iterable[PackPath] | None
@@ -56,8 +56,7 @@ class Report:
             table = getattr(self, name)
             if table is not None:
                 object.__setattr__(self, name, stable_dtypes(table))
-        text = [column for column in ISSUE_TEXT if column in self.issues.columns]
-        object.__setattr__(self, "issues", self.issues.astype(dict.fromkeys(text, object)))
+        object.__setattr__(self, "issues", typed_issues(self.issues))
 
     @cached_property
     def finding_list(self) -> tuple[Finding, ...]:

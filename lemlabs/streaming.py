@@ -41,7 +41,7 @@ from lemlabs.pipeline import PackInput, ThresholdInput, score_prepared
 from lemlabs.stages.facts import Progress
 from lemlabs.stages.normalise import LAB_ISSUE_SOURCES, patient_issues
 from lemlabs.stages.summary import Tally
-from lemlabs.tables import ISSUE_TEXT, stable_dtypes
+from lemlabs.tables import typed_issues
 
 BATCH_ROWS = 250_000
 """Rows per batch unless told (a patient with more rows is a batch of its own)."""
@@ -207,9 +207,7 @@ def _issues(lab_issues: list[pd.DataFrame], people: pd.DataFrame | None) -> pd.D
     )
     if people is not None:
         found = pd.concat([found, patient_issues(people)], ignore_index=True)
-    found = found.astype({"row": "int64", "line": "int64"})
-    text = [column for column in ISSUE_TEXT if column in found.columns]
-    return stable_dtypes(found).astype(dict.fromkeys(text, object))
+    return typed_issues(found.astype({"row": "int64", "line": "int64"}))
 
 
 class _Batches:
@@ -234,10 +232,7 @@ class _Batches:
 
     def batches(self, spill: Path) -> Iterator[_Batch]:
         if not self._chunked():
-            frame = read_labs(
-                self.labs, self.columns, self.sep, packs=self.packs, date_format=self.date_format
-            )
-            yield from self._in_memory(frame)
+            yield from self._in_memory(self._whole())
             return
         held: list[pd.DataFrame] = []
         counts: Counter[str] = Counter()
@@ -251,7 +246,7 @@ class _Batches:
             else:
                 held.clear()
         if held or total == 0:  # the whole file is one batch: no second reading
-            frame = pd.concat(held, ignore_index=True) if held else self._empty()
+            frame = pd.concat(held, ignore_index=True) if held else self._whole()
             yield from self._in_memory(frame)
             return
         plan = self._plan(counts)
@@ -271,8 +266,9 @@ class _Batches:
         for chunk in read_csv_chunks(self.labs, CHUNK_ROWS, self.sep):
             yield labs_of(chunk, name, self.columns, self.packs, self.date_format)
 
-    def _empty(self) -> pd.DataFrame:
-        """A header-only file, read whole (its columns are checked as in one pass)."""
+    def _whole(self) -> pd.DataFrame:
+        """The input read whole (not a CSV file; a header-only one, its columns checked as in
+        one pass)."""
         return read_labs(
             self.labs, self.columns, self.sep, packs=self.packs, date_format=self.date_format
         )

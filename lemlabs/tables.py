@@ -66,6 +66,14 @@ def stable_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def typed_issues(frame: pd.DataFrame) -> pd.DataFrame:
+    """The issues table's dtypes (``Report.issues``): :func:`stable_dtypes`, its text columns as
+    object even when empty."""
+    frame = stable_dtypes(frame)
+    text = [column for column in ISSUE_TEXT if column in frame.columns]
+    return frame.astype(dict.fromkeys(text, object))
+
+
 def typed_findings(frame: pd.DataFrame) -> pd.DataFrame:
     """The one set of dtypes of every findings table (``score_frame``, ``score_dask``): text as
     object, dates as ``datetime64[ns]``, severity an ordered categorical, grades and days as

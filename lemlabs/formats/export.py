@@ -22,6 +22,8 @@ from lemlabs.tables import FINDING_COLUMNS, rows_of_frame
 
 FORMATS = (".csv", ".json", ".jsonl", ".parquet", ".fhir.json", ".xlsx")
 JSON_COLUMNS = ("evidence", "notes")
+FLAT_TYPES = {"ctcae_grade": "Int64", "days_from_course": "Int64", "results_in_episode": "int64"}
+"""The flat findings table's typed columns (the others hold text)."""
 #: a spreadsheet reads a cell that begins with one of these as a formula (OWASP CSV injection)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 GUARD = "'"
@@ -119,10 +121,7 @@ def findings_table(findings: Sequence[Finding]) -> pd.DataFrame:
     for row in rows:
         for column in JSON_COLUMNS:
             row[column] = json.dumps(row[column], ensure_ascii=False)
-    frame = pd.DataFrame(rows, columns=FINDING_COLUMNS)
-    return frame.astype(
-        {"ctcae_grade": "Int64", "days_from_course": "Int64", "results_in_episode": "int64"}
-    )
+    return pd.DataFrame(rows, columns=FINDING_COLUMNS).astype(FLAT_TYPES)
 
 
 def flat_findings(findings: pd.DataFrame) -> pd.DataFrame:
@@ -132,23 +131,20 @@ def flat_findings(findings: pd.DataFrame) -> pd.DataFrame:
         return findings_table(())
     columns: dict[str, list[Any]] = {}
     for name in FINDING_COLUMNS:
-        values = findings[name].tolist()
+        column = findings[name]
         if name in JSON_COLUMNS:
-            values = [
-                json.dumps(list(items), ensure_ascii=False) if items else "[]" for items in values
+            columns[name] = [
+                json.dumps(list(items), ensure_ascii=False) if items else "[]"
+                for items in column.tolist()
             ]
         elif name in ("date", "episode_start"):
-            days = findings[name].dt.strftime("%Y-%m-%d")
-            values = days.astype(object).where(days.notna(), None).tolist()
+            days = column.dt.strftime("%Y-%m-%d")
+            columns[name] = days.astype(object).where(days.notna(), None).tolist()
         elif name in ("ctcae_grade", "days_from_course"):
-            values = [None if pd.isna(number) else int(number) for number in values]
-        elif name == "severity":
-            values = [str(severity) for severity in values]
-        columns[name] = values
-    frame = pd.DataFrame(columns, columns=FINDING_COLUMNS)
-    return frame.astype(
-        {"ctcae_grade": "Int64", "days_from_course": "Int64", "results_in_episode": "int64"}
-    )
+            columns[name] = [None if pd.isna(n) else int(n) for n in column.tolist()]
+        else:  # text, the severity's name, the count
+            columns[name] = (column.astype(str) if name == "severity" else column).tolist()
+    return pd.DataFrame(columns, columns=FINDING_COLUMNS).astype(FLAT_TYPES)
 
 
 def table_records(table: pd.DataFrame) -> list[dict[str, Any]]:
@@ -207,9 +203,10 @@ class CsvFile:
 
 
 class FindingsFile:
-    """A findings file written a part at a time (CSV, JSON or JSON Lines): the same file
-    :func:`write_findings` writes from all the parts' findings at once, in the parts' order.
-    :meth:`write` each part's typed findings table (``Report.findings``), then :meth:`close`."""
+    """A findings file written a part at a time (CSV, JSON or JSON Lines), the parts one
+    after the other: the same bytes as the parts' findings written at once.
+    :meth:`write` each part's typed findings table (``Report.findings``), or :meth:`write_table`
+    its flat table (:func:`findings_table`), then :meth:`close`."""
 
     FORMATS = (".csv", ".json", ".jsonl")
 
@@ -221,27 +218,28 @@ class FindingsFile:
                 f"{self.path}: findings are written a batch at a time as "
                 f"{', '.join(self.FORMATS)}, not {self.suffix}"
             )
-        self.count = 0
         self._csv = CsvFile(self.path) if self.suffix == ".csv" else None
         self._handle = None if self._csv else self.path.open("w", encoding="utf-8")
+        self._records = 0
 
     def write(self, findings: pd.DataFrame) -> None:
         """Append one part's findings."""
         if not findings.empty:
-            self._write(flat_findings(findings))
+            self.write_table(flat_findings(findings))
 
-    def _write(self, table: pd.DataFrame) -> None:
+    def write_table(self, table: pd.DataFrame) -> None:
+        """Append one part's flat findings table (a CSV's header with the first)."""
         if self._csv is not None:
             self._csv.write(table)
-        elif self._handle is not None:
-            for record in table_records(table):
-                if self.suffix == ".jsonl":
-                    self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-                else:  # an item of json.dumps(records, indent=1)
-                    text = json.dumps(record, ensure_ascii=False, indent=1).replace("\n", "\n ")
-                    self._handle.write(("[\n " if self.count == 0 else ",\n ") + text)
-                    self.count += 1
-        self.count = self.count if self.suffix == ".json" else self.count + len(table)
+            return
+        assert self._handle is not None
+        for record in table_records(table):
+            if self.suffix == ".jsonl":
+                self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            else:  # an item of json.dumps(records, indent=1)
+                text = json.dumps(record, ensure_ascii=False, indent=1).replace("\n", "\n ")
+                self._handle.write(("[\n " if self._records == 0 else ",\n ") + text)
+                self._records += 1
 
     def close(self) -> None:
         """End the file: the header of a CSV without findings, a JSON array's bracket."""
@@ -251,7 +249,7 @@ class FindingsFile:
             self._csv.close()
         elif self._handle is not None:
             if self.suffix == ".json":
-                self._handle.write("\n]\n" if self.count else "[]\n")
+                self._handle.write("\n]\n" if self._records else "[]\n")
             self._handle.close()
 
 
@@ -263,17 +261,14 @@ def write_findings_table(table: pd.DataFrame, path: str | Path) -> None:
         raise OutputError(f"{path}: FHIR output needs the findings, not the flat table")
     if suffix == ".xlsx":
         raise OutputError(f"{path}: Excel output needs the findings, not the flat table")
-    if suffix == ".csv":
-        write_csv(table, path)
-    elif suffix == ".parquet":
+    if suffix == ".parquet":
         table.to_parquet(path, index=False)
-    elif suffix == ".json":
-        path.write_text(
-            json.dumps(table_records(table), ensure_ascii=False, indent=1) + "\n", "utf-8"
-        )
-    else:
-        lines = (json.dumps(record, ensure_ascii=False) + "\n" for record in table_records(table))
-        path.write_text("".join(lines), "utf-8")
+        return
+    out = FindingsFile(path)
+    try:
+        out.write_table(table)
+    finally:
+        out.close()
 
 
 def write_findings(

@@ -4,6 +4,7 @@ batch size and however the patients' rows are scattered through the file."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -19,6 +20,8 @@ from lemlabs.errors import OutputError
 from lemlabs.formats.export import (
     RESULT_DATES,
     FindingsFile,
+    findings_table,
+    flat_findings,
     write_csv,
     write_findings,
     write_issues,
@@ -61,6 +64,14 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for suffix in SUFFIXES:
         out[suffix] = where / f"one.{suffix}"
         write_findings(one.findings, out[suffix])
+    # the findings table written as its Finding records are, and the one-pass files what
+    # json.dumps writes of their records, at once and a line each
+    pd.testing.assert_frame_equal(flat_findings(one.findings), findings_table(one.finding_list))
+    text = out["json"].read_text("utf-8")
+    assert text == json.dumps(json.loads(text), ensure_ascii=False, indent=1) + "\n"
+    lines = out["jsonl"].read_text("utf-8").split("\n")
+    assert lines[:-1] == [json.dumps(json.loads(line), ensure_ascii=False) for line in lines[:-1]]
+    assert lines[-1] == ""
     out["issues"] = where / "one_issues.csv"
     write_issues(one.issues, out["issues"])
     out["summary"] = where / "summary.txt"
