@@ -63,7 +63,7 @@ def _guard_column(cells: pd.Series) -> pd.Series:
         starts = cells.str.startswith((*FORMULA_STARTS, GUARD))
     except AttributeError:  # no text in it (all empty)
         return cells
-    flagged = starts.fillna(False).to_numpy(dtype=bool)
+    flagged = starts.to_numpy(dtype=bool, na_value=False)  # a cell that is not text: False
     if not flagged.any():
         return cells
     out = cells.astype(object)
@@ -101,7 +101,8 @@ def _has_cr(table: pd.DataFrame) -> bool:
     """Whether a text cell of ``table`` holds a carriage return."""
     for column in _text_columns(table):
         try:
-            if table[column].str.contains("\r", regex=False).fillna(False).any():
+            found = table[column].str.contains("\r", regex=False)
+            if found.to_numpy(dtype=bool, na_value=False).any():
                 return True
         except AttributeError:  # no text in it
             continue
