@@ -67,39 +67,69 @@ def _iso(times: np.ndarray) -> list[str]:
     return texts
 
 
+class _Columns(dict[str, list[Any]]):
+    """The context rows' columns as Python lists, each made when first read: findings read a
+    few of the fifty-odd columns, and a list of Python numbers costs some 32 bytes a cell
+    (1.1 GB for the 634 000 results of one patient's million rows when all were made).
+    Besides the columns: ``stamp`` (whole seconds since 1900), ``collected_iso`` (the time as
+    evidence writes it) and ``day_text`` (the day as messages write it); times as Python
+    datetimes (fast to compare)."""
+
+    def __init__(self, needed: pd.DataFrame) -> None:
+        super().__init__()
+        self._needed = needed
+
+    def __missing__(self, name: str) -> list[Any]:
+        self[name] = made = self._made(name)
+        return made
+
+    def _made(self, name: str) -> list[Any]:
+        needed = self._needed
+        if name in ("collected_at", "window_end"):  # pandas' Timestamps are slow to make
+            return needed[name].to_numpy(dtype="datetime64[us]").astype(object).tolist()
+        made: list[Any]
+        if name == "stamp":
+            made = seconds(needed["collected_at"]).tolist()
+            return made
+        if name == "collected_iso":
+            return _iso(needed["collected_at"].to_numpy(dtype="datetime64[us]"))
+        if name == "day_text":
+            days = needed["collected_at"].to_numpy(dtype="datetime64[D]")
+            made = np.datetime_as_string(days).tolist()
+            return made
+        if name not in needed.columns:
+            raise KeyError(name)
+        return needed[name].tolist()
+
+    def names(self) -> list[str]:
+        """Every name a record answers to."""
+        return [*self._needed.columns, "stamp", "collected_iso", "day_text"]
+
+
 class Record(Mapping[str, Any]):
     """One context row, read by field name from the columns it shares with the other rows (no
     dict per row: a finding run reads a few fields of hundreds of thousands of rows)."""
 
     __slots__ = ("_at", "_columns")
 
-    def __init__(self, columns: dict[str, list[Any]], at: int) -> None:
+    def __init__(self, columns: _Columns, at: int) -> None:
         self._columns, self._at = columns, at
 
     def __getitem__(self, name: str) -> Any:
         return self._columns[name][self._at]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._columns)
+        return iter(self._columns.names())
 
     def __len__(self) -> int:
-        return len(self._columns)
+        return len(self._columns.names())
 
 
 def records_of(needed: pd.DataFrame) -> dict[int, Record]:
-    """Context rows by row number as records (:class:`Record`), times as Python datetimes (fast to
-    compare), ``stamp`` (whole seconds since 1900), ``collected_iso`` (the time as evidence
-    writes it) and ``day_text`` (the day as messages write it)."""
-    columns = list(needed.columns)
-    times = ("collected_at", "window_end")  # pandas' Timestamps are slow to make and compare
-    values = {name: needed[name].tolist() for name in columns if name not in times}
-    for name in times:
-        values[name] = needed[name].to_numpy(dtype="datetime64[us]").astype(object).tolist()
-    values["stamp"] = seconds(needed["collected_at"]).tolist()
-    values["collected_iso"] = _iso(needed["collected_at"].to_numpy(dtype="datetime64[us]"))
-    days = needed["collected_at"].to_numpy(dtype="datetime64[D]")
-    values["day_text"] = np.datetime_as_string(days).tolist()
-    return {row: Record(values, at) for at, row in enumerate(needed.index.tolist())}
+    """Context rows by row number as records (:class:`Record`), their columns made when first
+    read (:class:`_Columns`)."""
+    columns = _Columns(needed)
+    return {row: Record(columns, at) for at, row in enumerate(needed.index.tolist())}
 
 
 def _plain(when: Any) -> dt.datetime:
