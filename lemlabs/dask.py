@@ -36,7 +36,7 @@ from lemlabs.packs import PackPath, load_packs
 from lemlabs.packs.thresholds import Thresholds
 from lemlabs.pipeline import ThresholdInput, score_frame
 from lemlabs.stages.ingest import LAB_COLUMNS, check_duplicates
-from lemlabs.stages.normalise import HEADER_LINES, ISSUE_COLUMNS, LAB_ISSUE_SOURCES
+from lemlabs.stages.normalise import ISSUE_COLUMNS, LAB_ISSUE_SOURCES, line_of
 from lemlabs.tables import typed_findings
 
 ROW = "__lemlabs_row"
@@ -178,7 +178,7 @@ def _findings_with_rows(findings: pd.DataFrame, lengths: Sequence[int]) -> pd.Da
 def _issues_with_rows(issues: pd.DataFrame, lengths: Sequence[int]) -> pd.DataFrame:
     """Packed row ids of the issues → 0-based positions in the whole input."""
     rows = _global_rows(issues["row"].to_numpy(), lengths)
-    return _typed_issues(issues.assign(row=rows, line=rows + HEADER_LINES + 1))
+    return _typed_issues(issues.assign(row=rows, line=line_of(rows)))
 
 
 def _typed_issues(frame: pd.DataFrame) -> pd.DataFrame:

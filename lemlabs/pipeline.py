@@ -27,7 +27,7 @@ from lemlabs.stages.findings import assemble, in_row_order
 from lemlabs.stages.findings.reference import assemble_plainly
 from lemlabs.stages.ingest import check_as_of, rows_as_frame
 from lemlabs.stages.monitoring import monitoring
-from lemlabs.stages.normalise import HEADER_LINES, LAB_ISSUE_SOURCES, normalise_prepared
+from lemlabs.stages.normalise import LAB_ISSUE_SOURCES, line_of, normalise_prepared
 from lemlabs.stages.schedule import schedule_table
 from lemlabs.stages.summary import Tally
 from lemlabs.tables import frame_of_columns, rows_of_frame, stable_dtypes, typed_issues
@@ -246,7 +246,7 @@ def _renumbered(
         issues = issues.copy()
         moved = rows[issues.loc[of_labs, "row"].to_numpy()]
         issues.loc[of_labs, "row"] = moved
-        issues.loc[of_labs, "line"] = moved + HEADER_LINES + 1
+        issues.loc[of_labs, "line"] = line_of(moved)
     return results, issues
 
 

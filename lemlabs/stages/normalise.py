@@ -49,6 +49,13 @@ ISSUE_COLUMNS = ["row", "line", "patient_id", "field", "raw_value", "reason", "s
 the header counted (``row + 2``: a CSV with one header line and no line breaks inside quoted
 fields; for a DataFrame, the line the row has in ``to_csv(index=False)``)."""
 HEADER_LINES = 1
+
+
+def line_of(rows: np.ndarray) -> np.ndarray:
+    """The file lines of 0-based input rows (see :data:`ISSUE_COLUMNS`)."""
+    return rows + HEADER_LINES + 1
+
+
 MAX_RAW_IN_ISSUE = 200
 #: the longest text lemlabs reads in a lab field (ids, test names, codes, bounds); a longer one
 #: makes the row a data issue before any parsing or caching (``value`` and ``unit`` have their
@@ -585,7 +592,7 @@ def _lab_bounds(
     issues = pd.DataFrame(
         {
             "row": refused,
-            "line": refused + HEADER_LINES + 1,
+            "line": line_of(refused),
             "patient_id": rows.patient_ids[refused],
             "field": field[refused],
             "raw_value": [_clip(str(frame.at[i, str(field[i])])) for i in refused],
@@ -615,7 +622,7 @@ def _tables(
     issues = pd.DataFrame(
         {
             "row": np.arange(len(frame))[~accepted],
-            "line": np.arange(len(frame))[~accepted] + HEADER_LINES + 1,
+            "line": line_of(np.arange(len(frame))[~accepted]),
             "patient_id": rows.patient_ids[~accepted],
             "field": rows.problems.field[~accepted],
             "raw_value": _raw_for(frame, rows.problems, ~accepted),
@@ -733,7 +740,7 @@ def _issue_rows(
     return pd.DataFrame(
         {
             "row": rows.index.to_numpy(),
-            "line": rows.index.to_numpy() + HEADER_LINES + 1 if line is None else line,
+            "line": line_of(rows.index.to_numpy()) if line is None else line,
             "patient_id": rows["patient_id"].to_numpy(),
             "field": field,
             "raw_value": raw,
