@@ -131,21 +131,16 @@ def score_file(
 
 @dataclass(frozen=True)
 class _Batch:
-    """One batch of patients: its rows (or the file they were set aside in), their input rows
-    and the patients' records."""
+    """One batch of patients: how to load its rows with their input rows (from memory, or
+    from the file they were set aside in: :func:`_load`), and the patients' records."""
 
-    frame: pd.DataFrame | None
-    rows: np.ndarray
+    load: Callable[[], tuple[pd.DataFrame, np.ndarray]]
     people: pd.DataFrame | None
-    spilled: Path | None = None
-    columns: pd.DataFrame | None = None
 
-    def load(self) -> tuple[pd.DataFrame, np.ndarray]:
-        if self.spilled is None:
-            assert self.frame is not None
-            return self.frame, self.rows
-        assert self.columns is not None
-        return _load(self.spilled, self.columns)
+
+def _held(frame: pd.DataFrame, rows: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """A batch's rows held in memory and their input rows."""
+    return frame, rows
 
 
 @dataclass(frozen=True)
@@ -252,8 +247,7 @@ class _Batches:
         plan = self._plan(counts)
         files = self._spill(plan, spill)
         for number, path in enumerate(files):
-            empty = np.zeros(0, dtype="int64")
-            yield _Batch(None, empty, self._people_of(plan, number), path, self._columns)
+            yield _Batch(partial(_load, path, self._columns), self._people_of(plan, number))
 
     def _chunked(self) -> bool:
         return isinstance(self.labs, str | os.PathLike) and (
@@ -276,13 +270,13 @@ class _Batches:
     def _in_memory(self, frame: pd.DataFrame) -> Iterator[_Batch]:
         plan = self._plan(_rows_per_patient(frame))
         if self.count <= 1:
-            yield _Batch(frame, np.arange(len(frame)), self.people)
+            yield _Batch(partial(_held, frame, np.arange(len(frame))), self.people)
             return
         batch = frame["patient_id"].map(plan).to_numpy()
         for number in range(self.count):
             rows = np.flatnonzero(batch == number)
             part = frame.take(rows).reset_index(drop=True)
-            yield _Batch(part, rows, self._people_of(plan, number))
+            yield _Batch(partial(_held, part, rows), self._people_of(plan, number))
 
     def _plan(self, counts: Counter[str]) -> dict[str, int]:
         """Each patient's batch: ids in order, a batch filled up to ``batch_rows`` rows (the
