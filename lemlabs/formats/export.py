@@ -27,6 +27,8 @@ FLAT_TYPES = {"ctcae_grade": "Int64", "days_from_course": "Int64", "results_in_e
 #: a spreadsheet reads a cell that begins with one of these as a formula (OWASP CSV injection)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 GUARD = "'"
+_TEXT = json.JSONEncoder(ensure_ascii=False).encode
+"""``json.dumps(item, ensure_ascii=False)``, the encoder made once (not once per cell)."""
 _PLAIN_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 
 
@@ -121,7 +123,7 @@ def findings_table(findings: Sequence[Finding]) -> pd.DataFrame:
     rows = [finding.to_dict() for finding in findings]
     for row in rows:
         for column in JSON_COLUMNS:
-            row[column] = json.dumps(row[column], ensure_ascii=False)
+            row[column] = _TEXT(row[column])
     return pd.DataFrame(rows, columns=FINDING_COLUMNS).astype(FLAT_TYPES)
 
 
@@ -134,10 +136,7 @@ def flat_findings(findings: pd.DataFrame) -> pd.DataFrame:
     for name in FINDING_COLUMNS:
         column = findings[name]
         if name in JSON_COLUMNS:
-            columns[name] = [
-                json.dumps(list(items), ensure_ascii=False) if items else "[]"
-                for items in column.tolist()
-            ]
+            columns[name] = [_TEXT(list(items)) if items else "[]" for items in column.tolist()]
         elif name in ("date", "episode_start"):
             days = column.dt.strftime("%Y-%m-%d")
             columns[name] = days.astype(object).where(days.notna(), None).tolist()
@@ -236,7 +235,7 @@ class FindingsFile:
         assert self._handle is not None
         for record in table_records(table):
             if self.suffix == ".jsonl":
-                self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                self._handle.write(_TEXT(record) + "\n")
             else:  # an item of json.dumps(records, indent=1)
                 text = json.dumps(record, ensure_ascii=False, indent=1).replace("\n", "\n ")
                 self._handle.write(("[\n " if self._records == 0 else ",\n ") + text)
