@@ -232,20 +232,23 @@ class _Batches:
         held: list[pd.DataFrame] = []
         counts: Counter[str] = Counter()
         total = 0
-        for chunk in self._chunks():
-            self._columns = chunk.head(0)
-            counts.update(_rows_per_patient(chunk))
-            total += len(chunk)
-            if total <= self.batch_rows:
+        prepared = spill / "prepared.pickle"  # the prepared chunks, once the file outgrows a batch
+        with prepared.open("wb") as aside:
+            for chunk in self._chunks():
+                self._columns = chunk.head(0)
+                counts.update(_rows_per_patient(chunk))
+                total += len(chunk)
                 held.append(chunk)
-            else:
-                held.clear()
-        if held or total == 0:  # the whole file is one batch: no second reading
+                if total > self.batch_rows:
+                    for each in held:
+                        pickle.dump(each, aside, pickle.HIGHEST_PROTOCOL)
+                    held.clear()
+        if total <= self.batch_rows:  # the whole file is one batch: no second reading
             frame = pd.concat(held, ignore_index=True) if held else self._whole()
             yield from self._in_memory(frame)
             return
         plan = self._plan(counts)
-        files = self._spill(plan, spill)
+        files = self._spill(plan, _set_aside(prepared), spill)
         for number, path in enumerate(files):
             yield _Batch(partial(_load, path, self._columns), self._people_of(plan, number))
 
@@ -300,12 +303,15 @@ class _Batches:
         mine: pd.DataFrame = self.people[ids.map(plan).to_numpy() == number]
         return mine
 
-    def _spill(self, plan: dict[str, int], spill: Path) -> list[Path]:
-        """Each batch's rows set aside in a file of its own (read again, a chunk at a time;
-        a file is opened only to add a chunk's rows to it: batches may be many)."""
+    def _spill(
+        self, plan: dict[str, int], chunks: Iterator[pd.DataFrame], spill: Path
+    ) -> list[Path]:
+        """Each batch's rows (of the prepared ``chunks``, in input order) set aside in a file of
+        its own (read again, a chunk at a time; a file is opened only to add a chunk's rows to
+        it: batches may be many)."""
         files = [spill / f"batch{number}.pickle" for number in range(self.count)]
         offset = 0
-        for chunk in self._chunks():
+        for chunk in chunks:
             batch = chunk["patient_id"].map(plan).to_numpy()
             for number in np.unique(batch):
                 mine = np.flatnonzero(batch == number)
@@ -313,6 +319,17 @@ class _Batches:
                     pickle.dump((chunk.take(mine), mine + offset), handle, pickle.HIGHEST_PROTOCOL)
             offset += len(chunk)
         return files
+
+
+def _set_aside(path: Path) -> Iterator[pd.DataFrame]:
+    """The prepared chunks set aside in ``path``, in order (the file removed once read)."""
+    with path.open("rb") as handle:
+        while True:
+            try:
+                yield pickle.load(handle)
+            except EOFError:
+                break
+    path.unlink()
 
 
 def _rows_per_patient(frame: pd.DataFrame) -> Counter[str]:

@@ -102,6 +102,34 @@ def test_batches_write_what_one_pass_writes(
         assert scored.batches > 1 + 12 * (batch_rows < 400)  # patients, the row without one
 
 
+@pytest.mark.parametrize(("chunk_rows", "batch_rows"), [(1, 400), (97, 7), (500, 400), (500, 1500)])
+def test_a_file_read_in_many_chunks_writes_what_one_pass_writes(
+    files: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    chunk_rows: int,
+    batch_rows: int,
+) -> None:
+    """A CSV is read a chunk at a time: the chunks set aside before the file outgrows a batch,
+    and those after, give every batch its rows in input order."""
+    monkeypatch.setattr(lemlabs.streaming, "CHUNK_ROWS", chunk_rows)
+    rows = len(pd.read_csv(files["labs"], dtype=str))
+    assert rows > 2 * max(chunk_rows, batch_rows)  # several chunks, several batches
+    findings, issues = tmp_path / "f.jsonl", tmp_path / "issues.csv"
+    scored = lemlabs.score_file(
+        files["labs"],
+        files["patients"],
+        findings=findings,
+        issues=issues,
+        batch_rows=batch_rows,
+        as_of=AS_OF,
+    )
+    assert scored.batches > 1
+    assert findings.read_bytes() == files["jsonl"].read_bytes()
+    assert issues.read_bytes() == files["issues"].read_bytes()
+    assert repr(scored.summary) == files["summary"].read_text()
+
+
 def test_batches_scored_side_by_side_write_what_one_pass_writes(
     files: dict[str, Path], tmp_path: Path
 ) -> None:
