@@ -8,6 +8,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -79,23 +80,27 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
+def _as_one_pass(
+    files: dict[str, Path], tmp_path: Path, suffix: str, **options: Any
+) -> lemlabs.Scored:
+    """``score_file`` with ``options``, its findings file (as ``suffix``), issues and summary
+    checked against one pass's."""
+    findings, issues = tmp_path / f"f.{suffix}", tmp_path / "issues.csv"
+    scored = lemlabs.score_file(
+        files["labs"], files["patients"], findings=findings, issues=issues, as_of=AS_OF, **options
+    )
+    assert findings.read_bytes() == files[suffix].read_bytes()
+    assert issues.read_bytes() == files["issues"].read_bytes()
+    assert repr(scored.summary) == files["summary"].read_text()
+    return scored
+
+
 @pytest.mark.parametrize("batch_rows", [1, 7, 400, 10**9])
 @pytest.mark.parametrize("suffix", SUFFIXES)
 def test_batches_write_what_one_pass_writes(
     files: dict[str, Path], tmp_path: Path, batch_rows: int, suffix: str
 ) -> None:
-    findings, issues = tmp_path / f"f.{suffix}", tmp_path / "issues.csv"
-    scored = lemlabs.score_file(
-        files["labs"],
-        files["patients"],
-        findings=findings,
-        issues=issues,
-        batch_rows=batch_rows,
-        as_of=AS_OF,
-    )
-    assert findings.read_bytes() == files[suffix].read_bytes()
-    assert issues.read_bytes() == files["issues"].read_bytes()
-    assert repr(scored.summary) == files["summary"].read_text()
+    scored = _as_one_pass(files, tmp_path, suffix, batch_rows=batch_rows)
     if batch_rows == 10**9:
         assert scored.batches == 1
     else:
@@ -115,38 +120,13 @@ def test_a_file_read_in_many_chunks_writes_what_one_pass_writes(
     monkeypatch.setattr(lemlabs.streaming, "CHUNK_ROWS", chunk_rows)
     rows = len(pd.read_csv(files["labs"], dtype=str))
     assert rows > 2 * max(chunk_rows, batch_rows)  # several chunks, several batches
-    findings, issues = tmp_path / "f.jsonl", tmp_path / "issues.csv"
-    scored = lemlabs.score_file(
-        files["labs"],
-        files["patients"],
-        findings=findings,
-        issues=issues,
-        batch_rows=batch_rows,
-        as_of=AS_OF,
-    )
-    assert scored.batches > 1
-    assert findings.read_bytes() == files["jsonl"].read_bytes()
-    assert issues.read_bytes() == files["issues"].read_bytes()
-    assert repr(scored.summary) == files["summary"].read_text()
+    assert _as_one_pass(files, tmp_path, "jsonl", batch_rows=batch_rows).batches > 1
 
 
 def test_batches_scored_side_by_side_write_what_one_pass_writes(
     files: dict[str, Path], tmp_path: Path
 ) -> None:
-    findings, issues = tmp_path / "f.csv", tmp_path / "issues.csv"
-    scored = lemlabs.score_file(
-        files["labs"],
-        files["patients"],
-        findings=findings,
-        issues=issues,
-        batch_rows=300,
-        as_of=AS_OF,
-        jobs=2,
-    )
-    assert scored.batches > 2
-    assert findings.read_bytes() == files["csv"].read_bytes()
-    assert issues.read_bytes() == files["issues"].read_bytes()
-    assert repr(scored.summary) == files["summary"].read_text()
+    assert _as_one_pass(files, tmp_path, "csv", batch_rows=300, jobs=2).batches > 2
 
 
 def test_a_table_in_memory_is_scored_in_batches_too(files: dict[str, Path], tmp_path: Path) -> None:
