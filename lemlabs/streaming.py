@@ -2,11 +2,11 @@
 every stage and its findings are written before the next batch is read, so that memory is set
 by the batch, not by the file.
 
-A CSV file is read twice, a chunk at a time: once for its patients (how many rows each has),
-then to set each batch's rows aside in a temporary file. Patients are batched in the order the
-findings are sorted in (their ids), never split, so that the batches' findings, written one
-after the other, are the file a single pass writes. Other inputs (Parquet, SAS, a DataFrame or
-an open file) are read whole and scored in batches.
+A CSV file is parsed once, a chunk at a time, counting its patients' rows; once it outgrows a
+batch, its prepared chunks are set aside in a temporary file, then dealt to a file per batch.
+Patients are batched in the order the findings are sorted in (their ids), never split, so that
+the batches' findings, written one after the other, are the file a single pass writes. Other
+inputs (Parquet, SAS, a DataFrame or an open file) are read whole and scored in batches.
 """
 
 from __future__ import annotations
@@ -307,8 +307,7 @@ class _Batches:
         self, plan: dict[str, int], chunks: Iterator[pd.DataFrame], spill: Path
     ) -> list[Path]:
         """Each batch's rows (of the prepared ``chunks``, in input order) set aside in a file of
-        its own (read again, a chunk at a time; a file is opened only to add a chunk's rows to
-        it: batches may be many)."""
+        its own (a file is opened only to add a chunk's rows to it: batches may be many)."""
         files = [spill / f"batch{number}.pickle" for number in range(self.count)]
         offset = 0
         for chunk in chunks:
