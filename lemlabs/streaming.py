@@ -243,12 +243,12 @@ class _Batches:
                     for each in held:
                         pickle.dump(each, aside, pickle.HIGHEST_PROTOCOL)
                     held.clear()
-        if total <= self.batch_rows:  # the whole file is one batch: no second reading
+        if total <= self.batch_rows:  # the whole file is one batch, held: nothing set aside
             frame = pd.concat(held, ignore_index=True) if held else self._whole()
             yield from self._in_memory(frame)
             return
         plan = self._plan(counts)
-        files = self._spill(plan, _set_aside(prepared), spill)
+        files = self._spill(plan, _unpickled(prepared), spill)
         for number, path in enumerate(files):
             yield _Batch(partial(_load, path, self._columns), self._people_of(plan, number))
 
@@ -320,8 +320,9 @@ class _Batches:
         return files
 
 
-def _set_aside(path: Path) -> Iterator[pd.DataFrame]:
-    """The prepared chunks set aside in ``path``, in order (the file removed once read)."""
+def _unpickled(path: Path) -> Iterator[Any]:
+    """The objects pickled one after the other in ``path``, in order (the file removed once
+    read)."""
     with path.open("rb") as handle:
         while True:
             try:
@@ -343,13 +344,7 @@ def _load(path: Path, columns: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     frames, rows = [columns], [np.zeros(0, dtype="int64")]
     if not path.exists():  # a batch of the patients table's patients without rows
         return columns, rows[0]
-    with path.open("rb") as handle:
-        while True:
-            try:
-                frame, positions = pickle.load(handle)
-            except EOFError:
-                break
-            frames.append(frame)
-            rows.append(positions)
-    path.unlink()
+    for frame, positions in _unpickled(path):
+        frames.append(frame)
+        rows.append(positions)
     return pd.concat(frames, ignore_index=True), np.concatenate(rows)
